@@ -1,0 +1,143 @@
+"""Model files: safetensors weights + JSON config and versions in the metadata. No pickle.
+
+``checkpoint_id(path)`` is the first 16 hex digits of the file's sha256; a prior's metadata holds
+the id of the codec it was trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .config import CodecConfig, build, to_dict
+from .errors import CheckpointError, ConfigError
+
+FORMAT_VERSION = "1"
+SUPPORTED_FORMATS = ("1",)
+DEFAULT_DIR = Path(__file__).parent / "models"
+DEFAULT_CODEC = DEFAULT_DIR / "codec.safetensors"
+DEFAULT_PRIOR = DEFAULT_DIR / "prior.safetensors"
+
+
+def checkpoint_id(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def save_model(
+    model: nn.Module, path: str | Path, kind: str, config: Any, extra: dict[str, str] | None = None,
+    half: bool = False,
+) -> str:
+    """Write ``model``'s weights with its config atomically; returns the new file's id.
+
+    ``half`` stores floating weights as float16 (they are upcast to float32 on load).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        name = name.removeprefix("_orig_mod.").removeprefix("module.")
+        tensor = tensor.detach().cpu().contiguous()
+        if half and tensor.is_floating_point():
+            tensor = tensor.half()
+        state[name] = tensor.clone()
+    metadata = {
+        "vqaudio.kind": kind,
+        "vqaudio.format": FORMAT_VERSION,
+        "vqaudio.version": __version__,
+        "vqaudio.config": json.dumps(to_dict(config)),
+        **(extra or {}),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file(state, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return checkpoint_id(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a vqaudio model file (checks it exists and is safetensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file")
+    try:
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            if header_len <= 0 or header_len > 100_000_000:
+                raise ValueError("bad header length")
+            header = json.loads(f.read(header_len))
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        raise CheckpointError(f"{path}: not a safetensors model file ({e})") from None
+    metadata = header.get("__metadata__") or {}
+    if "vqaudio.kind" not in metadata:
+        raise CheckpointError(f"{path}: not a vqaudio model file (no vqaudio metadata)")
+    version = metadata.get("vqaudio.format")
+    if version not in SUPPORTED_FORMATS:
+        raise CheckpointError(
+            f"{path}: unsupported model format version {version}; this vqaudio reads "
+            + ", ".join(SUPPORTED_FORMATS)
+        )
+    return metadata
+
+
+def load_state(path: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
+    """(state dict, config dict, metadata) of a model file of the given kind."""
+    metadata = read_metadata(path)
+    if metadata["vqaudio.kind"] != kind:
+        raise CheckpointError(f"{path}: is a {metadata['vqaudio.kind']} model, expected a {kind}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: corrupt weights ({e})") from None
+    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
+    return state, json.loads(metadata["vqaudio.config"]), metadata
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Strict load with a readable error."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
+
+
+def save_codec(codec: nn.Module, path: str | Path, half: bool = False) -> str:
+    return save_model(codec, path, "codec", codec.config, half=half)
+
+
+def load_codec(path: str | Path | None = None, device: str | torch.device = "cpu"):
+    """Load a codec file (None: the default model shipped in the package), eval mode."""
+    from .codec import Codec
+
+    if path is None:
+        path = DEFAULT_CODEC
+        if not path.is_file():
+            raise CheckpointError(
+                "no default codec ships with this install yet; pass a model file (--codec PATH), "
+                "e.g. one made by `vqaudio train recipes/tiny-codec.yaml`"
+            )
+    state, raw, _ = load_state(path, "codec")
+    try:
+        config = build(CodecConfig, raw, "codec")
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: config does not fit this vqaudio ({e})") from None
+    codec = Codec(config)
+    load_into(codec, state, path)
+    codec.checkpoint_id = checkpoint_id(path)
+    codec.checkpoint_path = Path(path)
+    return codec.to(device).eval()

@@ -1,0 +1,98 @@
+"""Codec: wav (B, C, T) -> Codes -> wav, and the training forward pass with its losses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..codes import Codes
+from ..config import CodecConfig
+from .decoder import Decoder
+from .encoder import Encoder
+from .quantize import MultiScaleQuantizer
+
+
+@dataclass
+class CodecOutput:
+    wav: Tensor  # (B, C, T) reconstruction, same length as the input
+    codes: Codes
+    codebook_loss: Tensor
+    commitment_loss: Tensor
+    usage: list[float] = field(default_factory=list)
+    perplexity: list[float] = field(default_factory=list)
+
+    @property
+    def vq_loss(self) -> Tensor:
+        """Codebook loss + beta * commitment loss (beta applied by the codec's config)."""
+        return self.codebook_loss + self.commitment_loss
+
+
+class Codec(nn.Module):
+    """Neural audio codec. ``encode(wav, bitrate) -> Codes``, ``decode(codes) -> wav``.
+
+    wav is float in [-1, 1] at ``config.sample_rate`` with ``config.channels`` channels; any length
+    works (padded to whole coarse frames internally, cropped back on decode).
+    """
+
+    def __init__(self, config: CodecConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.quantizer = MultiScaleQuantizer(config)
+        self.decoder = Decoder(config)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def bitrates(self) -> tuple[float, ...]:
+        """Bits per second (per channel) of each operating point: the first 1, 2, ... levels."""
+        return self.config.bitrates
+
+    def _pad(self, wav: Tensor) -> Tensor:
+        block = self.config.block_samples
+        return F.pad(wav, (0, (-wav.shape[-1]) % block))
+
+    @torch.no_grad()
+    def encode(self, wav: Tensor, bitrate: float | None = None) -> Codes:
+        """wav (B, C, T) -> Codes of the levels that fit ``bitrate`` bits/s (None: all levels)."""
+        num_levels = self.config.levels_for_bitrate(bitrate)
+        z = self.encoder(self._pad(wav))
+        codes = self.quantizer.encode(z, num_levels)
+        codes.num_samples = wav.shape[-1]
+        return codes
+
+    @torch.no_grad()
+    def decode(self, codes: Codes) -> Tensor:
+        """Codes (any prefix of the levels) -> wav (B, C, num_samples)."""
+        wav = self.decoder(self.quantizer.decode(codes))
+        if codes.num_samples is not None:
+            wav = wav[..., : codes.num_samples]
+        return wav
+
+    def forward(self, wav: Tensor, num_levels: int | None = None) -> CodecOutput:
+        """Training/eval pass: reconstruct ``wav`` through the quantizer with straight-through
+        gradients. In training, quantizer dropout keeps a random prefix of levels per item."""
+        length = wav.shape[-1]
+        z = self.encoder(self._pad(wav))
+        keep = None
+        if self.training and num_levels is None and self.config.quantizer_dropout > 0:
+            batch = wav.shape[0]
+            keep = torch.full((batch,), self.config.num_levels, device=wav.device)
+            drop = torch.rand(batch, device=wav.device) < self.config.quantizer_dropout
+            random_levels = torch.randint(1, self.config.num_levels + 1, (batch,), device=wav.device)
+            keep = torch.where(drop, random_levels, keep)
+        q = self.quantizer(z, num_levels, keep)
+        wav_hat = self.decoder(q.z_q)[..., :length]
+        q.codes.num_samples = length
+        return CodecOutput(
+            wav_hat, q.codes, self.config.codebook_weight * q.codebook_loss,
+            self.config.commitment_weight * q.commitment_loss, q.usage, q.perplexity,
+        )
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,229 @@
+"""Vector quantization per the VQ-VAE objective, and the multi-scale (hierarchical) stack of it.
+
+VectorQuantizer: nearest code by Euclidean distance (in an optional low-dim, optionally
+L2-normalised space), straight-through gradient, codebook loss ||sg[z_e] - e||^2 that reaches only
+the codebook and commitment loss beta ||z_e - sg[e]||^2 that reaches only the encoder. Options:
+EMA codebook updates, k-means initialisation, dead-code restarts.
+
+MultiScaleQuantizer: level k average-pools the residual by level_strides[k], quantizes it,
+upsamples (repeat) and subtracts; coarse levels first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from ..codes import Codes
+from ..config import CodecConfig
+from ..layers import WNConv1d
+
+
+@dataclass
+class QuantizerOutput:
+    z_q: Tensor  # (B, D, T) quantized latents, straight-through
+    codes: Codes
+    codebook_loss: Tensor  # scalar, summed over levels used
+    commitment_loss: Tensor  # scalar, summed over levels used (beta NOT applied)
+    usage: list[float]  # per level: fraction of codes used in this batch
+    perplexity: list[float]  # per level: exp(entropy) of this batch's code histogram
+
+
+def _kmeans(vectors: Tensor, k: int, iters: int = 10) -> Tensor:
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    pick = torch.randint(len(vectors), (k,), generator=generator).to(vectors.device)
+    centers = vectors[pick].clone()
+    for _ in range(iters):
+        assign = torch.cdist(vectors, centers).argmin(dim=1)
+        sums = torch.zeros_like(centers).index_add_(0, assign, vectors)
+        counts = torch.bincount(assign, minlength=k).unsqueeze(1)
+        centers = torch.where(counts > 0, sums / counts.clamp(min=1), centers)
+    return centers
+
+
+class VectorQuantizer(nn.Module):
+    """One codebook. ``encode(z) -> (B, T) codes`` and ``decode(codes) -> (B, D, T)`` are symmetric."""
+
+    def __init__(
+        self,
+        dim: int,
+        codebook_size: int,
+        codebook_dim: int = 0,
+        l2_normalize: bool = False,
+        ema_decay: float = 0.0,
+        kmeans_init: bool = False,
+        dead_code_threshold: float = 0.0,
+    ):
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.l2_normalize = l2_normalize
+        self.ema_decay = ema_decay
+        self.dead_code_threshold = dead_code_threshold
+        lookup_dim = codebook_dim or dim
+        factorized = bool(codebook_dim) and codebook_dim != dim
+        self.in_proj = WNConv1d(dim, lookup_dim, 1) if factorized else nn.Identity()
+        self.out_proj = WNConv1d(lookup_dim, dim, 1) if factorized else nn.Identity()
+        codebook = torch.randn(codebook_size, lookup_dim)
+        if ema_decay > 0:
+            # EMA codebooks are running averages, not parameters (no codebook loss gradient).
+            self.register_buffer("codebook", codebook)
+            self.register_buffer("ema_count", torch.ones(codebook_size))
+            self.register_buffer("ema_sum", codebook.clone())
+        else:
+            self.codebook = nn.Parameter(codebook)
+        self.register_buffer("usage_ema", torch.ones(codebook_size))
+        self.register_buffer("initialized", torch.tensor(not kmeans_init))
+
+    def _normed(self, x: Tensor) -> Tensor:
+        return F.normalize(x, dim=-1) if self.l2_normalize else x
+
+    def nearest(self, vectors: Tensor) -> Tensor:
+        """Index of the nearest code (Euclidean, in the lookup space) for each row of (N, d)."""
+        vectors, codebook = self._normed(vectors), self._normed(self.codebook)
+        distance = (
+            vectors.pow(2).sum(1, keepdim=True)
+            - 2 * vectors @ codebook.t()
+            + codebook.pow(2).sum(1).unsqueeze(0)
+        )
+        return distance.argmin(dim=1)
+
+    def encode(self, z: Tensor) -> Tensor:
+        """z (B, D, T) -> codes (B, T)."""
+        z_e = rearrange(self.in_proj(z), "b d t -> b t d")
+        return self.nearest(z_e.reshape(-1, z_e.shape[-1])).view(z_e.shape[:2])
+
+    def lookup(self, codes: Tensor) -> Tensor:
+        """codes (B, T) -> code vectors (B, d, T) in the lookup space."""
+        return rearrange(self._normed(F.embedding(codes, self.codebook)), "b t d -> b d t")
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """codes (B, T) -> z_q (B, D, T)."""
+        return self.out_proj(self.lookup(codes))
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """z (B, D, T) -> (z_q, codes, codebook_loss, commitment_loss)."""
+        z_e = self._normed(rearrange(self.in_proj(z), "b d t -> b t d"))
+        flat = z_e.reshape(-1, z_e.shape[-1])
+        if self.training and not bool(self.initialized):
+            self._kmeans_init(flat.detach())
+        codes = self.nearest(flat)
+        e = self._normed(F.embedding(codes, self.codebook)).view_as(z_e)
+        codebook_loss = F.mse_loss(e, z_e.detach())  # ||sg[z_e] - e||^2: reaches only the codebook
+        commitment_loss = F.mse_loss(z_e, e.detach())  # ||z_e - sg[e]||^2: reaches only the encoder
+        if self.training:
+            self._update_codebook(flat.detach(), codes)
+        z_q = z_e + (e - z_e).detach()  # noop in forward, straight-through gradient in backward
+        z_q = self.out_proj(rearrange(z_q, "b t d -> b d t"))
+        return z_q, codes.view(z_e.shape[:2]), codebook_loss, commitment_loss
+
+    @torch.no_grad()
+    def _kmeans_init(self, flat: Tensor) -> None:
+        centers = _kmeans(flat, self.codebook_size)
+        self.codebook.data.copy_(centers)
+        if self.ema_decay > 0:
+            self.ema_sum.copy_(centers)
+            self.ema_count.fill_(1.0)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def _update_codebook(self, flat: Tensor, codes: Tensor) -> None:
+        counts = torch.bincount(codes, minlength=self.codebook_size).to(flat.dtype)
+        self.usage_ema.mul_(0.99).add_(counts, alpha=0.01)
+        if self.ema_decay > 0:
+            sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat)
+            self.ema_count.mul_(self.ema_decay).add_(counts, alpha=1 - self.ema_decay)
+            self.ema_sum.mul_(self.ema_decay).add_(sums, alpha=1 - self.ema_decay)
+            total = self.ema_count.sum()
+            smoothed = (self.ema_count + 1e-5) / (total + self.codebook_size * 1e-5) * total
+            self.codebook.copy_(self.ema_sum / smoothed.unsqueeze(1))
+        if self.dead_code_threshold > 0:
+            self.restart_dead_codes(flat)
+
+    @torch.no_grad()
+    def restart_dead_codes(self, flat: Tensor) -> int:
+        """Replace codes whose EMA usage is under the threshold by random batch vectors."""
+        dead = torch.nonzero(self.usage_ema < self.dead_code_threshold).squeeze(1)
+        if len(dead) == 0:
+            return 0
+        pick = torch.randint(len(flat), (len(dead),), device=flat.device)
+        self.codebook.data[dead] = flat[pick].to(self.codebook.dtype)
+        if self.ema_decay > 0:
+            self.ema_sum[dead] = flat[pick]
+            self.ema_count[dead] = 1.0
+        self.usage_ema[dead] = self.dead_code_threshold + 1.0  # grace period before the next check
+        return len(dead)
+
+
+class MultiScaleQuantizer(nn.Module):
+    """Coarse -> fine levels; level k quantizes the residual average-pooled by level_strides[k]."""
+
+    def __init__(self, config: CodecConfig):
+        super().__init__()
+        self.config = config
+        self.levels = nn.ModuleList(
+            VectorQuantizer(
+                config.latent_dim, config.codebook_size, config.codebook_dim,
+                config.l2_normalize, config.ema_decay, config.kmeans_init,
+                config.dead_code_threshold,
+            )
+            for _ in config.level_strides
+        )
+
+    @staticmethod
+    def _pool(x: Tensor, stride: int) -> Tensor:
+        return F.avg_pool1d(x, stride) if stride > 1 else x
+
+    @staticmethod
+    def _upsample(x: Tensor, stride: int) -> Tensor:
+        return x.repeat_interleave(stride, dim=-1) if stride > 1 else x
+
+    def forward(
+        self, z: Tensor, num_levels: int | None = None, keep: Tensor | None = None
+    ) -> QuantizerOutput:
+        """z (B, D, T) with T a multiple of level_strides[0]; uses the first ``num_levels`` levels.
+
+        ``keep`` (B,) optionally gives each item its own number of levels (quantizer dropout):
+        levels at or past ``keep[b]`` add nothing to item b's z_q.
+        """
+        num_levels = num_levels or len(self.levels)
+        strides = self.config.level_strides[:num_levels]
+        residual, z_q = z, torch.zeros_like(z)
+        codebook_loss = commitment_loss = z.new_zeros(())
+        codes, usage, perplexity = [], [], []
+        for k, (vq, stride) in enumerate(zip(self.levels[:num_levels], strides)):
+            q, c, cb, cm = vq(self._pool(residual, stride))
+            q = self._upsample(q, stride)
+            if keep is not None:
+                q = q * (keep > k).to(q.dtype).view(-1, 1, 1)
+            residual = residual - q
+            z_q = z_q + q
+            codebook_loss, commitment_loss = codebook_loss + cb, commitment_loss + cm
+            codes.append(c)
+            hist = torch.bincount(c.flatten(), minlength=vq.codebook_size).float()
+            probs = hist / hist.sum()
+            usage.append(float((hist > 0).float().mean()))
+            perplexity.append(float(torch.exp(-(probs * torch.log(probs + 1e-10)).sum())))
+        return QuantizerOutput(z_q, Codes(codes, strides), codebook_loss, commitment_loss,
+                               usage, perplexity)
+
+    def encode(self, z: Tensor, num_levels: int | None = None) -> Codes:
+        """z (B, D, T) -> Codes of the first ``num_levels`` levels (inference; no state changes)."""
+        num_levels = num_levels or len(self.levels)
+        strides = self.config.level_strides[:num_levels]
+        residual, codes = z, []
+        for vq, stride in zip(self.levels[:num_levels], strides):
+            c = vq.encode(self._pool(residual, stride))
+            residual = residual - self._upsample(vq.decode(c), stride)
+            codes.append(c)
+        return Codes(codes, strides)
+
+    def decode(self, codes: Codes) -> Tensor:
+        """Codes (any prefix of the levels) -> z_q (B, D, num_frames)."""
+        z_q = 0
+        for vq, c, stride in zip(self.levels, codes.levels, codes.strides):
+            z_q = z_q + self._upsample(vq.decode(c), stride)
+        return z_q

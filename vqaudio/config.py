@@ -1,0 +1,209 @@
+"""Frozen config dataclasses and the strict YAML/dict builder that makes them.
+
+Every number a later stage needs is derived here as a property (``hop_length``, ``frame_rates``,
+``bitrates``), never stored twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Codec architecture and quantizer options.
+
+    The encoder downsamples by ``prod(strides)`` = ``hop_length`` samples per latent frame; quantizer
+    level k (coarse -> fine) runs at ``sample_rate / hop_length / level_strides[k]`` frames/s.
+    """
+
+    sample_rate: int = 24000
+    channels: int = 1  # channels the network sees; files with more are coded channel by channel
+    encoder_dim: int = 32  # channels after the first conv; doubled at every downsampling stage
+    strides: tuple[int, ...] = (2, 4, 6, 10)  # hop_length = 480 samples -> 50 frames/s at 24 kHz
+    latent_dim: int = 256  # D of z
+    decoder_dim: int = 384  # channels before the first upsampling; halved at every stage
+    dilations: tuple[int, ...] = (1, 3, 9)  # residual units per stage
+    activation: str = "snake"  # snake | elu
+    level_strides: tuple[int, ...] = (4, 4, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    codebook_size: int = 1024
+    codebook_dim: int = 8  # factorized lookup dimension; 0 = look up in latent_dim directly
+    l2_normalize: bool = True  # cosine-similarity lookup in the low-dim space (DAC / ViT-VQGAN)
+    commitment_weight: float = 0.25  # beta of the VQ-VAE objective
+    codebook_weight: float = 1.0
+    ema_decay: float = 0.0  # > 0: EMA codebook updates instead of the codebook loss
+    kmeans_init: bool = False  # initialise each codebook by k-means on the first training batch
+    dead_code_threshold: float = 0.0  # restart codes whose EMA usage (codes/batch) falls below
+    quantizer_dropout: float = 0.5  # probability a training batch keeps a random prefix of levels
+
+    def __post_init__(self) -> None:
+        _require(self.sample_rate >= 1000, "codec.sample_rate must be at least 1000 Hz")
+        _require(self.channels >= 1, "codec.channels must be >= 1")
+        _require(len(self.strides) >= 1 and all(s >= 1 for s in self.strides),
+                 "codec.strides must be a non-empty list of positive integers")
+        _require(len(self.level_strides) >= 1, "codec.level_strides must name at least one level")
+        for coarse, fine in zip(self.level_strides, self.level_strides[1:]):
+            _require(fine >= 1 and coarse % fine == 0,
+                     f"codec.level_strides {list(self.level_strides)} must be coarse -> fine, "
+                     "each stride a multiple of the next (e.g. [4, 2, 1, 1])")
+        _require(self.codebook_size >= 2, "codec.codebook_size must be >= 2")
+        _require(self.activation in ("snake", "elu"), "codec.activation must be 'snake' or 'elu'")
+        _require(0.0 <= self.quantizer_dropout <= 1.0, "codec.quantizer_dropout must be in [0, 1]")
+        _require(0.0 <= self.ema_decay < 1.0, "codec.ema_decay must be in [0, 1)")
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per latent frame."""
+        return math.prod(self.strides)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.level_strides)
+
+    @property
+    def frame_rate(self) -> float:
+        """Latent frames per second (finest possible level)."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def frame_rates(self) -> tuple[float, ...]:
+        """Frames per second of each quantizer level, coarse -> fine."""
+        return tuple(self.frame_rate / s for s in self.level_strides)
+
+    @property
+    def bits_per_code(self) -> float:
+        return math.log2(self.codebook_size)
+
+    @property
+    def block_samples(self) -> int:
+        """Samples covered by one coarse frame: encodings are padded to a multiple of this."""
+        return self.hop_length * self.level_strides[0]
+
+    @property
+    def bitrates(self) -> tuple[float, ...]:
+        """Bits per second of one channel when keeping the first 1, 2, ... levels."""
+        total, out = 0.0, []
+        for rate in self.frame_rates:
+            total += rate * self.bits_per_code
+            out.append(total)
+        return tuple(out)
+
+    def levels_for_bitrate(self, bitrate: float | None) -> int:
+        """Most levels whose bits/s stay at or under ``bitrate`` (None: all levels)."""
+        if bitrate is None:
+            return self.num_levels
+        fits = [n for n, b in enumerate(self.bitrates, start=1) if b <= bitrate * (1 + 1e-9)]
+        if not fits:
+            raise ConfigError(
+                f"bitrate {bitrate:g} bps is below this codec's lowest operating point "
+                f"{self.bitrates[0]:g} bps; choose one of "
+                + ", ".join(f"{b / 1000:g} kbps" for b in self.bitrates)
+            )
+        return fits[-1]
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def build(cls: type, raw: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, strictly: unknown keys and wrong types name the key.
+
+    Nested dataclass fields are built recursively; lists become tuples.
+    """
+    if dataclasses.is_dataclass(raw) and isinstance(raw, cls):
+        return raw
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw.keys() - fields.keys():
+        hint = "".join(
+            f" (did you mean {m!r}?)" for m in difflib.get_close_matches(str(key), fields, n=1)
+        )
+        raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        values[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}" if where and not str(e).startswith(where) else str(e))
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: unexpected value {value!r}")
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if hint is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+        raise ConfigError(f"{where}: expected a path, got {value!r}")
+    return value
+
+
+def to_dict(config: Any) -> dict:
+    """Plain JSON-able dict of a config dataclass (tuples become lists, paths strings)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}

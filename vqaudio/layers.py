@@ -1,0 +1,58 @@
+"""Shared network pieces: weight-normed convs, Snake activation, dilated residual units."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+def WNConv1d(*args, **kwargs) -> nn.Module:
+    """Conv1d with weight normalisation (no normalisation over time, so codes stay chunk-invariant)."""
+    return weight_norm(nn.Conv1d(*args, **kwargs))
+
+
+def WNConvTranspose1d(*args, **kwargs) -> nn.Module:
+    return weight_norm(nn.ConvTranspose1d(*args, **kwargs))
+
+
+class Snake1d(nn.Module):
+    """x + sin^2(alpha x) / alpha, per channel (Ziyin et al. 2020): a periodic inductive bias for audio."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
+
+
+def activation(name: str, channels: int) -> nn.Module:
+    return Snake1d(channels) if name == "snake" else nn.ELU()
+
+
+class ResidualUnit(nn.Module):
+    """act -> dilated conv(k=7) -> act -> conv(k=1), added to the input. Length-preserving."""
+
+    def __init__(self, channels: int, dilation: int, act: str = "snake"):
+        super().__init__()
+        self.block = nn.Sequential(
+            activation(act, channels),
+            WNConv1d(channels, channels, kernel_size=7, dilation=dilation, padding=3 * dilation),
+            activation(act, channels),
+            WNConv1d(channels, channels, kernel_size=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+class CausalConv1d(nn.Conv1d):
+    """Conv1d that sees only the present and the past (left padding of dilation * (kernel - 1))."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.causal_padding = self.dilation[0] * (self.kernel_size[0] - 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(nn.functional.pad(x, (self.causal_padding, 0)))
