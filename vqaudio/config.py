@@ -111,6 +111,44 @@ class CodecConfig:
         return fits[-1]
 
 
+@dataclass(frozen=True)
+class PriorConfig:
+    """A prior over flattened codes (see codes.py for the token order).
+
+    It models the first ``num_levels`` codec levels; level k's tokens are ids
+    ``k * codebook_size ...``. ``codebook_size`` and ``level_strides`` are copied from the codec
+    the prior is trained on, never set by hand.
+    """
+
+    kind: str = "transformer"  # transformer | wavenet
+    num_levels: int = 5  # codec levels modelled (5 = 1.5 kbps for the default codec)
+    codebook_size: int = 1024
+    level_strides: tuple[int, ...] = (4, 4, 2, 1, 1)  # of the modelled levels
+    dim: int = 256
+    num_layers: int = 6
+    num_heads: int = 4
+    context_blocks: int = 64  # context length in coarse frames (blocks of the flatten order)
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.kind in ("transformer", "wavenet"), "prior.kind must be 'transformer' or 'wavenet'")
+        _require(len(self.level_strides) == self.num_levels,
+                 "prior.level_strides must have one stride per modelled level (prior.num_levels)")
+        _require(self.dim % max(self.num_heads, 1) == 0, "prior.dim must be a multiple of prior.num_heads")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_levels * self.codebook_size
+
+    @property
+    def tokens_per_block(self) -> int:
+        return sum(self.level_strides[0] // s for s in self.level_strides)
+
+    @property
+    def context_tokens(self) -> int:
+        return self.context_blocks * self.tokens_per_block
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)

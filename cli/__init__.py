@@ -1,0 +1,1 @@
+"""The `vqaudio` command line (installed as the `vqaudio_cli` package)."""

@@ -1,0 +1,136 @@
+"""Console, progress bars and output-path handling shared by every command."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from vqaudio.errors import VqaudioError
+
+err = Console(stderr=True)
+
+
+def reports_errors(command: Callable) -> Callable:
+    """Turn expected failures into one stderr line and exit code 1 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except VqaudioError as e:
+            err.print(f"error: {e}", style="red", markup=False, highlight=False)
+            raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", style="red")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+def progress(quiet: bool = False, unit: str = "s") -> Progress:
+    """A rich progress bar on stderr; disabled with --quiet."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn() if unit == "steps" else TextColumn("{task.completed:.1f}/{task.total:.1f} " + unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+
+
+def pick_device(device: str) -> str:
+    """'auto' -> cuda when present, else cpu; refuse a device that is not there."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VqaudioError("--device cuda: no CUDA device is available here; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise VqaudioError("--device mps: MPS is not available here; use --device cpu")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise VqaudioError(f"--device {device}: expected auto, cpu, cuda or mps")
+    return device
+
+
+def check_output(path: str, force: bool) -> None:
+    """Refuse to overwrite without --force, and refuse unwritable destinations early."""
+    if path == "-":
+        if sys.stdout.isatty():
+            raise VqaudioError("refusing to write binary data to a terminal; redirect stdout or use -o FILE")
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise VqaudioError(f"{target}: is a directory; give a file name with -o")
+    if target.exists() and not force:
+        raise VqaudioError(f"{target}: already exists; use -f/--force to overwrite")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise VqaudioError(f"{target}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise VqaudioError(f"{target}: folder {parent} is not writable")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    For '-', yields a temp file whose bytes are copied to stdout at the end.
+    """
+    import shutil
+    import tempfile
+
+    if path == "-":
+        fd, tmp = tempfile.mkstemp(suffix=".tmp")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            with open(tmp, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def spooled_input(path: str, suffix: str = "") -> Iterator[Path]:
+    """'-' spools stdin to a temp file (so chunked reading still works); else the path itself."""
+    import shutil
+    import tempfile
+
+    if path != "-":
+        yield Path(path)
+        return
+    fd, tmp = tempfile.mkstemp(suffix=suffix or ".stdin")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f)
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
