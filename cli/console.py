@@ -33,7 +33,7 @@ def reports_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except VqaudioError as e:
-            err.print(f"error: {e}", style="red", markup=False, highlight=False)
+            err.print(f"error: {e}", style="red", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             err.print("interrupted", style="red")

@@ -32,3 +32,7 @@ def main(
 
 # Each command module exposes register(app). Keep this list in one place.
 # REGISTER-COMMANDS (helpers: add one import + register line per module below)
+from . import train as _train; _train.register(app)  # noqa: E402, E702
+from . import evaluate as _evaluate; _evaluate.register(app)  # noqa: E402, E702
+from . import compress as _compress; _compress.register(app)  # noqa: E402, E702
+from . import info as _info; _info.register(app)  # noqa: E402, E702

@@ -28,10 +28,10 @@ class CodecConfig:
 
     sample_rate: int = 24000
     channels: int = 1  # channels the network sees; files with more are coded channel by channel
-    encoder_dim: int = 32  # channels after the first conv; doubled at every downsampling stage
+    encoder_dim: int = 16  # channels after the first conv; doubled at every downsampling stage
     strides: tuple[int, ...] = (2, 4, 6, 10)  # hop_length = 480 samples -> 50 frames/s at 24 kHz
-    latent_dim: int = 256  # D of z
-    decoder_dim: int = 384  # channels before the first upsampling; halved at every stage
+    latent_dim: int = 128  # D of z
+    decoder_dim: int = 256  # channels before the first upsampling; halved at every stage
     dilations: tuple[int, ...] = (1, 3, 9)  # residual units per stage
     activation: str = "snake"  # snake | elu
     level_strides: tuple[int, ...] = (4, 4, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
@@ -42,7 +42,8 @@ class CodecConfig:
     codebook_weight: float = 1.0
     ema_decay: float = 0.0  # > 0: EMA codebook updates instead of the codebook loss
     kmeans_init: bool = False  # initialise each codebook by k-means on the first training batch
-    dead_code_threshold: float = 0.0  # restart codes whose EMA usage (codes/batch) falls below
+    # restart codes whose EMA usage falls below this fraction of a uniform share of the batch
+    dead_code_threshold: float = 0.0
     quantizer_dropout: float = 0.5  # probability a training batch keeps a random prefix of levels
 
     def __post_init__(self) -> None:
@@ -129,12 +130,21 @@ class PriorConfig:
     num_heads: int = 4
     context_blocks: int = 64  # context length in coarse frames (blocks of the flatten order)
     dropout: float = 0.0
+    # wavenet only: gated dilated causal convs, dilations 1, 2, ... 2**(dilation_cycle - 1),
+    # repeated num_cycles times; receptive field 1 + num_cycles * (kernel_size - 1) * (2**cycle - 1)
+    residual_channels: int = 128
+    dilation_cycle: int = 8
+    num_cycles: int = 3
+    kernel_size: int = 2
 
     def __post_init__(self) -> None:
         _require(self.kind in ("transformer", "wavenet"), "prior.kind must be 'transformer' or 'wavenet'")
         _require(len(self.level_strides) == self.num_levels,
                  "prior.level_strides must have one stride per modelled level (prior.num_levels)")
         _require(self.dim % max(self.num_heads, 1) == 0, "prior.dim must be a multiple of prior.num_heads")
+        _require(self.kernel_size >= 2, "prior.kernel_size must be >= 2")
+        _require(self.dilation_cycle >= 1 and self.num_cycles >= 1,
+                 "prior.dilation_cycle and prior.num_cycles must be >= 1")
 
     @property
     def vocab_size(self) -> int:
@@ -147,6 +157,11 @@ class PriorConfig:
     @property
     def context_tokens(self) -> int:
         return self.context_blocks * self.tokens_per_block
+
+    @property
+    def receptive_field(self) -> int:
+        """Tokens a wavenet prior's prediction depends on (the start token included)."""
+        return 1 + self.num_cycles * (self.kernel_size - 1) * (2**self.dilation_cycle - 1)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -245,3 +260,190 @@ def to_dict(config: Any) -> dict:
         return v
 
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Training recipes: one YAML file = one run (see recipes/ and vqaudio/train/).
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training audio comes from and how it is cut.
+
+    ``path`` is a folder (searched recursively) or a glob of wav/flac/ogg/mp3 files. Each file is
+    decoded and resampled once into ``cache_dir`` (one .npy per file), then random crops of
+    ``segment_seconds`` are read from the memory-mapped arrays.
+    """
+
+    path: str = "data"
+    segment_seconds: float = 1.0
+    val_files: int = 1  # whole files held out for evaluation (chosen deterministically)
+    cache_dir: str = "runs/.cache"
+    channels: str = "mix"  # mix: downmix to mono | random: a random channel per crop (augmentation)
+
+    def __post_init__(self) -> None:
+        _require(self.segment_seconds > 0, "data.segment_seconds must be > 0")
+        _require(self.val_files >= 0, "data.val_files must be >= 0")
+        _require(self.channels in ("mix", "random"), "data.channels must be 'mix' or 'random'")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup, then cosine or exponential decay down to ``min_lr``."""
+
+    lr: float = 5e-4
+    betas: tuple[float, ...] = (0.8, 0.99)
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    schedule: str = "cosine"  # cosine | exponential | constant
+    warmup: int = 100  # steps of linear warmup
+    min_lr: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "optim.lr must be > 0")
+        _require(len(self.betas) == 2, "optim.betas must be two numbers, e.g. [0.8, 0.99]")
+        _require(self.schedule in ("cosine", "exponential", "constant"),
+                 "optim.schedule must be cosine, exponential or constant")
+        _require(self.warmup >= 0 and self.grad_clip >= 0, "optim.warmup and optim.grad_clip must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    log_every: int = 10
+    eval_every: int = 500  # 0 = only at the end
+    checkpoint_every: int = 200
+    threads: int = 0  # torch CPU threads; 0 = all cores
+    compile: bool = False  # torch.compile the model (CUDA runs)
+
+    def __post_init__(self) -> None:
+        _require(self.steps >= 1 and self.batch_size >= 1, "train.steps and train.batch_size must be >= 1")
+        _require(self.log_every >= 1 and self.checkpoint_every >= 1,
+                 "train.log_every and train.checkpoint_every must be >= 1")
+        _require(self.eval_every >= 0 and self.threads >= 0, "train.eval_every and train.threads must be >= 0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    num_clips: int = 4  # clips cut from the validation files
+    clip_seconds: float = 4.0
+    levels: tuple[int, ...] = ()  # codec: operating points (levels kept) to evaluate; () = all
+
+    def __post_init__(self) -> None:
+        _require(self.num_clips >= 1 and self.clip_seconds > 0,
+                 "eval.num_clips must be >= 1 and eval.clip_seconds > 0")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training run. ``stage: codec`` trains ``codec`` (a CodecConfig section); ``stage: prior``
+    trains ``prior`` over the codes of the codec model file named by ``codec`` (a path)."""
+
+    stage: str = "codec"  # codec | prior
+    name: str = "run"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    init_from: str | None = None  # model file whose weights start the run (fine-tuning)
+    data: DataConfig = DataConfig()
+    codec: CodecConfig | str | None = None
+    prior: PriorConfig | None = None
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def __post_init__(self) -> None:
+        _require(self.stage in ("codec", "prior"), "stage must be 'codec' or 'prior'")
+        _require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                 "device must be auto, cpu or cuda")
+        _require(self.precision in ("fp32", "bf16"), "precision must be fp32 or bf16")
+        _require(bool(self.name) and "/" not in self.name, "name must be a non-empty file name")
+        if self.stage == "codec":
+            _require(not isinstance(self.codec, str),
+                     "codec: a codec recipe needs a codec: section (a mapping), not a path")
+            _require(self.prior is None, "prior: a codec recipe has no prior: section")
+            if self.codec is None:
+                object.__setattr__(self, "codec", CodecConfig())
+        else:
+            _require(isinstance(self.codec, str),
+                     "codec: a prior recipe names its codec model file, e.g. "
+                     "codec: runs/music-24k-codec/model.safetensors")
+            if self.prior is None:
+                object.__setattr__(self, "prior", PriorConfig())
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply ``key.sub=value`` strings (values parsed as YAML scalars) to a raw recipe mapping."""
+    import copy
+
+    import yaml
+
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.steps=500")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        node, parts = raw, key.strip().split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def recipe_from_dict(raw: Any, where: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Build a Recipe from a parsed YAML mapping; errors start with ``where`` (the file name)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a YAML mapping of recipe keys, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides)
+    prior = raw.get("prior")
+    if isinstance(prior, dict):
+        for key in ("codebook_size", "level_strides"):
+            if key in prior:
+                raise ConfigError(
+                    f"{where}: prior.{key} is copied from the codec model file; remove it "
+                    "(set prior.num_levels to choose the levels)"
+                )
+        num_levels = prior.get("num_levels", PriorConfig.num_levels)
+        if isinstance(num_levels, int) and not isinstance(num_levels, bool) and num_levels >= 1:
+            # placeholder until the codec file is read (train/loop.py fills in the real ones)
+            raw["prior"] = {**prior, "level_strides": [1] * num_levels}
+    try:
+        return build(Recipe, raw, "")
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {str(e).removeprefix(': ')}") from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe YAML file, apply ``--set`` overrides, build it strictly."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such recipe file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+    return recipe_from_dict(raw if raw is not None else {}, str(path), overrides)
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The resolved recipe as YAML (what a run folder keeps as recipe.yaml)."""
+    import yaml
+
+    raw = to_dict(recipe)
+    if recipe.stage == "prior":  # copied from the codec file at train time: not user keys
+        raw["prior"].pop("codebook_size", None)
+        raw["prior"].pop("level_strides", None)
+    return yaml.safe_dump(raw, sort_keys=False)

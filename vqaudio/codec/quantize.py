@@ -34,9 +34,19 @@ class QuantizerOutput:
 
 
 def _kmeans(vectors: Tensor, k: int, iters: int = 10) -> Tensor:
+    """k-means++ seeding, then Lloyd iterations; deterministic (fixed generator)."""
     generator = torch.Generator(device="cpu").manual_seed(0)
-    pick = torch.randint(len(vectors), (k,), generator=generator).to(vectors.device)
-    centers = vectors[pick].clone()
+    first = int(torch.randint(len(vectors), (1,), generator=generator))
+    centers = [vectors[first]]
+    nearest = (vectors - vectors[first]).pow(2).sum(1)
+    for _ in range(1, k):
+        weights = nearest.cpu().double()
+        if weights.sum() <= 0:  # fewer distinct vectors than codes: repeat them
+            weights = torch.ones_like(weights)
+        pick = int(torch.multinomial(weights, 1, generator=generator))
+        centers.append(vectors[pick])
+        nearest = torch.minimum(nearest, (vectors - vectors[pick]).pow(2).sum(1))
+    centers = torch.stack(centers).clone()
     for _ in range(iters):
         assign = torch.cdist(vectors, centers).argmin(dim=1)
         sums = torch.zeros_like(centers).index_add_(0, assign, vectors)
@@ -145,16 +155,19 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def restart_dead_codes(self, flat: Tensor) -> int:
-        """Replace codes whose EMA usage is under the threshold by random batch vectors."""
-        dead = torch.nonzero(self.usage_ema < self.dead_code_threshold).squeeze(1)
+        """Replace codes used less than ``dead_code_threshold`` x a uniform share of the batch
+        (EMA over batches) by random vectors of this batch; returns how many were restarted."""
+        uniform = len(flat) / self.codebook_size
+        dead = torch.nonzero(self.usage_ema < self.dead_code_threshold * uniform).squeeze(1)
+        dead = dead[: len(flat)]  # no more restarts than there are fresh vectors
         if len(dead) == 0:
             return 0
-        pick = torch.randint(len(flat), (len(dead),), device=flat.device)
+        pick = torch.randperm(len(flat), device=flat.device)[: len(dead)]
         self.codebook.data[dead] = flat[pick].to(self.codebook.dtype)
         if self.ema_decay > 0:
             self.ema_sum[dead] = flat[pick]
             self.ema_count[dead] = 1.0
-        self.usage_ema[dead] = self.dead_code_threshold + 1.0  # grace period before the next check
+        self.usage_ema[dead] = uniform  # a uniform share: a grace period before the next check
         return len(dead)
 
 

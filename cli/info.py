@@ -1,0 +1,106 @@
+"""`vqaudio info FILE`: what a .vqa file or a model file holds, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vqaudio.errors import VqaudioError
+
+from .console import reports_errors
+
+
+def vqa_info(path: Path) -> dict[str, Any]:
+    """Header fields of a .vqa file plus duration, real bitrate and size."""
+    from vqaudio.bitstream import VqaReader
+    from vqaudio.config import to_dict
+
+    with VqaReader(path) as reader:
+        header, size = reader.header, reader.file_bytes
+    fields = to_dict(header)
+    index = fields.pop("chunk_bytes")
+    return {
+        "file": str(path), "kind": "vqa", **fields,
+        "duration_s": round(header.duration, 6), "chunks": len(index), "file_bytes": size,
+        "real_bitrate_bps": round(8 * size / header.duration, 3),
+    }
+
+
+def model_info(path: Path) -> dict[str, Any]:
+    """Kind, id, config, parameter count (and bitrates per level for a codec) of a model file."""
+    from safetensors import safe_open
+
+    from vqaudio.checkpoint import checkpoint_id, read_metadata
+    from vqaudio.config import CodecConfig, build
+
+    metadata = read_metadata(path)
+    with safe_open(str(path), framework="pt") as f:
+        elements = sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
+    config = json.loads(metadata["vqaudio.config"])
+    out: dict[str, Any] = {
+        "file": str(path), "kind": metadata["vqaudio.kind"], "id": checkpoint_id(path),
+        "format": metadata.get("vqaudio.format"), "vqaudio_version": metadata.get("vqaudio.version"),
+        "tensor_elements": elements, "config": config,
+    }
+    if metadata["vqaudio.kind"] == "codec":
+        from vqaudio.codec import Codec
+
+        codec = build(CodecConfig, config, "codec")
+        out["parameters"] = Codec(codec).num_parameters()  # trainable only; buffers excluded
+        out["bitrates_bps"] = {str(n): b for n, b in enumerate(codec.bitrates, start=1)}
+        out["frame_rates_hz"] = list(codec.frame_rates)
+    extra = {k: v for k, v in metadata.items() if k.startswith("vqaudio.") and k not in (
+        "vqaudio.kind", "vqaudio.format", "vqaudio.version", "vqaudio.config")}
+    out.update({k.removeprefix("vqaudio."): v for k, v in extra.items()})
+    return out
+
+
+def file_info(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise VqaudioError(f"{path}: is a directory, expected a .vqa or model file")
+    if not path.is_file():
+        raise VqaudioError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        start = f.read(4)
+    if start == b"VQAU" or path.suffix == ".vqa":
+        return vqa_info(path)
+    return model_info(path)
+
+
+def _table(info: dict[str, Any]) -> Table:
+    table = Table(title=info["file"], show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in info.items():
+        if key == "file":
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value)
+        table.add_row(key, str(value))
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @reports_errors
+    def info(
+        file: Annotated[Path, typer.Argument(help="A .vqa file or a model .safetensors file.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    ) -> None:
+        """Show what a .vqa file or a model file holds.
+
+        Example: vqaudio info song.vqa
+        """
+        data = file_info(file)
+        if as_json:
+            typer.echo(json.dumps(data, indent=2))
+        else:
+            Console().print(_table(data))

@@ -1,0 +1,116 @@
+"""`vqaudio train RECIPE` / `vqaudio train --resume RUN_DIR`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from vqaudio.errors import ConfigError
+
+from .console import err, pick_device, reports_errors
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+def train(
+    recipe: Annotated[Path | None, typer.Argument(help="Recipe YAML (see recipes/).")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="Continue the run in this folder from its last checkpoint.")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a recipe value: --set train.steps=500 (repeatable).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Run folder [default: runs/<recipe name>].")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="auto, cpu or cuda [default: the recipe's device].")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", "-f", help="Start over in a run folder that already holds a run.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Plain log lines instead of a progress bar.")] = False,
+) -> None:
+    """Train a codec or a prior from a recipe; writes runs/<name>/ (model.safetensors, metrics, plots).
+
+    Example: vqaudio train recipes/music-24k-codec.yaml --set data.path=~/Music
+    """
+    from vqaudio.config import load_recipe
+    from vqaudio.train import resume_recipe
+    from vqaudio.train import train as run_training
+
+    if (recipe is None) == (resume is None):
+        raise ConfigError("give either a RECIPE file or --resume RUN_DIR (exactly one)")
+    if resume is not None:
+        loaded = resume_recipe(resume, overrides or ())
+        run_dir = resume
+    else:
+        loaded = load_recipe(recipe, overrides or ())
+        run_dir = output or Path("runs") / loaded.name
+    chosen = pick_device(device or loaded.device)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if not main_rank:
+        quiet = True
+    with _progress() if not quiet else _NoBar() as bar:
+        task = bar.add_task("train", total=loaded.train.steps, info="", rate="")
+
+        def on_progress(step: int, total: int, metrics: dict) -> None:
+            usage = metrics.get("usage")
+            info = f"loss {metrics['loss']:.3f}"
+            if usage:
+                info += f" usage {sum(usage) / len(usage):.2f}"
+            bar.update(task, completed=step, info=info, rate=_rate(bar, task))
+
+        def on_message(text: str) -> None:
+            if main_rank:
+                bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+        model_path = run_training(loaded, run_dir, chosen, resume is not None, force,
+                                  on_progress, on_message)
+    if main_rank:
+        err.print(f"done: {model_path}", markup=False, highlight=False)
+
+
+def _rate(bar, task) -> str:
+    speed = bar.tasks[task].speed if hasattr(bar, "tasks") else None
+    return f"{speed:.2f} steps/s" if speed else ""
+
+
+class _NoBar:
+    """Stands in for the progress bar under --quiet (log lines only)."""
+
+    console = err
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args) -> None:
+        return None
+
+    def add_task(self, *args, **kwargs) -> int:
+        return 0
+
+    def update(self, *args, **kwargs) -> None:
+        return None
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(reports_errors(train))

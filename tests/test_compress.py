@@ -1,0 +1,165 @@
+"""compress/decompress: chunking leaves no trace, seeking works, rates hold, odd audio works."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from vqaudio import audio
+from vqaudio.bitstream import VqaReader
+from vqaudio.checkpoint import load_codec, save_codec
+from vqaudio.codec import Codec
+from vqaudio.compress import compress, decode_chunks, decompress, plan_levels
+from vqaudio.config import CodecConfig
+from vqaudio.errors import AudioError, ConfigError, FormatError
+
+from .conftest import harmonic, tiny_codec_config
+
+
+@pytest.fixture(scope="module")
+def codec_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("codec") / "codec.safetensors"
+    save_codec(Codec(tiny_codec_config()), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def codec(codec_path):
+    return load_codec(codec_path)
+
+
+def _music(path, seconds, sample_rate=8000, channels=1, seed=0):
+    n = int(seconds * sample_rate)
+    wav = np.concatenate([harmonic(n, sample_rate, 110 * (c + 2), seed + c)[0].numpy()
+                          for c in range(channels)])
+    noise = np.random.default_rng(seed).standard_normal(wav.shape).astype(np.float32)
+    audio.write(path, wav + 0.02 * noise, sample_rate)
+    return path
+
+
+def _all_codes(path):
+    with VqaReader(path) as reader:
+        chunks = [reader.read_chunk(k) for k in range(reader.num_chunks)]
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def test_codes_do_not_depend_on_chunk_boundaries(tmp_path, codec):
+    src = _music(tmp_path / "a.wav", 3.0)
+    compress(codec, src, tmp_path / "small.vqa", bitrate=1e5, chunk_blocks=7)
+    compress(codec, src, tmp_path / "big.vqa", bitrate=1e5, chunk_blocks=41)
+    wav, _ = audio.read(src)
+    one_pass = codec.encode(torch.from_numpy(wav)[None])
+    small, big = _all_codes(tmp_path / "small.vqa"), _all_codes(tmp_path / "big.vqa")
+    for level, (s, b) in enumerate(zip(small, big)):
+        reference = one_pass.levels[level][0].numpy()
+        assert (s == reference).mean() >= 0.999
+        assert (b == reference).mean() >= 0.999
+
+
+def test_chunked_decoding_has_no_seams_and_seeking_matches(tmp_path, codec):
+    src = _music(tmp_path / "a.wav", 2.0)
+    compress(codec, src, tmp_path / "a.vqa", bitrate=1e5, chunk_blocks=5)
+    with VqaReader(tmp_path / "a.vqa") as reader:
+        pieces = list(decode_chunks(reader, codec))
+        full = np.concatenate(pieces, axis=1)
+        for k in (0, 3, reader.num_chunks - 1):
+            np.testing.assert_array_equal(next(decode_chunks(reader, codec, k, k + 1)), pieces[k])
+    with VqaReader(tmp_path / "a.vqa") as reader:
+        codes = [torch.from_numpy(c)[None] for c in _all_codes(tmp_path / "a.vqa")]
+        from vqaudio.codes import Codes
+
+        one_pass = codec.decode(Codes(codes, (2, 1), reader.header.num_samples))[0].numpy()
+    assert full.shape == one_pass.shape
+    np.testing.assert_allclose(full, one_pass, atol=1e-5)
+
+
+def test_same_input_compresses_to_identical_bytes(tmp_path, codec):
+    src = _music(tmp_path / "a.wav", 1.0)
+    compress(codec, src, tmp_path / "a.vqa", chunk_blocks=9)
+    compress(codec, src, tmp_path / "b.vqa", chunk_blocks=9)
+    assert (tmp_path / "a.vqa").read_bytes() == (tmp_path / "b.vqa").read_bytes()
+
+
+@pytest.mark.parametrize("entropy_coded", [True, False])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_real_bitrate_is_at_most_the_advertised_one(tmp_path, codec, entropy_coded, channels):
+    src = _music(tmp_path / "a.wav", 4.0, channels=channels)
+    for bitrate in (3000.0 * channels, 12000.0, 24000.0):
+        out = tmp_path / "a.vqa"
+        header = compress(codec, src, out, bitrate=bitrate, entropy_coded=entropy_coded)
+        assert 8 * out.stat().st_size / header.duration <= bitrate
+
+
+def test_round_trip_keeps_rate_channels_and_length_and_sounds_alike(tmp_path, codec):
+    src = _music(tmp_path / "a.wav", 1.5, sample_rate=22050, channels=2)
+    compress(codec, src, tmp_path / "a.vqa", bitrate=40000)
+    decompress(tmp_path / "a.vqa", tmp_path / "b.flac", codec)
+    info = audio.info(tmp_path / "b.flac")
+    assert (info.sample_rate, info.channels, info.num_samples) == (22050, 2, int(1.5 * 22050))
+    decompress(tmp_path / "a.vqa", tmp_path / "c.wav", codec, sample_rate=16000)
+    assert audio.info(tmp_path / "c.wav").sample_rate == 16000
+
+
+@pytest.mark.parametrize(
+    "num_samples, sample_rate, channels, subtype, kind",
+    [
+        (1, 8000, 1, "PCM_16", "noise"),
+        (80, 8000, 1, "PCM_16", "noise"),  # 10 ms
+        (4000, 8000, 1, "PCM_16", "silence"),
+        (4000, 8000, 1, "PCM_U8", "noise"),  # 8-bit
+        (800, 8000, 6, "PCM_16", "noise"),
+        (9600, 192000, 2, "PCM_24", "noise"),
+        (4000, 8000, 2, "PCM_16", "clipped"),
+    ],
+)
+def test_odd_but_valid_audio(tmp_path, codec, num_samples, sample_rate, channels, subtype, kind):
+    rng = np.random.default_rng(0)
+    wav = {"noise": 0.3 * rng.standard_normal((num_samples, channels)),
+           "silence": np.zeros((num_samples, channels)),
+           "clipped": np.clip(3 * rng.standard_normal((num_samples, channels)), -1, 1)}[kind]
+    sf.write(tmp_path / "in.wav", wav, sample_rate, subtype=subtype)
+    compress(codec, tmp_path / "in.wav", tmp_path / "a.vqa", bitrate=1e5)
+    decompress(tmp_path / "a.vqa", tmp_path / "out.wav", codec)
+    back, rate = sf.read(tmp_path / "out.wav", always_2d=True)
+    assert back.shape == (num_samples, channels) and rate == sample_rate
+    assert np.all(np.isfinite(back))
+
+
+def test_codec_mismatch_names_both_ids(tmp_path, codec, codec_path):
+    src = _music(tmp_path / "a.wav", 0.5)
+    compress(codec, src, tmp_path / "song.vqa")
+    torch.manual_seed(1)
+    other_path = tmp_path / "other.safetensors"
+    save_codec(Codec(tiny_codec_config()), other_path)
+    other = load_codec(other_path)
+    with pytest.raises(FormatError) as e:
+        decompress(tmp_path / "song.vqa", tmp_path / "out.wav", other)
+    assert codec.checkpoint_id[:8] in str(e.value) and other.checkpoint_id[:8] in str(e.value)
+    assert "--codec" in str(e.value)
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_bad_audio_leaves_no_output(tmp_path, codec):
+    wav = np.zeros((1, 8000), dtype=np.float32)
+    wav[0, 7000] = np.nan
+    sf.write(tmp_path / "nan.wav", wav.T, 8000, subtype="FLOAT")
+    sf.write(tmp_path / "empty.wav", np.zeros((0, 1)), 8000)
+    (tmp_path / "text.wav").write_text("not audio")
+    for name in ("nan.wav", "empty.wav", "text.wav", "missing.wav"):
+        with pytest.raises(AudioError):
+            compress(codec, tmp_path / name, tmp_path / "out.vqa", chunk_blocks=5)
+        assert not (tmp_path / "out.vqa").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.wav", "nan.wav", "text.wav"]
+
+
+def test_bitrate_plan_splits_the_whole_file_rate_across_channels():
+    config = CodecConfig()  # 1.5 / 3 / 6 kbps = 5 / 8 / 14 levels per channel
+    assert plan_levels(config, 1, 6000) == ("mono", [14])
+    coding, levels = plan_levels(config, 2, 6000)
+    assert coding == "mid_side" and levels[0] > levels[1] >= 1
+    assert sum(config.bitrates[n - 1] for n in levels) <= 6000
+    coding, levels = plan_levels(config, 6, 6000)
+    assert coding == "separate" and sum(config.bitrates[n - 1] for n in levels) <= 6000
+    with pytest.raises(ConfigError, match="lowest operating point"):
+        plan_levels(config, 6, 500)

@@ -1,0 +1,173 @@
+"""Training: tiny recipes end to end on synthetic audio, exact resume, bad recipes via the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from vqaudio.checkpoint import checkpoint_id, load_codec
+from vqaudio.config import load_recipe
+from vqaudio.train import learning_rate, read_metrics, train
+from vqaudio.train.data import AudioCrops, find_audio, split_files
+from vqaudio_cli.main import app
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+runner = CliRunner()
+
+
+def write_songs(folder: Path, count: int = 3, seconds: float = 1.5, rate: int = 22050) -> Path:
+    """Stereo harmonic tones + a little noise at a rate the codec must resample from."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    for i in range(count):
+        tone = sum(0.2 / k * np.sin(2 * np.pi * (150 + 70 * i) * k * t) for k in range(1, 4))
+        left = tone + 0.02 * rng.standard_normal(len(t))
+        sf.write(folder / f"song{i}.wav", np.stack([left, 0.5 * left], 1).astype(np.float32), rate)
+    return folder
+
+
+def tiny_overrides(tmp_path: Path, songs: Path, **extra) -> list[str]:
+    values = {
+        "data.path": str(songs), "data.cache_dir": str(tmp_path / "cache"), "train.steps": 6,
+        "train.checkpoint_every": 3, "train.eval_every": 6, "train.log_every": 1, **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory) -> Path:
+    return write_songs(tmp_path_factory.mktemp("songs"))
+
+
+def test_codec_then_prior_end_to_end(tmp_path, songs):
+    codec_dir = tmp_path / "codec-run"
+    r = runner.invoke(app, ["train", str(RECIPES / "tiny-codec.yaml"), "-o", str(codec_dir), "-q",
+                            *sum((["--set", s] for s in tiny_overrides(tmp_path, songs)), [])])
+    assert r.exit_code == 0, r.output
+    assert "step 6: loss" in r.stderr and "usage [" in r.stderr
+    rows = read_metrics(codec_dir)
+    assert [row["step"] for row in rows if row["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    evals = [row for row in rows if row["kind"] == "eval"]
+    assert len(evals) == 1 and all(np.isfinite(p["mel"]) for p in evals[0]["points"])
+    assert [p["levels"] for p in evals[0]["points"]] == [1, 2]
+    assert all(len(row["usage"]) == 2 for row in rows if row["kind"] == "train")
+    for png in ("spectrogram.png", "usage.png", "loss.png"):
+        assert (codec_dir / png).read_bytes()[:4] == b"\x89PNG"
+    codec = load_codec(codec_dir / "model.safetensors")
+    wav = torch.randn(1, 1, 1234) * 0.1
+    assert codec.decode(codec.encode(wav)).shape == wav.shape
+    assert load_recipe(codec_dir / "recipe.yaml").train.steps == 6  # the resolved recipe is kept
+
+    prior_dir = tmp_path / "prior-run"
+    sets = tiny_overrides(tmp_path, songs, **{"train.steps": 4, "codec": codec_dir / "model.safetensors"})
+    r = runner.invoke(app, ["train", str(RECIPES / "tiny-prior.yaml"), "-o", str(prior_dir), "-q",
+                            *sum((["--set", s] for s in sets), [])])
+    assert r.exit_code == 0, r.output
+    from vqaudio.prior import load_prior
+
+    prior = load_prior(prior_dir / "model.safetensors")
+    assert prior.codec_id == checkpoint_id(codec_dir / "model.safetensors")
+    assert prior.config.codebook_size == codec.config.codebook_size  # copied, never typed
+    assert prior.config.level_strides == codec.config.level_strides[:2]
+    tokens = list((prior_dir / "codes").glob("*.npy"))
+    assert len(tokens) == 3 and np.load(tokens[0], allow_pickle=False).dtype == np.int16
+    evals = [row for row in read_metrics(prior_dir) if row["kind"] == "eval"]
+    assert evals and 0 < evals[-1]["val_bits_per_token"] < 16
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_exactly(tmp_path, songs):
+    recipe = load_recipe(RECIPES / "tiny-codec.yaml", tiny_overrides(tmp_path, songs))
+    train(recipe, tmp_path / "straight")
+
+    def die_at_5(step, total, metrics):  # interrupted after the step-3 checkpoint was written
+        if step == 5:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(recipe, tmp_path / "cut", on_progress=die_at_5)
+    assert max(row["step"] for row in read_metrics(tmp_path / "cut")) == 4
+    messages = []
+    train(recipe, tmp_path / "cut", resume=True, on_message=messages.append)
+    assert "resuming" in messages[0] and "step 3" in messages[0]
+    steps = [row["step"] for row in read_metrics(tmp_path / "cut") if row["kind"] == "train"]
+    assert steps == [1, 2, 3, 4, 5, 6]  # continued, not restarted, no duplicated lines
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "cut" / "model.safetensors")
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_existing_run_needs_resume_or_force(tmp_path, songs):
+    recipe = load_recipe(RECIPES / "tiny-codec.yaml",
+                         tiny_overrides(tmp_path, songs, **{"train.steps": 1}))
+    train(recipe, tmp_path / "run")
+    with pytest.raises(Exception, match="--resume"):
+        train(recipe, tmp_path / "run")
+    train(recipe, tmp_path / "run", force=True)
+
+
+@pytest.mark.parametrize(
+    "yaml_text, sets, expected",
+    [
+        ("train:\n  batch_sise: 4\n", [], "unknown key 'batch_sise' (did you mean 'batch_size'?)"),
+        ("train:\n  steps: many\n", [], "train.steps: expected an integer, got 'many'"),
+        ("stage: codec\n", ["optim.lr=fast"], "optim.lr: expected a number"),
+        ("stage: codec\n", ["trian.steps=3"], "unknown key 'trian' (did you mean 'train'?)"),
+        ("stage: codec\n", ["data.path=MISSING"], "no such folder"),
+        ("stage: codec\n", ["data.path=EMPTY"], "no audio files"),
+    ],
+)
+def test_bad_recipes_fail_with_one_line(tmp_path, yaml_text, sets, expected):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not audio")
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(yaml_text)
+    sets = [s.replace("MISSING", str(tmp_path / "nope")).replace("EMPTY", str(tmp_path / "empty"))
+            for s in sets]
+    args = ["train", str(recipe), "-o", str(tmp_path / "run"), "-q", "--device", "cpu"]
+    r = runner.invoke(app, args + sum((["--set", s] for s in sets), []))
+    assert r.exit_code == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_learning_rate_warms_up_then_decays_to_min():
+    recipe = load_recipe(RECIPES / "tiny-codec.yaml", ["optim.warmup=10", "optim.lr=0.01",
+                                                         "optim.min_lr=0.0001"])
+    rates = [learning_rate(recipe.optim, s, 100) for s in range(1, 101)]
+    assert rates[:10] == sorted(rates[:10]) and rates[9] == pytest.approx(0.01)
+    assert rates[10:] == sorted(rates[10:], reverse=True)
+    assert rates[-1] == pytest.approx(0.0001)
+
+
+def test_data_cache_split_and_crops(tmp_path, songs):
+    files = find_audio(songs)
+    train_files, val_files = split_files(files, 1)
+    assert len(val_files) == 1 and set(train_files) | set(val_files) == set(files)
+    assert split_files(files, 1) == (train_files, val_files)  # deterministic hold-out
+    recipe = load_recipe(RECIPES / "tiny-codec.yaml", tiny_overrides(tmp_path, songs))
+    crops = AudioCrops.from_files(files, recipe.data, 16000, 4000)
+    cached = sorted((tmp_path / "cache").glob("*.npy"))
+    assert len(cached) == 3 and np.load(cached[0], allow_pickle=False).shape[0] == 1  # mono
+    assert abs(np.load(cached[0]).shape[1] - 1.5 * 16000) <= 2  # resampled 22.05 -> 16 kHz once
+    mtimes = [p.stat().st_mtime_ns for p in cached]
+    AudioCrops.from_files(files, recipe.data, 16000, 4000)
+    assert [p.stat().st_mtime_ns for p in cached] == mtimes  # not decoded again
+    a = crops.batch(np.random.default_rng(5), 4)
+    b = crops.batch(np.random.default_rng(5), 4)
+    assert a.shape == (4, 1, 4000) and np.array_equal(a, b) and a.std() > 0.01
+    assert not np.array_equal(a, crops.batch(np.random.default_rng(6), 4))
+    assert json.loads(json.dumps(recipe.data.path)) == str(songs)

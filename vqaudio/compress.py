@@ -1,0 +1,320 @@
+"""compress(codec, audio file -> .vqa) and decompress(.vqa -> audio file), chunked, constant memory.
+
+Chunk boundaries do not show in the codes or the audio: each chunk is encoded with
+``encoder_margin_blocks`` coarse frames of real audio on either side (covering the encoder's
+receptive field) and keeps only its own codes; decoding runs the decoder over the chunk plus
+``decoder_margin_blocks`` frames of neighbouring codes and keeps the middle. Up to float rounding
+in the convolutions this equals a one-pass encoding/decoding of the whole file.
+
+Channels: the codec is mono. Mono files use all levels the bitrate allows; stereo files are coded
+as mid = (L + R) / 2 and side = (L - R) / 2, side getting about a quarter of the bits (it carries
+less energy and matters less to the ear); 3-8 channels are coded separately with the same levels.
+The bitrate is that of the whole file, all channels together, container overhead included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import audio
+from .bitstream import Header, VqaReader, VqaWriter, pack_chunk
+from .codes import Codes
+from .config import CodecConfig
+from .errors import AudioError, ConfigError, FormatError
+
+DEFAULT_BITRATE = 6000.0
+CHUNK_SECONDS = 10.0
+Progress = Callable[[float, float], None] | None
+
+
+def _span(kernel: int, dilation: int = 1) -> int:
+    return dilation * (kernel - 1) // 2 + 1
+
+
+def encoder_margin_blocks(config: CodecConfig) -> int:
+    """Coarse frames of context either side that cover the encoder's receptive field."""
+    samples, scale = _span(7), 1
+    for stride in config.strides:
+        samples += scale * sum(_span(7, d) for d in config.dilations) + scale * 2 * stride
+        scale *= stride
+    samples += scale * _span(3)
+    return -(-samples // config.block_samples) + 1
+
+
+def decoder_margin_blocks(config: CodecConfig) -> int:
+    """Coarse frames of codes either side that cover the decoder's receptive field."""
+    scale = config.hop_length
+    samples = scale * _span(7)
+    for stride in reversed(config.strides):
+        samples += scale * 2
+        scale //= stride
+        samples += scale * sum(_span(7, d) for d in config.dilations)
+    samples += _span(7)
+    return -(-samples // config.block_samples) + 1
+
+
+def plan_levels(
+    config: CodecConfig, channels: int, bitrate: float, duration: float | None = None
+) -> tuple[str, list[int]]:
+    """(channel coding, levels per coded channel) for a whole-file ``bitrate`` in bits/s.
+
+    With ``duration`` (seconds) the container overhead is charged too, so the file's real bitrate
+    stays at or under ``bitrate``; very short files still get the lowest operating point.
+    """
+    coding = "mono" if channels == 1 else "mid_side" if channels == 2 else "separate"
+    rates = config.bitrates
+    lowest = rates[0] * channels
+    if bitrate < lowest * (1 - 1e-9):
+        raise ConfigError(
+            f"bitrate {bitrate / 1000:g} kbps is below this codec's lowest operating point for "
+            f"{channels} channel(s), {lowest / 1000:g} kbps; choose a higher --bitrate"
+        )
+    overhead = _overhead_rate(config, channels, duration)
+    budget = bitrate - overhead
+
+    def most(limit: float) -> int:
+        return max([n for n, r in enumerate(rates, 1) if r <= limit * (1 + 1e-9)], default=1)
+
+    if coding == "mono":
+        return coding, [most(budget)]
+    if coding == "mid_side":
+        side = most(budget / 4)
+        mid = max(most(budget - rates[side - 1]), side)
+        while side > 1 and rates[mid - 1] + rates[side - 1] > budget:
+            side -= 1
+        return coding, [mid, side]
+    return coding, [most(budget / channels)] * channels
+
+
+def _overhead_rate(config: CodecConfig, channels: int, duration: float | None) -> float:
+    """Bits/s spent on the header, index, chunk CRCs and block padding (an upper bound)."""
+    if not duration:
+        return 0.0
+    chunks = math.ceil(duration * config.sample_rate / config.block_samples / _chunk_blocks(config))
+    header_bytes = 600 + 40 * channels + 8 * chunks  # JSON is ~450 bytes + the index
+    chunk_bytes = chunks * (1 + 4 + 2 * channels * config.num_levels)  # coding byte, CRC, bit tails
+    padding = config.block_samples / config.sample_rate  # at most one block of padding
+    return 8 * (header_bytes + chunk_bytes) / duration + config.bitrates[-1] * channels * padding / duration
+
+
+def _chunk_blocks(config: CodecConfig) -> int:
+    return max(1, round(CHUNK_SECONDS * config.sample_rate / config.block_samples))
+
+
+def codec_id(codec: torch.nn.Module) -> str:
+    """The checkpoint id of a loaded codec, else a hash of its weights (16 hex digits)."""
+    if getattr(codec, "checkpoint_id", None):
+        return codec.checkpoint_id
+    digest = hashlib.sha256()
+    for name, tensor in sorted(codec.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _to_coded(wav: np.ndarray, coding: str) -> np.ndarray:
+    if coding == "mid_side":
+        return np.stack([(wav[0] + wav[1]) / 2, (wav[0] - wav[1]) / 2])
+    return wav
+
+
+def _from_coded(wav: np.ndarray, coding: str) -> np.ndarray:
+    if coding == "mid_side":
+        return np.stack([wav[0] + wav[1], wav[0] - wav[1]])
+    return wav
+
+
+def _device(codec: torch.nn.Module) -> torch.device:
+    return next(codec.parameters()).device
+
+
+def compress(
+    codec: torch.nn.Module,
+    source: str | Path,
+    out: str | Path,
+    bitrate: float = DEFAULT_BITRATE,
+    entropy_coded: bool = True,
+    chunk_blocks: int | None = None,
+    on_progress: Progress = None,
+) -> Header:
+    """Compress the audio file ``source`` into the .vqa file ``out`` (written atomically).
+
+    ``bitrate`` is bits/s of the whole file. Progress is reported in seconds of audio.
+    Returns the header written.
+    """
+    config: CodecConfig = codec.config
+    info = audio.info(source)
+    if info.num_samples == 0:
+        raise AudioError(f"{source}: holds no samples")
+    duration = info.num_samples / info.sample_rate
+    coding, levels = plan_levels(config, info.channels, bitrate, duration)
+    chunk_blocks = chunk_blocks or _chunk_blocks(config)
+    header = Header(
+        codec_id=codec_id(codec), sample_rate=config.sample_rate, channels=info.channels,
+        num_samples=1, source_sample_rate=info.sample_rate, source_num_samples=info.num_samples,
+        hop_length=config.hop_length, codebook_size=config.codebook_size,
+        level_strides=config.level_strides[: max(levels)], levels=tuple(levels),
+        channel_coding=coding, chunk_blocks=chunk_blocks,
+        entropy_coder="adaptive-range" if entropy_coded else "none", bitrate=float(bitrate),
+    )
+    writer = VqaWriter(out, header)
+    try:
+        num_samples = 0
+        for streams, num_samples in _encode_chunks(codec, source, header, on_progress, duration):
+            writer.write_chunk(pack_chunk(streams, header, entropy_coded))
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close(num_samples=num_samples)
+
+
+def _encode_chunks(
+    codec: torch.nn.Module, source: str | Path, header: Header, on_progress: Progress,
+    duration: float,
+) -> Iterator[tuple[list[np.ndarray], int]]:
+    """Yield (code streams of chunk k, samples read so far) with constant memory."""
+    config: CodecConfig = codec.config
+    block = config.block_samples
+    chunk = header.chunk_blocks * block
+    margin = encoder_margin_blocks(config) * block
+    buf = np.zeros((len(header.levels), 0), dtype=np.float32)
+    buf_start = pos = total = 0
+    for piece in audio.stream(source, chunk, sample_rate=config.sample_rate):
+        buf = np.concatenate([buf, _to_coded(piece, header.channel_coding)], axis=1)
+        total += piece.shape[1]
+        while total >= pos + chunk + margin:
+            yield _encode_window(codec, header, buf, buf_start, pos, pos + chunk + margin), total
+            pos += chunk
+            drop = max(0, pos - margin - buf_start)
+            buf, buf_start = buf[:, drop:], buf_start + drop
+            if on_progress:
+                on_progress(min(pos / config.sample_rate, duration), duration)
+    if total == 0:  # a file shorter than one output sample after resampling
+        buf, total = np.zeros((len(header.levels), 1), dtype=np.float32), 1
+    while pos < total:
+        yield _encode_window(codec, header, buf, buf_start, pos, total), total
+        pos += chunk
+    if on_progress:
+        on_progress(duration, duration)
+
+
+def _encode_window(
+    codec: torch.nn.Module, header: Header, buf: np.ndarray, buf_start: int, pos: int, end: int
+) -> list[np.ndarray]:
+    """Codes of the blocks from sample ``pos`` on (up to one chunk), encoded with context."""
+    config: CodecConfig = codec.config
+    block = config.block_samples
+    margin = encoder_margin_blocks(config) * block
+    start = max(0, pos - margin)
+    window = torch.from_numpy(np.ascontiguousarray(buf[:, start - buf_start : end - buf_start]))
+    codes = codec.encode(window[:, None].to(_device(codec)), config.bitrates[max(header.levels) - 1])
+    first = (pos - start) // block
+    count = min(header.chunk_blocks, -(-(end - pos) // block))
+    central = codes.slice_blocks(first, first + count)
+    return [
+        central.levels[k][c].cpu().numpy()
+        for c, n in enumerate(header.levels)
+        for k in range(n)
+    ]
+
+
+def check_codec(header: Header, codec: torch.nn.Module, name: str) -> None:
+    """Refuse a codec other than the one that made the file, naming both ids and the fix."""
+    have = codec_id(codec)
+    where = getattr(codec, "checkpoint_path", None) or "the given codec"
+    if have != header.codec_id:
+        raise FormatError(
+            f"{name} was made with codec {header.codec_id[:8]}…, but {where} is {have[:8]}…; "
+            "pass --codec"
+        )
+    config: CodecConfig = codec.config
+    if (config.sample_rate, config.hop_length, config.codebook_size) != (
+        header.sample_rate, header.hop_length, header.codebook_size
+    ) or tuple(config.level_strides[: len(header.level_strides)]) != header.level_strides:
+        raise FormatError(f"{name}: its header does not fit codec {have[:8]}… (corrupt file?)")
+
+
+def decode_chunks(
+    reader: VqaReader, codec: torch.nn.Module, start: int = 0, stop: int | None = None
+) -> Iterator[np.ndarray]:
+    """Yield the audio (source channels, t) at the codec's rate of chunks ``start:stop``.
+
+    Each chunk is decoded with neighbouring codes as context and cropped, so seeking to chunk k
+    gives the same samples as decoding from the start.
+    """
+    header = reader.header
+    check_codec(header, codec, reader.name)
+    margin = decoder_margin_blocks(codec.config)
+    block = header.block_samples
+    cache: dict[int, list[np.ndarray]] = {}
+    for k in range(start, header.num_chunks if stop is None else stop):
+        first, end = header.chunk_range(k)
+        lo, hi = max(0, first - margin), min(header.num_blocks, end + margin)
+        needed = range(lo // header.chunk_blocks, (hi - 1) // header.chunk_blocks + 1)
+        cache = {j: cache[j] if j in cache else reader.read_chunk(j) for j in needed}
+        wav = _decode_window(codec, header, [cache[j] for j in needed], lo, hi, needed.start)
+        wav = wav[:, (first - lo) * block : (end - lo) * block]
+        wav = wav[:, : header.num_samples - first * block]
+        yield _from_coded(wav, header.channel_coding)
+
+
+def _decode_window(
+    codec: torch.nn.Module, header: Header, chunks: list[list[np.ndarray]], lo: int, hi: int,
+    first_chunk: int,
+) -> np.ndarray:
+    """Decode blocks ``lo:hi`` from the code streams of consecutive chunks -> (coded ch, t)."""
+    out, stream = [], 0
+    offset = lo - first_chunk * header.chunk_blocks
+    for n in header.levels:
+        strides = header.level_strides[:n]
+        levels = []
+        for k, s in enumerate(strides):
+            codes = np.concatenate([chunk[stream + k] for chunk in chunks])
+            per = header.level_strides[0] // s
+            levels.append(torch.from_numpy(codes[offset * per : (offset + hi - lo) * per])[None])
+        stream += n
+        codes = Codes(levels, strides).to(_device(codec))
+        out.append(codec.decode(codes)[0, 0].float().cpu().numpy())
+    return np.stack(out)
+
+
+def decompress(
+    source: str | Path,
+    out: str | Path,
+    codec: torch.nn.Module,
+    sample_rate: int | None = None,
+    on_progress: Progress = None,
+    fmt: str | None = None,
+) -> Header:
+    """Decode the .vqa file ``source`` into the audio file ``out`` (wav/flac by extension).
+
+    Writes the source's channel count at ``sample_rate`` (default: the source's rate), with the
+    source's length. ``fmt`` ('wav', 'flac') overrides the extension. Progress is reported in
+    seconds of audio. Returns the file's header.
+    """
+    with VqaReader(source) as reader:
+        header = reader.header
+        check_codec(header, codec, reader.name)
+        rate = sample_rate or header.source_sample_rate
+        target = round(header.source_num_samples * rate / header.source_sample_rate)
+        target = max(target, 1)
+        resampler = audio.StreamResampler(header.sample_rate, rate, header.channels)
+        written = 0
+        with audio.Writer(out, rate, header.channels, fmt=fmt) as writer:
+            chunks = decode_chunks(reader, codec)
+            for k, wav in enumerate(chunks):
+                wav = resampler(wav.astype(np.float32), last=k == header.num_chunks - 1)
+                wav = wav[:, : target - written]
+                writer.write(wav)
+                written += wav.shape[1]
+                if on_progress:
+                    on_progress(written / rate, target / rate)
+            if written < target:  # resampling filters may come up a few samples short
+                writer.write(np.zeros((header.channels, target - written), dtype=np.float32))
+    return header

@@ -1,0 +1,186 @@
+"""Quality metrics between a reference and a decoded signal: (C, T) float audio at one sample rate.
+
+``score`` is the one entry point the CLI (`vqaudio eval`), training evaluation and the benchmarks
+share: it resamples the decoded signal to the reference's rate if asked, finds and removes the
+codec's delay (Opus adds 312 samples at 48 kHz), crops both to one length, and returns
+
+- ``mel_distance``: DAC's multi-scale log10-mel L1 (codec.losses.MultiScaleMelLoss); lower is
+  better, 0 for identical signals;
+- ``spectral_convergence``: ||S - S_hat||_F / ||S||_F of STFT magnitudes (2048-sample Hann); lower
+  is better;
+- ``si_sdr_db``: scale-invariant signal-to-distortion ratio in dB; higher is better, independent of
+  the decoded signal's gain;
+- ``level_difference_db``: 20 log10(RMS(decoded) / RMS(reference)); 0 means the same loudness;
+- ``delay_samples`` / ``delay_ms``: how much later the decoded signal starts (negative: earlier).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .audio import resample
+from .codec.losses import MultiScaleMelLoss, mel_spectrogram, stft_magnitude
+from .errors import AudioError
+
+MAX_DELAY_SECONDS = 0.05  # codecs seen in practice shift by < 10 ms; 50 ms bounds the search
+_EPS = 1e-12
+
+ArrayLike = np.ndarray | Tensor
+
+
+def as_array(wav: ArrayLike, where: str = "audio") -> np.ndarray:
+    """(C, T) or (T,) array or tensor -> (C, T) float64 numpy array (checked finite, non-empty)."""
+    if isinstance(wav, Tensor):
+        wav = wav.detach().cpu().numpy()
+    wav = np.asarray(wav, dtype=np.float64)
+    if wav.ndim == 1:
+        wav = wav[None]
+    if wav.ndim != 2:
+        raise AudioError(f"{where}: expected (channels, samples) audio, got shape {wav.shape}")
+    if wav.shape[1] == 0:
+        raise AudioError(f"{where}: holds no samples")
+    if not np.all(np.isfinite(wav)):
+        raise AudioError(f"{where}: contains NaN or infinite samples")
+    return wav
+
+
+def align_lengths(reference: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crop both (C, T) signals to the shorter length."""
+    length = min(reference.shape[-1], decoded.shape[-1])
+    return reference[..., :length], decoded[..., :length]
+
+
+def estimate_delay(
+    reference: ArrayLike,
+    decoded: ArrayLike,
+    sample_rate: int,
+    max_delay_seconds: float = MAX_DELAY_SECONDS,
+) -> int:
+    """Samples by which ``decoded`` lags ``reference`` (negative: it leads), |delay| bounded by
+    ``max_delay_seconds``; the lag maximising the cross-correlation of the mono mixes."""
+    ref = as_array(reference, "reference").mean(axis=0)
+    dec = as_array(decoded, "decoded").mean(axis=0)
+    max_lag = min(int(round(max_delay_seconds * sample_rate)), len(ref) - 1, len(dec) - 1)
+    if max_lag <= 0:
+        return 0
+    size = 1 << math.ceil(math.log2(len(ref) + len(dec)))  # no circular wrap-around
+    corr = np.fft.irfft(np.fft.rfft(dec, size) * np.conj(np.fft.rfft(ref, size)), size)
+    # corr[k] = sum_t dec[t + k] * ref[t]; negative lags sit at the end of the buffer
+    lags = np.arange(-max_lag, max_lag + 1)
+    values = corr[lags % size]
+    if not np.any(values > 0):  # silence or uncorrelated noise: nothing to align
+        return 0
+    return int(lags[np.argmax(values)])
+
+
+def remove_delay(
+    reference: ArrayLike, decoded: ArrayLike, delay: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shift ``decoded`` back by ``delay`` samples (see ``estimate_delay``) and crop both
+    to one length."""
+    reference, decoded = as_array(reference, "reference"), as_array(decoded, "decoded")
+    if delay > 0:
+        decoded = decoded[:, delay:]
+    elif delay < 0:
+        reference = reference[:, -delay:]
+    return align_lengths(reference, decoded)
+
+
+def mel_distance(reference: ArrayLike, decoded: ArrayLike, sample_rate: int) -> float:
+    """DAC's multi-scale log-mel L1 distance (7 scales); lower is better, 0 when identical."""
+    ref, dec = _tensors(reference, decoded)
+    return float(MultiScaleMelLoss(sample_rate)(dec, ref))
+
+
+def spectral_convergence(
+    reference: ArrayLike, decoded: ArrayLike, window_length: int = 2048
+) -> float:
+    """||S_ref - S_dec||_F / ||S_ref||_F of STFT magnitudes; 0 when identical."""
+    ref, dec = _tensors(reference, decoded)
+    mag_ref, mag_dec = stft_magnitude(ref, window_length), stft_magnitude(dec, window_length)
+    return float(torch.linalg.norm(mag_ref - mag_dec) / torch.linalg.norm(mag_ref).clamp(min=_EPS))
+
+
+def si_sdr(reference: ArrayLike, decoded: ArrayLike) -> float:
+    """Scale-invariant SDR in dB (Le Roux et al. 2019), zero-mean, averaged over channels.
+
+    Capped near 120 dB for identical signals; a silent reference gives -inf-like -120 dB.
+    """
+    ref, dec = align_lengths(as_array(reference, "reference"), as_array(decoded, "decoded"))
+    _same_channels(ref, dec)
+    ref = ref - ref.mean(axis=-1, keepdims=True)
+    dec = dec - dec.mean(axis=-1, keepdims=True)
+    values = []
+    for r, d in zip(ref, dec, strict=True):
+        scale = np.dot(d, r) / (np.dot(r, r) + _EPS)
+        target = scale * r
+        noise = d - target
+        ratio = (np.dot(target, target) + _EPS) / (np.dot(noise, noise) + _EPS)
+        values.append(float(np.clip(10 * np.log10(ratio), -120.0, 120.0)))
+    return float(np.mean(values))
+
+
+def rms(wav: ArrayLike) -> float:
+    return float(np.sqrt(np.mean(as_array(wav) ** 2)))
+
+
+def level_difference(reference: ArrayLike, decoded: ArrayLike) -> float:
+    """20 log10(RMS(decoded) / RMS(reference)) in dB: positive means the decoded is louder."""
+    return float(20 * np.log10((rms(decoded) + _EPS) / (rms(reference) + _EPS)))
+
+
+def log_mel(
+    wav: ArrayLike, sample_rate: int, window_length: int = 2048, n_mels: int = 128
+) -> np.ndarray:
+    """Mono log10 mel spectrogram (n_mels, frames) for plots."""
+    mono = torch.from_numpy(as_array(wav).mean(axis=0)).float()
+    mel = mel_spectrogram(mono, sample_rate, window_length, n_mels)
+    return mel.clamp(min=1e-5).log10().numpy()
+
+
+def score(
+    reference: ArrayLike,
+    decoded: ArrayLike,
+    sample_rate: int,
+    compensate_delay: bool = True,
+    decoded_sample_rate: int | None = None,
+    max_delay_seconds: float = MAX_DELAY_SECONDS,
+) -> dict[str, float]:
+    """Every metric of ``decoded`` against ``reference``, both (C, T) at ``sample_rate``.
+
+    ``decoded_sample_rate``: the decoded signal's rate when it differs (it is resampled to
+    ``sample_rate``). Channel counts must match (mix both to mono for a mono score). Lengths may
+    differ: both are cropped to the shorter after delay compensation.
+    """
+    ref, dec = as_array(reference, "reference"), as_array(decoded, "decoded")
+    if decoded_sample_rate is not None and decoded_sample_rate != sample_rate:
+        dec = resample(dec.astype(np.float32), decoded_sample_rate, sample_rate).astype(np.float64)
+    _same_channels(ref, dec)
+    delay = estimate_delay(ref, dec, sample_rate, max_delay_seconds) if compensate_delay else 0
+    ref, dec = remove_delay(ref, dec, delay)
+    return {
+        "mel_distance": mel_distance(ref, dec, sample_rate),
+        "spectral_convergence": spectral_convergence(ref, dec),
+        "si_sdr_db": si_sdr(ref, dec),
+        "level_difference_db": level_difference(ref, dec),
+        "delay_samples": delay,
+        "delay_ms": 1000.0 * delay / sample_rate,
+        "duration_s": ref.shape[-1] / sample_rate,
+    }
+
+
+def _tensors(reference: ArrayLike, decoded: ArrayLike) -> tuple[Tensor, Tensor]:
+    ref, dec = align_lengths(as_array(reference, "reference"), as_array(decoded, "decoded"))
+    return torch.from_numpy(ref).float(), torch.from_numpy(dec).float()
+
+
+def _same_channels(ref: np.ndarray, dec: np.ndarray) -> None:
+    if ref.shape[0] != dec.shape[0]:
+        raise AudioError(
+            f"reference has {ref.shape[0]} channel(s) but decoded has {dec.shape[0]}; "
+            "mix both to the same channel count (e.g. mono) before scoring"
+        )

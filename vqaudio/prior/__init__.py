@@ -1,0 +1,61 @@
+"""Priors over flattened codes: build, save/load, sample.
+
+``build_prior(config)`` gives a :class:`TransformerPrior` or :class:`WaveNetPrior` (by
+``config.kind``); both take token ids of ``Codes.to_tokens`` and share the conventions of
+:mod:`vqaudio.prior.base` (learned start token, next-slot embedding, per-level logit masks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import DEFAULT_PRIOR, checkpoint_id, load_into, load_state, save_model
+from ..config import PriorConfig, build
+from ..errors import CheckpointError, ConfigError
+from .base import Prior
+from .sampling import generate
+from .transformer import TransformerPrior
+from .wavenet import WaveNetPrior
+
+__all__ = [
+    "Prior", "TransformerPrior", "WaveNetPrior", "build_prior", "generate", "load_prior",
+    "save_prior",
+]
+
+
+def build_prior(config: PriorConfig) -> Prior:
+    """A fresh (randomly initialised) prior of ``config.kind``."""
+    return TransformerPrior(config) if config.kind == "transformer" else WaveNetPrior(config)
+
+
+def save_prior(model: Prior, path: str | Path, codec_id: str) -> str:
+    """Write the prior with its config and the id of the codec whose codes it models; returns the
+    file's id."""
+    return save_model(model, path, "prior", model.config, extra={"vqaudio.codec_id": codec_id})
+
+
+def load_prior(path: str | Path | None = None, device: str | torch.device = "cpu") -> Prior:
+    """Load a prior file (None: the default shipped in the package), in eval mode.
+
+    The prior gets ``checkpoint_id``, ``checkpoint_path`` and ``codec_id`` (its codec's id).
+    """
+    if path is None:
+        path = DEFAULT_PRIOR
+        if not path.is_file():
+            raise CheckpointError(
+                "no default prior ships with this install yet; pass a model file (--prior PATH), "
+                "e.g. one made by `vqaudio train recipes/tiny-prior.yaml`"
+            )
+    state, raw, metadata = load_state(path, "prior")
+    try:
+        config = build(PriorConfig, raw, "prior")
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: config does not fit this vqaudio ({e})") from None
+    prior = build_prior(config)
+    load_into(prior, state, path)
+    prior.checkpoint_id = checkpoint_id(path)
+    prior.checkpoint_path = Path(path)
+    prior.codec_id = metadata.get("vqaudio.codec_id")
+    return prior.to(device).eval()

@@ -1,0 +1,168 @@
+"""Sampling from a prior (temperature, top-k, top-p, seeded) and ``generate``: prior -> codes -> wav.
+
+Continuation: the prompt's last ``prompt_seconds`` (cut to whole coarse frames) are encoded and
+their tokens become the initial context. The returned audio is the *decoded prompt codes*
+followed by ``seconds`` of new audio, all decoded in one pass, so there is no seam between the
+prompt and its continuation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..codes import Codes
+from ..errors import AudioError, CheckpointError, ConfigError
+from .base import Prior
+
+DECODE_CHUNK_BLOCKS = 750  # 60 s of the default codec per decoder call
+DECODE_MARGIN_BLOCKS = 8  # context on each side of a chunk, cropped away (> the decoder's reach)
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if not temperature > 0:
+        raise ConfigError(f"temperature {temperature:g} must be > 0 (use top_k=1 for greedy)")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"top_k {top_k} must be >= 1")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ConfigError(f"top_p {top_p:g} must be in (0, 1]")
+
+
+def sample_next(
+    logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Draw one token per row of logits (B, V) -> (B,) after temperature, top-k, then top-p."""
+    logits = logits / temperature if temperature != 1.0 else logits
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        drop = probs.cumsum(dim=-1) - probs > top_p  # mass before a token already exceeds top_p
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def sample_tokens(
+    prior: Prior, num_tokens: int, prompt: Tensor, seed: int = 0, temperature: float = 1.0,
+    top_k: int | None = None, top_p: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None, use_cache: bool = True,
+) -> Tensor:
+    """Continue ``prompt`` (B, P) token ids (P may be 0) by ``num_tokens`` -> (B, P + num_tokens).
+
+    Same seed, device and inputs give the same tokens; the cached and uncached paths see the
+    same windows. Progress is reported once per block.
+    """
+    check_sampling(temperature, top_k, top_p)
+    batch, start = prompt.shape
+    device = prompt.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    tokens = torch.empty(batch, start + num_tokens, dtype=torch.long, device=device)
+    tokens[:, :start] = prompt
+    every = prior.config.tokens_per_block
+    with torch.inference_mode():
+        stream = prior.stream(prompt) if use_cache else None
+        for i in range(start, start + num_tokens):
+            logits = stream.logits if stream is not None else prior.next_logits(tokens[:, :i])
+            token = sample_next(logits, temperature, top_k, top_p, generator)
+            tokens[:, i] = token
+            if stream is not None and i + 1 < start + num_tokens:
+                stream.push(token)
+            done = i + 1 - start
+            if on_progress is not None and (done % every == 0 or done == num_tokens):
+                on_progress(done, num_tokens)
+    return tokens
+
+
+def check_compatible(prior: Prior, codec) -> None:
+    """Refuse a prior whose levels or codebook do not fit the codec's."""
+    p, c = prior.config, codec.config
+    if p.codebook_size != c.codebook_size or tuple(p.level_strides) != c.level_strides[: p.num_levels]:
+        raise CheckpointError(
+            f"prior (codebook_size {p.codebook_size}, level_strides {list(p.level_strides)}) does not "
+            f"fit codec (codebook_size {c.codebook_size}, level_strides {list(c.level_strides)}); "
+            "use the codec the prior was trained on"
+        )
+
+
+def decode_codes(codec, codes: Codes, chunk_blocks: int = DECODE_CHUNK_BLOCKS,
+                 margin_blocks: int = DECODE_MARGIN_BLOCKS) -> Tensor:
+    """Codes -> wav (B, C, num_samples), in chunks of ``chunk_blocks`` coarse frames with
+    ``margin_blocks`` of neighbouring codes decoded on each side and cropped away, so memory stays
+    bounded on long outputs and chunk edges leave no seam (the decoder is convolutional)."""
+    if codes.num_blocks <= chunk_blocks:
+        return codec.decode(codes)
+    block = codec.config.block_samples
+    parts = []
+    for first in range(0, codes.num_blocks, chunk_blocks):
+        lo, hi = max(0, first - margin_blocks), min(codes.num_blocks, first + chunk_blocks + margin_blocks)
+        wav = codec.decode(codes.slice_blocks(lo, hi))
+        keep = min(chunk_blocks, codes.num_blocks - first)
+        parts.append(wav[..., (first - lo) * block : (first - lo + keep) * block])
+    wav = torch.cat(parts, dim=-1)
+    return wav[..., : codes.num_samples] if codes.num_samples is not None else wav
+
+
+def encode_prompt(codec, prompt_wav: Tensor, num_levels: int, prompt_seconds: float | None) -> Codes:
+    """The last ``prompt_seconds`` of prompt_wav (C, T), cut to whole coarse frames, as Codes (1, ...)."""
+    config = codec.config
+    if prompt_wav.dim() != 2 or prompt_wav.shape[0] != config.channels:
+        raise AudioError(
+            f"prompt has shape {tuple(prompt_wav.shape)}; expected ({config.channels}, samples) at "
+            f"{config.sample_rate} Hz"
+        )
+    block = config.block_samples
+    limit = prompt_wav.shape[-1] if prompt_seconds is None else round(prompt_seconds * config.sample_rate)
+    length = min(limit, prompt_wav.shape[-1]) // block * block
+    if length == 0:
+        raise AudioError(
+            f"prompt is shorter than one coarse frame ({1000 * block / config.sample_rate:g} ms); "
+            "give a longer prompt or a larger prompt_seconds"
+        )
+    wav = prompt_wav[None, :, prompt_wav.shape[-1] - length :]
+    param = next(codec.parameters())
+    return codec.encode(wav.to(param.device, param.dtype)).keep(num_levels)
+
+
+def generate(
+    prior: Prior, codec, seconds: float, n: int = 1, seed: int = 0, temperature: float = 1.0,
+    top_k: int | None = None, top_p: float | None = None, prompt_wav: Tensor | None = None,
+    on_progress: Callable[[int, int], None] | None = None, use_cache: bool = True,
+    prompt_seconds: float | None = None,
+) -> Tensor:
+    """Sample ``n`` pieces of music -> wav (n, C, T) at ``codec.sample_rate``.
+
+    Without a prompt T = round(seconds * sample_rate). With ``prompt_wav`` (C, T) at the codec's
+    rate, its last ``prompt_seconds`` (None: all of it), cut to whole coarse frames, are encoded
+    and continued: T = that prompt length + round(seconds * sample_rate), the output starting with
+    the decoded prompt codes. ``on_progress(done, total)`` counts generated tokens.
+    """
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise ConfigError(f"seconds {seconds:g} must be a positive number")
+    if n < 1:
+        raise ConfigError(f"n {n} must be >= 1")
+    check_compatible(prior, codec)
+    config = prior.config
+    device = prior.level_mask.device
+    new_samples = round(seconds * codec.config.sample_rate)
+    new_blocks = math.ceil(new_samples / codec.config.block_samples)
+    prompt_samples, prompt = 0, torch.zeros(n, 0, dtype=torch.long, device=device)
+    if prompt_wav is not None:
+        codes = encode_prompt(codec, prompt_wav, config.num_levels, prompt_seconds)
+        prompt_samples = codes.num_samples
+        prompt = codes.to_tokens(config.codebook_size).to(device).expand(n, -1)
+    tokens = sample_tokens(
+        prior, new_blocks * config.tokens_per_block, prompt, seed, temperature, top_k, top_p,
+        on_progress, use_cache,
+    )
+    codes = Codes.from_tokens(tokens, config.level_strides, config.codebook_size,
+                              prompt_samples + new_samples)
+    codec_device = next(codec.parameters()).device
+    with torch.inference_mode():
+        return decode_codes(codec, codes.to(codec_device))

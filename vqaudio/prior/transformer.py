@@ -1,0 +1,180 @@
+"""Causal decoder-only transformer over flattened codes, with a preallocated KV cache.
+
+Pre-norm blocks (LayerNorm, a single fused op: cheaper per generated token than RMSNorm), rotary
+positions counted from the window's start token, ``scaled_dot_product_attention``. Generation
+slides the window: when it holds ``context_tokens`` tokens, it keeps the latest
+``context_blocks // 2`` blocks (block-aligned, so slots and levels stay put) and rebuilds the
+cache from them in one forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import PriorConfig
+from .base import Prior, Stream
+
+
+def _rotary_tables(length: int, head_dim: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
+    angles = torch.outer(torch.arange(length, device=device).float(), inv_freq)  # (L, hd/2)
+    return angles.cos(), angles.sin()
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x (B, H, L, hd); cos, sin (L, hd/2): rotate each (first half, second half) pair."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.dim // config.num_heads
+        self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=False)
+        self.proj = nn.Linear(config.dim, config.dim, bias=False)
+        self.dropout = config.dropout
+
+    def _heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        batch, length, _ = x.shape
+        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim)
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, L, hs)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: tuple[Tensor, Tensor] | None = None,
+                start: int = 0) -> Tensor:
+        """x (B, L, D) at window positions start..start+L-1; ``cache`` (k, v) each (B, nh, max, hs)
+        receives this call's keys/values and supplies the earlier ones."""
+        batch, length, dim = x.shape
+        q, k, v = self._heads(x)
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        if cache is not None:
+            k_cache, v_cache = cache
+            k_cache[:, :, start : start + length] = k
+            v_cache[:, :, start : start + length] = v
+            k, v = k_cache[:, :, : start + length], v_cache[:, :, : start + length]
+        causal = length > 1  # one new query attends to every cached key
+        assert not (causal and start > 0), "multi-token calls start at the window start"
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=causal)
+        return self.proj(y.transpose(1, 2).reshape(batch, length, dim))
+
+
+class Block(nn.Module):
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.dim)
+        self.attn = Attention(config)
+        self.norm2 = nn.LayerNorm(config.dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.dim, 4 * config.dim), nn.GELU(), nn.Linear(4 * config.dim, config.dim),
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache=None, start: int = 0) -> Tensor:
+        x = x + self.dropout(self.attn(self.norm1(x), cos, sin, cache, start))
+        return x + self.dropout(self.mlp(self.norm2(x)))
+
+
+class TransformerPrior(Prior):
+    """Causal transformer prior. tokens (B, N) -> logits (B, N, vocab_size)."""
+
+    def __init__(self, config: PriorConfig):
+        super().__init__(config)
+        self.token_embedding = nn.Embedding(config.vocab_size + 1, config.dim)  # + start token
+        self.slot_embedding = nn.Embedding(config.tokens_per_block, config.dim)  # next token's slot
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.norm = nn.LayerNorm(config.dim)
+        self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.apply(self._init)
+        cos, sin = _rotary_tables(config.context_tokens + 1, config.dim // config.num_heads, "cpu")
+        self.register_buffer("rotary_cos", cos, persistent=False)
+        self.register_buffer("rotary_sin", sin, persistent=False)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def _tables(self, start: int, length: int) -> tuple[Tensor, Tensor]:
+        if start + length > self.rotary_cos.shape[0]:  # longer than the context: training may ask
+            cos, sin = _rotary_tables(start + length, self.rotary_cos.shape[1] * 2, self.rotary_cos.device)
+            self.rotary_cos, self.rotary_sin = cos, sin
+        return self.rotary_cos[start : start + length], self.rotary_sin[start : start + length]
+
+    def _run(self, ids: Tensor, start: int = 0, caches: list | None = None) -> Tensor:
+        """ids (B, L) at window positions start... -> masked logits (B, L, V)."""
+        length = ids.shape[1]
+        positions = torch.arange(start, start + length, device=ids.device) % self.tokens_per_block
+        x = self.token_embedding(ids) + self.slot_embedding(positions)
+        cos, sin = self._tables(start, length)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, None if caches is None else caches[i], start)
+        return self.masked(self.head(self.norm(x)), start)
+
+    def window_logits(self, tokens: Tensor) -> Tensor:
+        return self._run(self.with_start(tokens))
+
+    def window_start(self, num_tokens: int) -> int:
+        """First token of the window that predicts token ``num_tokens`` (block-aligned sliding)."""
+        keep = self.config.context_blocks // 2 * self.tokens_per_block
+        slide = self.config.context_tokens - keep
+        return slide * max(0, (num_tokens - keep) // slide)
+
+    def next_logits(self, tokens: Tensor) -> Tensor:
+        return self.window_logits(tokens[:, self.window_start(tokens.shape[1]) :])[:, -1]
+
+    def stream(self, tokens: Tensor) -> TransformerStream:
+        return TransformerStream(self, tokens)
+
+
+class TransformerStream(Stream):
+    """KV-cached decoding: one token per ``push``; a full window triggers a slide and a rebuild."""
+
+    def __init__(self, prior: TransformerPrior, tokens: Tensor):
+        config = prior.config
+        self.prior = prior
+        batch = tokens.shape[0]
+        self.capacity = config.context_tokens + 1
+        shape = (config.num_layers, 2, batch, config.num_heads, self.capacity, config.dim // config.num_heads)
+        weight = prior.head.weight
+        self.cache = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        self.window = tokens.new_zeros(batch, config.context_tokens)
+        self.num_tokens = tokens.shape[1]
+        self.start = prior.window_start(self.num_tokens)
+        kept = tokens[:, self.start :]
+        self.window[:, : kept.shape[1]] = kept
+        self.logits = self._prefill()
+
+    def _prefill(self) -> Tensor:
+        length = self.num_tokens - self.start
+        ids = self.prior.with_start(self.window[:, :length])
+        caches = [(layer[0], layer[1]) for layer in self.cache]
+        return self.prior._run(ids, 0, caches)[:, -1]
+
+    def push(self, token: Tensor) -> Tensor:
+        prior = self.prior
+        length = self.num_tokens - self.start  # window tokens before this one
+        self.window[:, length] = token
+        self.num_tokens += 1
+        start = prior.window_start(self.num_tokens)
+        if start != self.start:  # slide: keep the latest blocks, rebuild the cache from them
+            kept = self.window[:, start - self.start : length + 1].clone()
+            self.window[:, : kept.shape[1]] = kept
+            self.start = start
+            self.logits = self._prefill()
+            return self.logits
+        position = length + 1  # window position of the new token (the start token is 0)
+        x = prior.token_embedding(token[:, None]) + prior.slot_embedding.weight[
+            position % prior.tokens_per_block
+        ]
+        cos, sin = prior.rotary_cos[position : position + 1], prior.rotary_sin[position : position + 1]
+        for block, layer in zip(prior.blocks, self.cache):
+            x = block(x, cos, sin, (layer[0], layer[1]), position)
+        logits = prior.head(prior.norm(x[:, 0]))
+        self.logits = logits + prior.level_mask[position % prior.tokens_per_block]
+        return self.logits

@@ -1,0 +1,121 @@
+"""The codec stage: random crops -> reconstruction + VQ loss; evaluation on held-out files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import load_codec, save_codec
+from ..codec import Codec
+from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
+from ..config import Recipe
+from . import plots
+from .data import AudioCrops, eval_clips, find_audio, split_files
+
+
+def si_sdr(wav_hat: Tensor, wav: Tensor, eps: float = 1e-8) -> Tensor:
+    """Scale-invariant SDR in dB per item; wav, wav_hat (B, C, T) -> (B,)."""
+    wav = wav.flatten(1) - wav.flatten(1).mean(-1, keepdim=True)
+    wav_hat = wav_hat.flatten(1) - wav_hat.flatten(1).mean(-1, keepdim=True)
+    scale = (wav_hat * wav).sum(-1, keepdim=True) / (wav.pow(2).sum(-1, keepdim=True) + eps)
+    target = scale * wav
+    noise = wav_hat - target
+    return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+
+
+class CodecTask:
+    """Everything stage-specific about training a codec; the loop in loop.py drives it."""
+
+    plot_keys = ("loss", "mel", "val_mel")
+
+    def __init__(self, recipe: Recipe, on_message: Callable[[str], None]):
+        self.recipe = recipe
+        config = recipe.codec
+        self.model = Codec(config)
+        self.train_module = self.model
+        if recipe.init_from:
+            self.model.load_state_dict(load_codec(recipe.init_from).state_dict())
+            on_message(f"initialised from {recipe.init_from}")
+        self.sample_rate = config.sample_rate
+        block = config.block_samples
+        segment = max(block, round(recipe.data.segment_seconds * self.sample_rate / block) * block)
+        files = find_audio(recipe.data.path)
+        train_files, val_files = split_files(files, recipe.data.val_files)
+
+        def report(i: int, total: int, path: Path) -> None:
+            on_message(f"caching audio {i + 1}/{total}: {path.name}")
+
+        self.crops = AudioCrops.from_files(train_files, recipe.data, self.sample_rate, segment, report)
+        self.val_arrays = AudioCrops.from_files(val_files, recipe.data, self.sample_rate, segment).arrays
+        hours = sum(a.shape[1] for a in self.crops.arrays) / self.sample_rate / 3600
+        on_message(
+            f"data: {len(train_files)} training files ({hours:.2f} h), {len(val_files)} held out; "
+            f"crops of {segment} samples; codec {self.model.num_parameters() / 1e6:.2f} M parameters"
+        )
+        self.loss_fn = ReconstructionLoss(self.sample_rate)
+        self.mel_distance = MultiScaleMelLoss(self.sample_rate)
+        self.last_usage: list[float] = []
+        self.last_perplexity: list[float] = []
+
+    def batch(self, rng: np.random.Generator, batch_size: int) -> Tensor:
+        return torch.from_numpy(self.crops.batch(rng, batch_size))
+
+    def loss(self, model: nn.Module, wav: Tensor, autocast) -> tuple[Tensor, dict[str, float]]:
+        with autocast():
+            out = model(wav)
+        terms = self.loss_fn(out.wav.float(), wav)
+        loss = terms["total"] + out.vq_loss.float()
+        self.last_usage, self.last_perplexity = out.usage, out.perplexity
+        metrics = {k: float(v.detach()) for k, v in terms.items() if k != "total"}
+        metrics["vq"] = float(out.vq_loss.detach())
+        metrics["usage"] = list(out.usage)
+        metrics["perplexity"] = list(out.perplexity)
+        return loss, metrics
+
+    @torch.no_grad()
+    def evaluate(self, model: Codec, run_dir: Path, step: int, device: str) -> dict:
+        """Mel distance, SI-SDR and bits/s at each evaluated operating point, on held-out clips."""
+        if not self.val_arrays:
+            return {}
+        config, ev = self.model.config, self.recipe.eval
+        clip_samples = round(ev.clip_seconds * self.sample_rate)
+        wav = torch.from_numpy(eval_clips(self.val_arrays, ev.num_clips, clip_samples)).to(device)
+        was_training = model.training
+        model.eval()
+        codes = model.encode(wav)
+        levels = ev.levels or tuple(range(1, config.num_levels + 1))
+        result: dict = {"points": []}
+        for num_levels in sorted({min(k, config.num_levels) for k in levels}):
+            wav_hat = model.decode(codes.keep(num_levels)).float()
+            point = {
+                "levels": num_levels,
+                "bitrate": config.bitrates[num_levels - 1],
+                "mel": float(self.mel_distance(wav_hat, wav)),
+                "si_sdr": float(si_sdr(wav_hat, wav).mean()),
+            }
+            result["points"].append(point)
+        result["val_mel"] = result["points"][-1]["mel"]
+        result["val_si_sdr"] = result["points"][-1]["si_sdr"]
+        model.train(was_training)
+        plots.plot_spectrograms(
+            wav[0, 0].cpu().numpy(), wav_hat[0, 0].cpu().numpy(), self.sample_rate,
+            run_dir / "spectrogram.png", f"{config.bitrates[num_levels - 1] / 1000:g} kbps, step {step}",
+        )
+        if self.last_usage:
+            plots.plot_usage(self.last_usage, self.last_perplexity, config.codebook_size,
+                             run_dir / "usage.png")
+        return result
+
+    @staticmethod
+    def describe_eval(result: dict) -> str:
+        return "; ".join(
+            f"{p['bitrate'] / 1000:g} kbps mel {p['mel']:.3f} si-sdr {p['si_sdr']:.2f} dB"
+            for p in result.get("points", [])
+        )
+
+    def save(self, model: Codec, path: Path) -> str:
+        return save_codec(model, path)
