@@ -13,29 +13,44 @@ import typer
 
 from vqaudio.errors import VqaudioError
 
-from .console import atomic_output, check_output, err, pick_device, progress, reports_errors, spooled_input
+from .console import (
+    atomic_output,
+    check_output,
+    err,
+    pick_device,
+    progress,
+    reports_errors,
+    spooled_input,
+)
 
 CodecOption = Annotated[
-    Path | None, typer.Option("--codec", help="Codec model file (.safetensors) [default: shipped model].")
+    Path | None,
+    typer.Option("--codec", help="Codec model file (.safetensors) [default: shipped model]."),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")
+]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
 BitrateOption = Annotated[
-    float, typer.Option("--bitrate", min=0.001, help="Bitrate of the whole file (all channels), kbps.")
+    float,
+    typer.Option("--bitrate", min=0.001, help="Bitrate of the whole file (all channels), kbps."),
 ]
 
 
 def _outputs(inputs: list[str], output: str | None, suffix: str) -> list[str]:
     """Output path for each input: IN with ``suffix``, or -o (a file for one input, or a folder)."""
+
     def default(name: str) -> str:
         return "-" if name == "-" else str(Path(name).with_suffix(suffix))
 
     if output is None:
         return [default(i) for i in inputs]
     if Path(output).is_dir():
-        return [str(Path(output) / Path(default(i) if i != "-" else "stdin" + suffix).name)
-                for i in inputs]
+        return [
+            str(Path(output) / Path(default(i) if i != "-" else "stdin" + suffix).name)
+            for i in inputs
+        ]
     if len(inputs) > 1:
         raise VqaudioError(f"-o {output}: with several inputs, -o must be an existing folder")
     return [output]
@@ -47,7 +62,9 @@ def _audio_format(target: str) -> str:
         return "wav"
     suffix = Path(target).suffix.lower()
     if suffix not in (".wav", ".flac"):
-        raise VqaudioError(f"{target}: unsupported output format {suffix or '(none)'}; use .wav or .flac")
+        raise VqaudioError(
+            f"{target}: unsupported output format {suffix or '(none)'}; use .wav or .flac"
+        )
     return suffix[1:]
 
 
@@ -81,7 +98,8 @@ def _summary(quiet: bool, source: str, target: str, header, size: int) -> None:
         f"{source} -> {target}: {header.duration:.2f} s, {header.channels} ch "
         f"({header.channel_coding}, levels {levels}), advertised {header.bitrate / 1000:g} kbps, "
         f"real {real / 1000:.3f} kbps, {size} bytes",
-        markup=False, highlight=False,
+        markup=False,
+        highlight=False,
     )
 
 
@@ -90,13 +108,20 @@ def register(app: typer.Typer) -> None:
     @reports_errors
     def compress(
         inputs: Annotated[list[str], typer.Argument(help="Audio files, or '-' for stdin.")],
-        output: Annotated[str | None, typer.Option(
-            "--output", "-o", help="Destination .vqa, a folder, or '-' for stdout [default: IN.vqa].")] = None,
+        output: Annotated[
+            str | None,
+            typer.Option(
+                "--output",
+                "-o",
+                help="Destination .vqa, a folder, or '-' for stdout [default: IN.vqa].",
+            ),
+        ] = None,
         bitrate: BitrateOption = 6.0,
         codec: CodecOption = None,
         device: DeviceOption = "auto",
-        no_entropy: Annotated[bool, typer.Option(
-            "--no-entropy", help="Store fixed-width codes (no entropy coding).")] = False,
+        no_entropy: Annotated[
+            bool, typer.Option("--no-entropy", help="Store fixed-width codes (no entropy coding).")
+        ] = False,
         force: ForceOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -110,10 +135,20 @@ def register(app: typer.Typer) -> None:
         for target in targets:
             check_output(target, force)
         model = _load_codec(codec, device)
-        for source, target in zip(inputs, targets):
-            with spooled_input(source) as path, atomic_output(target) as tmp, _bar(quiet, source) as cb:
-                header = run(model, path, tmp, bitrate=bitrate * 1000, entropy_coded=not no_entropy,
-                             on_progress=cb)
+        for source, target in zip(inputs, targets, strict=False):
+            with (
+                spooled_input(source) as path,
+                atomic_output(target) as tmp,
+                _bar(quiet, source) as cb,
+            ):
+                header = run(
+                    model,
+                    path,
+                    tmp,
+                    bitrate=bitrate * 1000,
+                    entropy_coded=not no_entropy,
+                    on_progress=cb,
+                )
                 size = os.path.getsize(tmp)
             _summary(quiet, source, target, header, size)
 
@@ -121,12 +156,24 @@ def register(app: typer.Typer) -> None:
     @reports_errors
     def decompress(
         inputs: Annotated[list[str], typer.Argument(help=".vqa files, or '-' for stdin.")],
-        output: Annotated[str | None, typer.Option(
-            "--output", "-o", help="Destination .wav/.flac, a folder, or '-' for stdout (wav) "
-            "[default: IN.wav].")] = None,
+        output: Annotated[
+            str | None,
+            typer.Option(
+                "--output",
+                "-o",
+                help="Destination .wav/.flac, a folder, or '-' for stdout (wav) [default: IN.wav].",
+            ),
+        ] = None,
         codec: CodecOption = None,
-        sample_rate: Annotated[int | None, typer.Option(
-            "--sample-rate", min=1000, max=768000, help="Output rate in Hz [default: the source's].")] = None,
+        sample_rate: Annotated[
+            int | None,
+            typer.Option(
+                "--sample-rate",
+                min=1000,
+                max=768000,
+                help="Output rate in Hz [default: the source's].",
+            ),
+        ] = None,
         device: DeviceOption = "auto",
         force: ForceOption = False,
         quiet: QuietOption = False,
@@ -142,9 +189,20 @@ def register(app: typer.Typer) -> None:
             _audio_format(target)
             check_output(target, force)
         model = _load_codec(codec, device)
-        for source, target in zip(inputs, targets):
-            with spooled_input(source) as path, atomic_output(target) as tmp, _bar(quiet, source) as cb:
-                run(path, tmp, model, sample_rate=sample_rate, on_progress=cb, fmt=_audio_format(target))
+        for source, target in zip(inputs, targets, strict=False):
+            with (
+                spooled_input(source) as path,
+                atomic_output(target) as tmp,
+                _bar(quiet, source) as cb,
+            ):
+                run(
+                    path,
+                    tmp,
+                    model,
+                    sample_rate=sample_rate,
+                    on_progress=cb,
+                    fmt=_audio_format(target),
+                )
             if not quiet:
                 err.print(f"{source} -> {target}", markup=False, highlight=False)
 
@@ -152,12 +210,16 @@ def register(app: typer.Typer) -> None:
     @reports_errors
     def reconstruct(
         audio: Annotated[str, typer.Argument(help="Audio file, or '-' for stdin.")],
-        output: Annotated[str, typer.Option(
-            "--output", "-o", help="Destination .wav/.flac, or '-' for stdout (wav).")],
+        output: Annotated[
+            str,
+            typer.Option("--output", "-o", help="Destination .wav/.flac, or '-' for stdout (wav)."),
+        ],
         bitrate: BitrateOption = 6.0,
         codec: CodecOption = None,
         device: DeviceOption = "auto",
-        no_entropy: Annotated[bool, typer.Option("--no-entropy", help="Skip entropy coding.")] = False,
+        no_entropy: Annotated[
+            bool, typer.Option("--no-entropy", help="Skip entropy coding.")
+        ] = False,
         force: ForceOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -174,8 +236,14 @@ def register(app: typer.Typer) -> None:
         with tempfile.TemporaryDirectory() as folder, spooled_input(audio) as path:
             vqa = Path(folder) / "reconstruct.vqa"
             with _bar(quiet, f"{audio} (encode)") as cb:
-                header = encode(model, path, vqa, bitrate=bitrate * 1000,
-                                entropy_coded=not no_entropy, on_progress=cb)
+                header = encode(
+                    model,
+                    path,
+                    vqa,
+                    bitrate=bitrate * 1000,
+                    entropy_coded=not no_entropy,
+                    on_progress=cb,
+                )
             _summary(quiet, audio, "(memory)", header, vqa.stat().st_size)
             with atomic_output(output) as tmp, _bar(quiet, f"{audio} (decode)") as cb:
                 decode(vqa, tmp, model, on_progress=cb, fmt=_audio_format(output))

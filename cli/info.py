@@ -26,8 +26,12 @@ def vqa_info(path: Path) -> dict[str, Any]:
     fields = to_dict(header)
     index = fields.pop("chunk_bytes")
     return {
-        "file": str(path), "kind": "vqa", **fields,
-        "duration_s": round(header.duration, 6), "chunks": len(index), "file_bytes": size,
+        "file": str(path),
+        "kind": "vqa",
+        **fields,
+        "duration_s": round(header.duration, 6),
+        "chunks": len(index),
+        "file_bytes": size,
         "real_bitrate_bps": round(8 * size / header.duration, 3),
     }
 
@@ -44,9 +48,13 @@ def model_info(path: Path) -> dict[str, Any]:
         elements = sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
     config = json.loads(metadata["vqaudio.config"])
     out: dict[str, Any] = {
-        "file": str(path), "kind": metadata["vqaudio.kind"], "id": checkpoint_id(path),
-        "format": metadata.get("vqaudio.format"), "vqaudio_version": metadata.get("vqaudio.version"),
-        "tensor_elements": elements, "config": config,
+        "file": str(path),
+        "kind": metadata["vqaudio.kind"],
+        "id": checkpoint_id(path),
+        "format": metadata.get("vqaudio.format"),
+        "vqaudio_version": metadata.get("vqaudio.version"),
+        "tensor_elements": elements,
+        "config": config,
     }
     if metadata["vqaudio.kind"] == "codec":
         from vqaudio.codec import Codec
@@ -55,8 +63,12 @@ def model_info(path: Path) -> dict[str, Any]:
         out["parameters"] = Codec(codec).num_parameters()  # trainable only; buffers excluded
         out["bitrates_bps"] = {str(n): b for n, b in enumerate(codec.bitrates, start=1)}
         out["frame_rates_hz"] = list(codec.frame_rates)
-    extra = {k: v for k, v in metadata.items() if k.startswith("vqaudio.") and k not in (
-        "vqaudio.kind", "vqaudio.format", "vqaudio.version", "vqaudio.config")}
+    extra = {
+        k: v
+        for k, v in metadata.items()
+        if k.startswith("vqaudio.")
+        and k not in ("vqaudio.kind", "vqaudio.format", "vqaudio.version", "vqaudio.config")
+    }
     out.update({k.removeprefix("vqaudio."): v for k, v in extra.items()})
     return out
 
@@ -93,7 +105,9 @@ def register(app: typer.Typer) -> None:
     @reports_errors
     def info(
         file: Annotated[Path, typer.Argument(help="A .vqa file or a model .safetensors file.")],
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print JSON instead of a table.")
+        ] = False,
     ) -> None:
         """Show what a .vqa file or a model file holds.
 

@@ -36,3 +36,4 @@ from . import train as _train; _train.register(app)  # noqa: E402, E702
 from . import evaluate as _evaluate; _evaluate.register(app)  # noqa: E402, E702
 from . import compress as _compress; _compress.register(app)  # noqa: E402, E702
 from . import info as _info; _info.register(app)  # noqa: E402, E702
+from . import generate as _generate; _generate.register(app)  # noqa: E402, E702

@@ -36,20 +36,30 @@ def _progress() -> Progress:
 
 def train(
     recipe: Annotated[Path | None, typer.Argument(help="Recipe YAML (see recipes/).")] = None,
-    resume: Annotated[Path | None, typer.Option(
-        "--resume", help="Continue the run in this folder from its last checkpoint.")] = None,
-    overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override a recipe value: --set train.steps=500 (repeatable).")] = None,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Run folder [default: runs/<recipe name>].")] = None,
-    device: Annotated[str | None, typer.Option(
-        help="auto, cpu or cuda [default: the recipe's device].")] = None,
-    force: Annotated[bool, typer.Option(
-        "--force", "-f", help="Start over in a run folder that already holds a run.")] = False,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="Plain log lines instead of a progress bar.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue the run in this folder from its last checkpoint."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe value: --set train.steps=500 (repeatable)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Run folder (default: runs/<recipe name>)."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu or cuda (default: the recipe's device).")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", "-f", help="Start over in a run folder that already holds a run."),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Plain log lines instead of a progress bar.")
+    ] = False,
 ) -> None:
-    """Train a codec or a prior from a recipe; writes runs/<name>/ (model.safetensors, metrics, plots).
+    """Train a codec or a prior from a recipe into runs/<name>/ (model, metrics, plots).
 
     Example: vqaudio train recipes/music-24k-codec.yaml --set data.path=~/Music
     """
@@ -83,8 +93,9 @@ def train(
             if main_rank:
                 bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-        model_path = run_training(loaded, run_dir, chosen, resume is not None, force,
-                                  on_progress, on_message)
+        model_path = run_training(
+            loaded, run_dir, chosen, resume is not None, force, on_progress, on_message
+        )
     if main_rank:
         err.print(f"done: {model_path}", markup=False, highlight=False)
 
@@ -114,3 +125,9 @@ class _NoBar:
 
 def register(app: typer.Typer) -> None:
     app.command()(reports_errors(train))
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m vqaudio_cli.train RECIPE [options]
+    _app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+    register(_app)
+    _app()

@@ -22,12 +22,12 @@ def test_bitpacker_round_trip_over_random_widths():
     widths = rng.integers(1, 17, 60)
     values = [rng.integers(0, 1 << int(w), rng.integers(0, 40)) for w in widths]
     packer = BitPacker()
-    for v, w in zip(values, widths):
+    for v, w in zip(values, widths, strict=False):
         packer.write(v, int(w))
     data = packer.getvalue()
-    assert len(data) == -(-sum(len(v) * int(w) for v, w in zip(values, widths)) // 8)
+    assert len(data) == -(-sum(len(v) * int(w) for v, w in zip(values, widths, strict=False)) // 8)
     unpacker = BitUnpacker(data)
-    for v, w in zip(values, widths):
+    for v, w in zip(values, widths, strict=False):
         np.testing.assert_array_equal(unpacker.read(len(v), int(w)), v)
     with pytest.raises(FormatError):
         unpacker.read(8, 16)
@@ -35,9 +35,19 @@ def test_bitpacker_round_trip_over_random_widths():
 
 def _header(**overrides) -> Header:
     base = dict(
-        codec_id="0123456789abcdef", sample_rate=8000, channels=1, num_samples=1, hop_length=8,
-        source_sample_rate=8000, source_num_samples=1, codebook_size=16, level_strides=(2, 1),
-        levels=(2,), channel_coding="mono", chunk_blocks=4, entropy_coder="adaptive-range",
+        codec_id="0123456789abcdef",
+        sample_rate=8000,
+        channels=1,
+        num_samples=1,
+        hop_length=8,
+        source_sample_rate=8000,
+        source_num_samples=1,
+        codebook_size=16,
+        level_strides=(2, 1),
+        levels=(2,),
+        channel_coding="mono",
+        chunk_blocks=4,
+        entropy_coder="adaptive-range",
         bitrate=6000.0,
     )
     return Header(**{**base, **overrides})
@@ -65,7 +75,7 @@ def test_write_read_round_trip_and_seek(tmp_path, entropy_coded):
     with VqaReader(path) as reader:
         assert reader.header == header
         for k in reversed(range(reader.num_chunks)):  # any order: each chunk stands alone
-            for a, b in zip(reader.read_chunk(k), chunks[k]):
+            for a, b in zip(reader.read_chunk(k), chunks[k], strict=False):
                 np.testing.assert_array_equal(a, b)
 
 
@@ -112,7 +122,9 @@ def test_wrong_magic_and_unknown_version(tmp_path):
     head = bytearray(data[: 9 + length])
     head[4] = 3
     bad.write_bytes(bytes(head) + struct.pack("!I", zlib.crc32(bytes(head))) + data[13 + length :])
-    with pytest.raises(FormatError, match="unsupported .vqa format version 3; this vqaudio reads 1"):
+    with pytest.raises(
+        FormatError, match="unsupported .vqa format version 3; this vqaudio reads 1"
+    ):
         VqaReader(bad)
 
 

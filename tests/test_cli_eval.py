@@ -9,11 +9,12 @@ import pytest
 import soundfile as sf
 import torch
 from typer.testing import CliRunner
+from vqaudio_cli.main import app
 
-from tests.conftest import tiny_codec_config
 from vqaudio.checkpoint import save_codec
 from vqaudio.codec import Codec
-from vqaudio_cli.main import app
+
+from .conftest import tiny_codec_config
 
 RATE = 8000
 runner = CliRunner()
@@ -76,8 +77,9 @@ def test_vqa_size_gives_the_bitrate(tmp_path):
     sf.write(tmp_path / "ref.wav", wav, RATE)
     sf.write(tmp_path / "dec.wav", wav, RATE)
     (tmp_path / "song.vqa").write_bytes(b"\0" * 750)  # only its size is used: 6000 bits in 1 s
-    row = run_json(str(tmp_path / "ref.wav"), str(tmp_path / "dec.wav"), "--vqa",
-                   str(tmp_path / "song.vqa"))["files"][0]
+    row = run_json(
+        str(tmp_path / "ref.wav"), str(tmp_path / "dec.wav"), "--vqa", str(tmp_path / "song.vqa")
+    )["files"][0]
     assert row["bitrate_kbps"] == pytest.approx(6.0)
     assert row["bitrate_source"] == "file"
 
@@ -86,8 +88,13 @@ def test_plot_writes_a_png_and_refuses_to_overwrite(tmp_path):
     wav = tone()
     sf.write(tmp_path / "ref.wav", wav, RATE)
     sf.write(tmp_path / "dec.wav", delayed(wav, 10), RATE)
-    args = ["eval", str(tmp_path / "ref.wav"), str(tmp_path / "dec.wav"), "--plot",
-            str(tmp_path / "spec.png")]
+    args = [
+        "eval",
+        str(tmp_path / "ref.wav"),
+        str(tmp_path / "dec.wav"),
+        "--plot",
+        str(tmp_path / "spec.png"),
+    ]
     assert runner.invoke(app, args).exit_code == 0
     assert (tmp_path / "spec.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = runner.invoke(app, args)
@@ -107,8 +114,14 @@ def test_roundtrip_through_the_codec_reports_the_real_bitrate(tmp_path, tiny_cod
     # random weights: the scores mean nothing, but the pipeline and the bitrate are real
     for k in range(2):
         sf.write(tmp_path / f"clip{k}.wav", tone(seconds=1.0, seed=k), RATE)
-    document = run_json("--bitrate", "6", "--codec", str(tiny_codec_file),
-                        str(tmp_path / "clip0.wav"), str(tmp_path / "clip1.wav"))
+    document = run_json(
+        "--bitrate",
+        "6",
+        "--codec",
+        str(tiny_codec_file),
+        str(tmp_path / "clip0.wav"),
+        str(tmp_path / "clip1.wav"),
+    )
     assert [row["name"] for row in document["files"]] == ["clip0", "clip1"]
     for row in document["files"]:
         assert row["bitrate_source"] == "file"
@@ -123,8 +136,9 @@ def test_a_vqa_file_is_decoded_and_scored(tmp_path, tiny_codec_file):
 
     sf.write(tmp_path / "ref.wav", tone(seconds=1.0), RATE)
     compress(load_codec(tiny_codec_file), tmp_path / "ref.wav", tmp_path / "ref.vqa", bitrate=6000)
-    row = run_json(str(tmp_path / "ref.wav"), str(tmp_path / "ref.vqa"), "--codec",
-                   str(tiny_codec_file))["files"][0]
+    row = run_json(
+        str(tmp_path / "ref.wav"), str(tmp_path / "ref.vqa"), "--codec", str(tiny_codec_file)
+    )["files"][0]
     size_bits = (tmp_path / "ref.vqa").stat().st_size * 8
     assert row["bitrate_kbps"] == pytest.approx(size_bits / 1000, rel=1e-6)
 

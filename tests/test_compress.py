@@ -16,11 +16,23 @@ from vqaudio.errors import AudioError, ConfigError, FormatError
 from .conftest import harmonic, tiny_codec_config
 
 
+def diverse_codec(seed: int = 0) -> Codec:
+    """A random tiny codec whose codebooks are k-means fitted to music-like latents, so its codes
+    vary like a trained codec's (a plain random init maps nearly everything to one code, and
+    chunk-boundary tests would pass vacuously)."""
+    torch.manual_seed(seed)
+    codec = Codec(tiny_codec_config(kmeans_init=True))
+    wav = harmonic(24000, 8000, seed=seed) + 0.02 * torch.randn(1, 1, 24000)
+    with torch.no_grad():
+        codec.train()(wav, num_levels=2)
+    return codec.eval()
+
+
 @pytest.fixture(scope="module")
 def codec_path(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("codec") / "codec.safetensors"
-    save_codec(Codec(tiny_codec_config()), path)
+    save_codec(diverse_codec(), path)
     return path
 
 
@@ -31,8 +43,9 @@ def codec(codec_path):
 
 def _music(path, seconds, sample_rate=8000, channels=1, seed=0):
     n = int(seconds * sample_rate)
-    wav = np.concatenate([harmonic(n, sample_rate, 110 * (c + 2), seed + c)[0].numpy()
-                          for c in range(channels)])
+    wav = np.concatenate(
+        [harmonic(n, sample_rate, 110 * (c + 2), seed + c)[0].numpy() for c in range(channels)]
+    )
     noise = np.random.default_rng(seed).standard_normal(wav.shape).astype(np.float32)
     audio.write(path, wav + 0.02 * noise, sample_rate)
     return path
@@ -51,7 +64,7 @@ def test_codes_do_not_depend_on_chunk_boundaries(tmp_path, codec):
     wav, _ = audio.read(src)
     one_pass = codec.encode(torch.from_numpy(wav)[None])
     small, big = _all_codes(tmp_path / "small.vqa"), _all_codes(tmp_path / "big.vqa")
-    for level, (s, b) in enumerate(zip(small, big)):
+    for level, (s, b) in enumerate(zip(small, big, strict=False)):
         reference = one_pass.levels[level][0].numpy()
         assert (s == reference).mean() >= 0.999
         assert (b == reference).mean() >= 0.999
@@ -115,9 +128,11 @@ def test_round_trip_keeps_rate_channels_and_length_and_sounds_alike(tmp_path, co
 )
 def test_odd_but_valid_audio(tmp_path, codec, num_samples, sample_rate, channels, subtype, kind):
     rng = np.random.default_rng(0)
-    wav = {"noise": 0.3 * rng.standard_normal((num_samples, channels)),
-           "silence": np.zeros((num_samples, channels)),
-           "clipped": np.clip(3 * rng.standard_normal((num_samples, channels)), -1, 1)}[kind]
+    wav = {
+        "noise": 0.3 * rng.standard_normal((num_samples, channels)),
+        "silence": np.zeros((num_samples, channels)),
+        "clipped": np.clip(3 * rng.standard_normal((num_samples, channels)), -1, 1),
+    }[kind]
     sf.write(tmp_path / "in.wav", wav, sample_rate, subtype=subtype)
     compress(codec, tmp_path / "in.wav", tmp_path / "a.vqa", bitrate=1e5)
     decompress(tmp_path / "a.vqa", tmp_path / "out.wav", codec)
@@ -163,3 +178,7 @@ def test_bitrate_plan_splits_the_whole_file_rate_across_channels():
     assert coding == "separate" and sum(config.bitrates[n - 1] for n in levels) <= 6000
     with pytest.raises(ConfigError, match="lowest operating point"):
         plan_levels(config, 6, 500)
+    # exactly the lowest point: fine for a 1 s clip, refused for a minute (overhead would exceed)
+    assert plan_levels(config, 1, config.bitrates[0], duration=1.0) == ("mono", [1])
+    with pytest.raises(ConfigError, match="container overhead"):
+        plan_levels(config, 1, config.bitrates[0], duration=60.0)

@@ -1,4 +1,4 @@
-""".vqa container: preamble struct, JSON header with the chunk index, CRC-checked chunks, bit packing.
+""".vqa container: preamble, JSON header with the chunk index, CRC-checked chunks, bit packing.
 
 Layout (format version 1, all integers big-endian; docs/FORMAT.md is the spec)::
 
@@ -64,11 +64,18 @@ class Header:
 
     def __post_init__(self) -> None:
         ok = (
-            self.sample_rate > 0 and self.source_sample_rate > 0 and self.channels >= 1
-            and self.num_samples >= 1 and self.source_num_samples >= 1 and self.hop_length >= 1
-            and self.codebook_size >= 2 and self.chunk_blocks >= 1 and len(self.levels) >= 1
+            self.sample_rate > 0
+            and self.source_sample_rate > 0
+            and self.channels >= 1
+            and self.num_samples >= 1
+            and self.source_num_samples >= 1
+            and self.hop_length >= 1
+            and self.codebook_size >= 2
+            and self.chunk_blocks >= 1
+            and len(self.levels) >= 1
             and all(1 <= n <= len(self.level_strides) for n in self.levels)
-            and self.channel_coding in CHANNEL_CODINGS and self.entropy_coder in ENTROPY_CODERS
+            and self.channel_coding in CHANNEL_CODINGS
+            and self.entropy_coder in ENTROPY_CODERS
             and all(b >= 5 for b in self.chunk_bytes)
         )
         if not ok:
@@ -149,9 +156,7 @@ def pack_chunk(streams: list[np.ndarray], header: Header, entropy_coded: bool) -
     packed = bytes([PACKED]) + packer.getvalue()
     if not entropy_coded:
         return packed
-    coded = bytes([ENTROPY_CODED]) + entropy.encode(
-        streams, [header.codebook_size] * len(streams)
-    )
+    coded = bytes([ENTROPY_CODED]) + entropy.encode(streams, [header.codebook_size] * len(streams))
     return coded if len(coded) < len(packed) else packed
 
 

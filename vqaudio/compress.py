@@ -30,6 +30,7 @@ from .errors import AudioError, ConfigError, FormatError
 
 DEFAULT_BITRATE = 6000.0
 CHUNK_SECONDS = 10.0
+SHORT_SECONDS = 5.0  # shorter files may exceed the bitrate: the header alone is ~450 bytes
 Progress = Callable[[float, float], None] | None
 
 
@@ -65,7 +66,8 @@ def plan_levels(
     """(channel coding, levels per coded channel) for a whole-file ``bitrate`` in bits/s.
 
     With ``duration`` (seconds) the container overhead is charged too, so the file's real bitrate
-    stays at or under ``bitrate``; very short files still get the lowest operating point.
+    stays at or under ``bitrate``; files under ``SHORT_SECONDS`` still get the lowest operating
+    point when even that does not fit.
     """
     coding = "mono" if channels == 1 else "mid_side" if channels == 2 else "separate"
     rates = config.bitrates
@@ -77,6 +79,12 @@ def plan_levels(
         )
     overhead = _overhead_rate(config, channels, duration)
     budget = bitrate - overhead
+    if budget < lowest * (1 - 1e-9) and (duration or 0) >= SHORT_SECONDS:
+        raise ConfigError(
+            f"bitrate {bitrate / 1000:g} kbps leaves no room for this codec's lowest operating "
+            f"point for {channels} channel(s), {lowest / 1000:g} kbps, plus the file's container "
+            f"overhead, {overhead:.0f} bps; choose a higher --bitrate"
+        )
 
     def most(limit: float) -> int:
         return max([n for n, r in enumerate(rates, 1) if r <= limit * (1 + 1e-9)], default=1)
@@ -100,7 +108,10 @@ def _overhead_rate(config: CodecConfig, channels: int, duration: float | None) -
     header_bytes = 600 + 40 * channels + 8 * chunks  # JSON is ~450 bytes + the index
     chunk_bytes = chunks * (1 + 4 + 2 * channels * config.num_levels)  # coding byte, CRC, bit tails
     padding = config.block_samples / config.sample_rate  # at most one block of padding
-    return 8 * (header_bytes + chunk_bytes) / duration + config.bitrates[-1] * channels * padding / duration
+    return (
+        8 * (header_bytes + chunk_bytes) / duration
+        + config.bitrates[-1] * channels * padding / duration
+    )
 
 
 def _chunk_blocks(config: CodecConfig) -> int:
@@ -153,20 +164,51 @@ def compress(
     if info.num_samples == 0:
         raise AudioError(f"{source}: holds no samples")
     duration = info.num_samples / info.sample_rate
-    coding, levels = plan_levels(config, info.channels, bitrate, duration)
+    # Entropy coding usually saves more than the container costs, so first try the nominal
+    # operating point (e.g. all 5 levels at 1.5 kbps); if the real file is over budget, write it
+    # again with the overhead charged up front, which is guaranteed to fit.
+    plans = [plan_levels(config, info.channels, bitrate, duration)]
+    if entropy_coded:
+        nominal = plan_levels(config, info.channels, bitrate)
+        if nominal != plans[0]:
+            plans.insert(0, nominal)
+    for plan in plans:
+        header = _write(codec, source, out, info, plan, bitrate, entropy_coded, chunk_blocks,
+                        on_progress, duration)
+        real = Path(out).stat().st_size * 8 / duration
+        if real <= bitrate or duration < SHORT_SECONDS:
+            break
+    return header
+
+
+def _write(
+    codec: torch.nn.Module, source: str | Path, out: str | Path, info: audio.AudioInfo,
+    plan: tuple[str, list[int]], bitrate: float, entropy_coded: bool, chunk_blocks: int | None,
+    on_progress: Progress, duration: float,
+) -> Header:
+    config: CodecConfig = codec.config
+    coding, levels = plan
     chunk_blocks = chunk_blocks or _chunk_blocks(config)
     header = Header(
-        codec_id=codec_id(codec), sample_rate=config.sample_rate, channels=info.channels,
-        num_samples=1, source_sample_rate=info.sample_rate, source_num_samples=info.num_samples,
-        hop_length=config.hop_length, codebook_size=config.codebook_size,
-        level_strides=config.level_strides[: max(levels)], levels=tuple(levels),
-        channel_coding=coding, chunk_blocks=chunk_blocks,
-        entropy_coder="adaptive-range" if entropy_coded else "none", bitrate=float(bitrate),
+        codec_id=codec_id(codec),
+        sample_rate=config.sample_rate,
+        channels=info.channels,
+        num_samples=1,
+        source_sample_rate=info.sample_rate,
+        source_num_samples=info.num_samples,
+        hop_length=config.hop_length,
+        codebook_size=config.codebook_size,
+        level_strides=config.level_strides[: max(levels)],
+        levels=tuple(levels),
+        channel_coding=coding,
+        chunk_blocks=chunk_blocks,
+        entropy_coder="adaptive-range" if entropy_coded else "none",
+        bitrate=float(bitrate),
     )
     writer = VqaWriter(out, header)
     try:
         num_samples = 0
-        for streams, num_samples in _encode_chunks(codec, source, header, on_progress, duration):
+        for streams, num_samples in _encode_chunks(codec, source, header, on_progress, duration):  # noqa: B007 (last value used below)
             writer.write_chunk(pack_chunk(streams, header, entropy_coded))
     except BaseException:
         writer.abort()
@@ -175,7 +217,10 @@ def compress(
 
 
 def _encode_chunks(
-    codec: torch.nn.Module, source: str | Path, header: Header, on_progress: Progress,
+    codec: torch.nn.Module,
+    source: str | Path,
+    header: Header,
+    on_progress: Progress,
     duration: float,
 ) -> Iterator[tuple[list[np.ndarray], int]]:
     """Yield (code streams of chunk k, samples read so far) with constant memory."""
@@ -213,14 +258,14 @@ def _encode_window(
     margin = encoder_margin_blocks(config) * block
     start = max(0, pos - margin)
     window = torch.from_numpy(np.ascontiguousarray(buf[:, start - buf_start : end - buf_start]))
-    codes = codec.encode(window[:, None].to(_device(codec)), config.bitrates[max(header.levels) - 1])
+    codes = codec.encode(
+        window[:, None].to(_device(codec)), config.bitrates[max(header.levels) - 1]
+    )
     first = (pos - start) // block
     count = min(header.chunk_blocks, -(-(end - pos) // block))
     central = codes.slice_blocks(first, first + count)
     return [
-        central.levels[k][c].cpu().numpy()
-        for c, n in enumerate(header.levels)
-        for k in range(n)
+        central.levels[k][c].cpu().numpy() for c, n in enumerate(header.levels) for k in range(n)
     ]
 
 
@@ -235,7 +280,9 @@ def check_codec(header: Header, codec: torch.nn.Module, name: str) -> None:
         )
     config: CodecConfig = codec.config
     if (config.sample_rate, config.hop_length, config.codebook_size) != (
-        header.sample_rate, header.hop_length, header.codebook_size
+        header.sample_rate,
+        header.hop_length,
+        header.codebook_size,
     ) or tuple(config.level_strides[: len(header.level_strides)]) != header.level_strides:
         raise FormatError(f"{name}: its header does not fit codec {have[:8]}… (corrupt file?)")
 
@@ -265,7 +312,11 @@ def decode_chunks(
 
 
 def _decode_window(
-    codec: torch.nn.Module, header: Header, chunks: list[list[np.ndarray]], lo: int, hi: int,
+    codec: torch.nn.Module,
+    header: Header,
+    chunks: list[list[np.ndarray]],
+    lo: int,
+    hi: int,
     first_chunk: int,
 ) -> np.ndarray:
     """Decode blocks ``lo:hi`` from the code streams of consecutive chunks -> (coded ch, t)."""

@@ -304,7 +304,8 @@ class OptimConfig:
         _require(len(self.betas) == 2, "optim.betas must be two numbers, e.g. [0.8, 0.99]")
         _require(self.schedule in ("cosine", "exponential", "constant"),
                  "optim.schedule must be cosine, exponential or constant")
-        _require(self.warmup >= 0 and self.grad_clip >= 0, "optim.warmup and optim.grad_clip must be >= 0")
+        _require(self.warmup >= 0 and self.grad_clip >= 0,
+                 "optim.warmup and optim.grad_clip must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -318,10 +319,12 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (CUDA runs)
 
     def __post_init__(self) -> None:
-        _require(self.steps >= 1 and self.batch_size >= 1, "train.steps and train.batch_size must be >= 1")
+        _require(self.steps >= 1 and self.batch_size >= 1,
+                 "train.steps and train.batch_size must be >= 1")
         _require(self.log_every >= 1 and self.checkpoint_every >= 1,
                  "train.log_every and train.checkpoint_every must be >= 1")
-        _require(self.eval_every >= 0 and self.threads >= 0, "train.eval_every and train.threads must be >= 0")
+        _require(self.eval_every >= 0 and self.threads >= 0,
+                 "train.eval_every and train.threads must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -403,7 +406,9 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 def recipe_from_dict(raw: Any, where: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Build a Recipe from a parsed YAML mapping; errors start with ``where`` (the file name)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a YAML mapping of recipe keys, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{where}: expected a YAML mapping of recipe keys, got {type(raw).__name__}"
+        )
     raw = apply_overrides(raw, overrides)
     prior = raw.get("prior")
     if isinstance(prior, dict):

@@ -42,7 +42,7 @@ def _model(counts: np.ndarray):
 def encode(streams: list[np.ndarray], alphabet_sizes: list[int]) -> bytes:
     """Range-code integer streams (each with values in ``[0, alphabet_sizes[i])``) into bytes."""
     encoder = constriction.stream.queue.RangeEncoder()
-    for symbols, size in zip(streams, alphabet_sizes):
+    for symbols, size in zip(streams, alphabet_sizes, strict=False):
         symbols = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
         assert symbols.size == 0 or (symbols.min() >= 0 and symbols.max() < size)
         counts = np.full(size, PRIOR_COUNT, dtype=np.int64)
@@ -57,9 +57,11 @@ def decode(data: bytes, lengths: list[int], alphabet_sizes: list[int]) -> list[n
     """Inverse of :func:`encode`: ``lengths[i]`` symbols of stream i, as int64 arrays."""
     if len(data) % 4:
         raise FormatError("entropy-coded data is not a whole number of 32-bit words")
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+    decoder = constriction.stream.queue.RangeDecoder(
+        np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    )
     streams = []
-    for length, size in zip(lengths, alphabet_sizes):
+    for length, size in zip(lengths, alphabet_sizes, strict=False):
         counts = np.full(size, PRIOR_COUNT, dtype=np.int64)
         out = np.empty(length, dtype=np.int64)
         for start, stop in _batches(length):

@@ -85,7 +85,8 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("ema_sum", codebook.clone())
         else:
             self.codebook = nn.Parameter(codebook)
-        self.register_buffer("usage_ema", torch.ones(codebook_size))
+        # zero usage at the start: with restarts on, unused codes are re-seeded from data at once
+        self.register_buffer("usage_ema", torch.zeros(codebook_size))
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
 
     def _normed(self, x: Tensor) -> Tensor:

@@ -20,7 +20,12 @@ from .transformer import TransformerPrior
 from .wavenet import WaveNetPrior
 
 __all__ = [
-    "Prior", "TransformerPrior", "WaveNetPrior", "build_prior", "generate", "load_prior",
+    "Prior",
+    "TransformerPrior",
+    "WaveNetPrior",
+    "build_prior",
+    "generate",
+    "load_prior",
     "save_prior",
 ]
 

@@ -35,6 +35,8 @@ class Prior(nn.Module):
         mask = torch.zeros(len(levels), config.vocab_size)
         mask.masked_fill_(ids[None, :] != levels[:, None], float("-inf"))
         self.register_buffer("level_mask", mask, persistent=False)  # (tokens_per_block, V)
+        size = config.codebook_size
+        self.slot_ranges = [(int(k) * size, (int(k) + 1) * size) for k in levels]  # valid ids
 
     @property
     def tokens_per_block(self) -> int:
@@ -46,8 +48,10 @@ class Prior(nn.Module):
         return torch.cat([start, tokens], dim=1)
 
     def masked(self, logits: Tensor, first_position: int = 0) -> Tensor:
-        """Set logits (B, L, V) of window positions first_position... outside their level to -inf."""
-        positions = torch.arange(first_position, first_position + logits.shape[1], device=logits.device)
+        """Logits (B, L, V) at window positions first_position... with other levels' ids at -inf."""
+        positions = torch.arange(
+            first_position, first_position + logits.shape[1], device=logits.device
+        )
         return logits + self.level_mask[positions % self.tokens_per_block]
 
     def window_logits(self, tokens: Tensor) -> Tensor:
@@ -58,7 +62,7 @@ class Prior(nn.Module):
         return self.window_logits(tokens)[:, 1:]
 
     def loss(self, tokens: Tensor) -> Tensor:
-        """Mean cross-entropy in nats of ``tokens`` (B, N), a window starting at a block boundary."""
+        """Mean cross-entropy (nats) of ``tokens`` (B, N), a window starting at a block boundary."""
         logits = self.window_logits(tokens)[:, :-1]
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tokens.reshape(-1))
 
@@ -78,6 +82,19 @@ class Stream:
     sequence at every step."""
 
     logits: Tensor
+    _filled: tuple[int, int] | None = None  # the id range of ``logits`` that is not -inf
 
     def push(self, token: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def _set_logits(self, values: Tensor, ids: tuple[int, int]) -> Tensor:
+        """logits = -inf except ``values`` (B, hi - lo) at ids lo..hi-1, in one reused buffer
+        (the head computes only the next level's rows: a fifth of its weights per token)."""
+        lo, hi = ids
+        if self._filled is None:
+            self.logits = values.new_full((values.shape[0], self.vocab_size), float("-inf"))
+        else:
+            self.logits[:, self._filled[0] : self._filled[1]] = float("-inf")
+        self.logits[:, lo:hi] = values
+        self._filled = ids
+        return self.logits

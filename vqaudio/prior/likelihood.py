@@ -23,14 +23,15 @@ def bits_per_token(prior: Prior, tokens: Tensor) -> float:
     for first in range(0, tokens.shape[1], context):
         window = tokens[:, first : first + context]
         logits = prior.window_logits(window)[:, :-1]
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), window.reshape(-1),
-                              reduction="sum")
+        nll = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), window.reshape(-1), reduction="sum"
+        )
         total, count = total + float(nll), count + window.numel()
     return total / max(count, 1) / math.log(2)
 
 
 def bits_per_second(prior: Prior, tokens: Tensor, tokens_per_second: float) -> float:
-    """Bits per second of audio = bits_per_token * tokens_per_second (see :func:`tokens_per_second`)."""
+    """bits_per_token * tokens_per_second (see :func:`tokens_per_second`)."""
     return bits_per_token(prior, tokens) * tokens_per_second
 
 

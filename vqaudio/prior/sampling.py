@@ -1,4 +1,4 @@
-"""Sampling from a prior (temperature, top-k, top-p, seeded) and ``generate``: prior -> codes -> wav.
+"""Sampling from a prior (temperature, top-k, top-p, seeded); ``generate``: prior -> codes -> wav.
 
 Continuation: the prompt's last ``prompt_seconds`` (cut to whole coarse frames) are encoded and
 their tokens become the initial context. The returned audio is the *decoded prompt codes*
@@ -32,7 +32,10 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
 
 
 def sample_next(
-    logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Draw one token per row of logits (B, V) -> (B,) after temperature, top-k, then top-p."""
@@ -50,9 +53,15 @@ def sample_next(
 
 
 def sample_tokens(
-    prior: Prior, num_tokens: int, prompt: Tensor, seed: int = 0, temperature: float = 1.0,
-    top_k: int | None = None, top_p: float | None = None,
-    on_progress: Callable[[int, int], None] | None = None, use_cache: bool = True,
+    prior: Prior,
+    num_tokens: int,
+    prompt: Tensor,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    use_cache: bool = True,
 ) -> Tensor:
     """Continue ``prompt`` (B, P) token ids (P may be 0) by ``num_tokens`` -> (B, P + num_tokens).
 
@@ -70,7 +79,8 @@ def sample_tokens(
         stream = prior.stream(prompt) if use_cache else None
         for i in range(start, start + num_tokens):
             logits = stream.logits if stream is not None else prior.next_logits(tokens[:, :i])
-            token = sample_next(logits, temperature, top_k, top_p, generator)
+            lo, hi = prior.slot_ranges[i % every]  # only the next level's ids can follow
+            token = sample_next(logits[:, lo:hi], temperature, top_k, top_p, generator) + lo
             tokens[:, i] = token
             if stream is not None and i + 1 < start + num_tokens:
                 stream.push(token)
@@ -83,16 +93,24 @@ def sample_tokens(
 def check_compatible(prior: Prior, codec) -> None:
     """Refuse a prior whose levels or codebook do not fit the codec's."""
     p, c = prior.config, codec.config
-    if p.codebook_size != c.codebook_size or tuple(p.level_strides) != c.level_strides[: p.num_levels]:
+    if (
+        p.codebook_size != c.codebook_size
+        or tuple(p.level_strides) != c.level_strides[: p.num_levels]
+    ):
         raise CheckpointError(
-            f"prior (codebook_size {p.codebook_size}, level_strides {list(p.level_strides)}) does not "
-            f"fit codec (codebook_size {c.codebook_size}, level_strides {list(c.level_strides)}); "
+            f"prior (codebook_size {p.codebook_size}, level_strides {list(p.level_strides)}) "
+            f"does not fit codec (codebook_size {c.codebook_size}, "
+            f"level_strides {list(c.level_strides)}); "
             "use the codec the prior was trained on"
         )
 
 
-def decode_codes(codec, codes: Codes, chunk_blocks: int = DECODE_CHUNK_BLOCKS,
-                 margin_blocks: int = DECODE_MARGIN_BLOCKS) -> Tensor:
+def decode_codes(
+    codec,
+    codes: Codes,
+    chunk_blocks: int = DECODE_CHUNK_BLOCKS,
+    margin_blocks: int = DECODE_MARGIN_BLOCKS,
+) -> Tensor:
     """Codes -> wav (B, C, num_samples), in chunks of ``chunk_blocks`` coarse frames with
     ``margin_blocks`` of neighbouring codes decoded on each side and cropped away, so memory stays
     bounded on long outputs and chunk edges leave no seam (the decoder is convolutional)."""
@@ -101,7 +119,10 @@ def decode_codes(codec, codes: Codes, chunk_blocks: int = DECODE_CHUNK_BLOCKS,
     block = codec.config.block_samples
     parts = []
     for first in range(0, codes.num_blocks, chunk_blocks):
-        lo, hi = max(0, first - margin_blocks), min(codes.num_blocks, first + chunk_blocks + margin_blocks)
+        lo, hi = (
+            max(0, first - margin_blocks),
+            min(codes.num_blocks, first + chunk_blocks + margin_blocks),
+        )
         wav = codec.decode(codes.slice_blocks(lo, hi))
         keep = min(chunk_blocks, codes.num_blocks - first)
         parts.append(wav[..., (first - lo) * block : (first - lo + keep) * block])
@@ -109,8 +130,10 @@ def decode_codes(codec, codes: Codes, chunk_blocks: int = DECODE_CHUNK_BLOCKS,
     return wav[..., : codes.num_samples] if codes.num_samples is not None else wav
 
 
-def encode_prompt(codec, prompt_wav: Tensor, num_levels: int, prompt_seconds: float | None) -> Codes:
-    """The last ``prompt_seconds`` of prompt_wav (C, T), cut to whole coarse frames, as Codes (1, ...)."""
+def encode_prompt(
+    codec, prompt_wav: Tensor, num_levels: int, prompt_seconds: float | None
+) -> Codes:
+    """The last ``prompt_seconds`` of prompt_wav (C, T), cut to whole blocks, as Codes (B=1)."""
     config = codec.config
     if prompt_wav.dim() != 2 or prompt_wav.shape[0] != config.channels:
         raise AudioError(
@@ -118,7 +141,11 @@ def encode_prompt(codec, prompt_wav: Tensor, num_levels: int, prompt_seconds: fl
             f"{config.sample_rate} Hz"
         )
     block = config.block_samples
-    limit = prompt_wav.shape[-1] if prompt_seconds is None else round(prompt_seconds * config.sample_rate)
+    limit = (
+        prompt_wav.shape[-1]
+        if prompt_seconds is None
+        else round(prompt_seconds * config.sample_rate)
+    )
     length = min(limit, prompt_wav.shape[-1]) // block * block
     if length == 0:
         raise AudioError(
@@ -131,9 +158,17 @@ def encode_prompt(codec, prompt_wav: Tensor, num_levels: int, prompt_seconds: fl
 
 
 def generate(
-    prior: Prior, codec, seconds: float, n: int = 1, seed: int = 0, temperature: float = 1.0,
-    top_k: int | None = None, top_p: float | None = None, prompt_wav: Tensor | None = None,
-    on_progress: Callable[[int, int], None] | None = None, use_cache: bool = True,
+    prior: Prior,
+    codec,
+    seconds: float,
+    n: int = 1,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    prompt_wav: Tensor | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    use_cache: bool = True,
     prompt_seconds: float | None = None,
 ) -> Tensor:
     """Sample ``n`` pieces of music -> wav (n, C, T) at ``codec.sample_rate``.
@@ -158,11 +193,19 @@ def generate(
         prompt_samples = codes.num_samples
         prompt = codes.to_tokens(config.codebook_size).to(device).expand(n, -1)
     tokens = sample_tokens(
-        prior, new_blocks * config.tokens_per_block, prompt, seed, temperature, top_k, top_p,
-        on_progress, use_cache,
+        prior,
+        new_blocks * config.tokens_per_block,
+        prompt,
+        seed,
+        temperature,
+        top_k,
+        top_p,
+        on_progress,
+        use_cache,
     )
-    codes = Codes.from_tokens(tokens, config.level_strides, config.codebook_size,
-                              prompt_samples + new_samples)
+    codes = Codes.from_tokens(
+        tokens, config.level_strides, config.codebook_size, prompt_samples + new_samples
+    )
     codec_device = next(codec.parameters()).device
     with torch.inference_mode():
         return decode_codes(codec, codes.to(codec_device))

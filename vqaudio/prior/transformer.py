@@ -17,16 +17,18 @@ from ..config import PriorConfig
 from .base import Prior, Stream
 
 
-def _rotary_tables(length: int, head_dim: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def _rotary_table(length: int, head_dim: int, device: torch.device | str) -> Tensor:
+    """(length, head_dim / 2, 2) (cos, sin) of p * theta_j for positions p = 0..length-1 (kept real
+    so that ``model.to(dtype)`` cannot drop the imaginary part)."""
     inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
-    angles = torch.outer(torch.arange(length, device=device).float(), inv_freq)  # (L, hd/2)
-    return angles.cos(), angles.sin()
+    angles = torch.outer(torch.arange(length, device=device).float(), inv_freq)
+    return torch.stack([angles.cos(), angles.sin()], dim=-1)
 
 
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """x (B, H, L, hd); cos, sin (L, hd/2): rotate each (first half, second half) pair."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+def _rotate(x: Tensor, rotation: Tensor) -> Tensor:
+    """Rotary positions: x (..., L, hs) as hs/2 complex pairs times rotation (L, hs/2) complex."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
 class Attention(nn.Module):
@@ -43,13 +45,18 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim)
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, L, hs)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: tuple[Tensor, Tensor] | None = None,
-                start: int = 0) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        rotation: Tensor,
+        cache: tuple[Tensor, Tensor] | None = None,
+        start: int = 0,
+    ) -> Tensor:
         """x (B, L, D) at window positions start..start+L-1; ``cache`` (k, v) each (B, nh, max, hs)
         receives this call's keys/values and supplies the earlier ones."""
         batch, length, dim = x.shape
         q, k, v = self._heads(x)
-        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        q, k = _rotate(q, rotation), _rotate(k, rotation)
         if cache is not None:
             k_cache, v_cache = cache
             k_cache[:, :, start : start + length] = k
@@ -69,12 +76,14 @@ class Block(nn.Module):
         self.attn = Attention(config)
         self.norm2 = nn.LayerNorm(config.dim)
         self.mlp = nn.Sequential(
-            nn.Linear(config.dim, 4 * config.dim), nn.GELU(), nn.Linear(4 * config.dim, config.dim),
+            nn.Linear(config.dim, 4 * config.dim),
+            nn.GELU(),
+            nn.Linear(4 * config.dim, config.dim),
         )
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache=None, start: int = 0) -> Tensor:
-        x = x + self.dropout(self.attn(self.norm1(x), cos, sin, cache, start))
+    def forward(self, x: Tensor, rotation: Tensor, cache=None, start: int = 0) -> Tensor:
+        x = x + self.dropout(self.attn(self.norm1(x), rotation, cache, start))
         return x + self.dropout(self.mlp(self.norm2(x)))
 
 
@@ -89,9 +98,8 @@ class TransformerPrior(Prior):
         self.norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
         self.apply(self._init)
-        cos, sin = _rotary_tables(config.context_tokens + 1, config.dim // config.num_heads, "cpu")
-        self.register_buffer("rotary_cos", cos, persistent=False)
-        self.register_buffer("rotary_sin", sin, persistent=False)
+        rotation = _rotary_table(config.context_tokens + 1, config.dim // config.num_heads, "cpu")
+        self.register_buffer("rotation", rotation, persistent=False)
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -100,20 +108,20 @@ class TransformerPrior(Prior):
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
-    def _tables(self, start: int, length: int) -> tuple[Tensor, Tensor]:
-        if start + length > self.rotary_cos.shape[0]:  # longer than the context: training may ask
-            cos, sin = _rotary_tables(start + length, self.rotary_cos.shape[1] * 2, self.rotary_cos.device)
-            self.rotary_cos, self.rotary_sin = cos, sin
-        return self.rotary_cos[start : start + length], self.rotary_sin[start : start + length]
+    def _rotation(self, start: int, length: int) -> Tensor:
+        if start + length > self.rotation.shape[0]:  # longer than the context: training may ask
+            head_dim = self.config.dim // self.config.num_heads
+            self.rotation = _rotary_table(start + length, head_dim, self.rotation.device)
+        return torch.view_as_complex(self.rotation[start : start + length].float())
 
     def _run(self, ids: Tensor, start: int = 0, caches: list | None = None) -> Tensor:
         """ids (B, L) at window positions start... -> masked logits (B, L, V)."""
         length = ids.shape[1]
         positions = torch.arange(start, start + length, device=ids.device) % self.tokens_per_block
         x = self.token_embedding(ids) + self.slot_embedding(positions)
-        cos, sin = self._tables(start, length)
+        rotation = self._rotation(start, length)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, None if caches is None else caches[i], start)
+            x = block(x, rotation, None if caches is None else caches[i], start)
         return self.masked(self.head(self.norm(x)), start)
 
     def window_logits(self, tokens: Tensor) -> Tensor:
@@ -140,7 +148,14 @@ class TransformerStream(Stream):
         self.prior = prior
         batch = tokens.shape[0]
         self.capacity = config.context_tokens + 1
-        shape = (config.num_layers, 2, batch, config.num_heads, self.capacity, config.dim // config.num_heads)
+        shape = (
+            config.num_layers,
+            2,
+            batch,
+            config.num_heads,
+            self.capacity,
+            config.dim // config.num_heads,
+        )
         weight = prior.head.weight
         self.cache = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
         self.window = tokens.new_zeros(batch, config.context_tokens)
@@ -148,13 +163,32 @@ class TransformerStream(Stream):
         self.start = prior.window_start(self.num_tokens)
         kept = tokens[:, self.start :]
         self.window[:, : kept.shape[1]] = kept
-        self.logits = self._prefill()
+        self.vocab_size = config.vocab_size
+        self.shape = (batch, config.dim, config.num_heads)
+        self.rotation = torch.view_as_complex(prior.rotation.float().contiguous())
+        self.weights = [
+            (
+                b.norm1.weight,
+                b.norm1.bias,
+                b.attn.qkv.weight,
+                b.attn.proj.weight,
+                b.norm2.weight,
+                b.norm2.bias,
+                b.mlp[0].weight,
+                b.mlp[0].bias,
+                b.mlp[2].weight,
+                b.mlp[2].bias,
+            )
+            for b in prior.blocks
+        ]
+        self._prefill()
 
     def _prefill(self) -> Tensor:
         length = self.num_tokens - self.start
         ids = self.prior.with_start(self.window[:, :length])
         caches = [(layer[0], layer[1]) for layer in self.cache]
-        return self.prior._run(ids, 0, caches)[:, -1]
+        self.logits, self._filled = self.prior._run(ids, 0, caches)[:, -1], (0, self.vocab_size)
+        return self.logits
 
     def push(self, token: Tensor) -> Tensor:
         prior = self.prior
@@ -166,15 +200,31 @@ class TransformerStream(Stream):
             kept = self.window[:, start - self.start : length + 1].clone()
             self.window[:, : kept.shape[1]] = kept
             self.start = start
-            self.logits = self._prefill()
-            return self.logits
-        position = length + 1  # window position of the new token (the start token is 0)
-        x = prior.token_embedding(token[:, None]) + prior.slot_embedding.weight[
-            position % prior.tokens_per_block
-        ]
-        cos, sin = prior.rotary_cos[position : position + 1], prior.rotary_sin[position : position + 1]
-        for block, layer in zip(prior.blocks, self.cache):
-            x = block(x, cos, sin, (layer[0], layer[1]), position)
-        logits = prior.head(prior.norm(x[:, 0]))
-        self.logits = logits + prior.level_mask[position % prior.tokens_per_block]
-        return self.logits
+            return self._prefill()
+        return self._step(token, length + 1)
+
+    def _step(self, token: Tensor, position: int) -> Tensor:
+        """One token at window ``position`` through every block, with plain functional calls:
+        at batch 1 the per-op Python overhead is what a token costs, so this path skips module
+        calls, dropout and reshapes that the training forward needs (same arithmetic)."""
+        prior, (batch, dim, heads) = self.prior, self.shape
+        slot = position % prior.tokens_per_block
+        x = prior.token_embedding.weight[token] + prior.slot_embedding.weight[slot]  # (B, D)
+        rotation = self.rotation[position]
+        for (n1w, n1b, qkv_w, proj_w, n2w, n2b, fc1_w, fc1_b, fc2_w, fc2_b), (
+            k_cache,
+            v_cache,
+        ) in zip(self.weights, self.cache, strict=True):
+            qkv = F.linear(F.layer_norm(x, (dim,), n1w, n1b), qkv_w).view(batch, 3, heads, -1)
+            qk = _rotate(qkv[:, :2], rotation)  # (B, 2, nh, hs)
+            k_cache[:, :, position] = qk[:, 1]
+            v_cache[:, :, position] = qkv[:, 2]
+            y = F.scaled_dot_product_attention(
+                qk[:, 0, :, None], k_cache[:, :, : position + 1], v_cache[:, :, : position + 1]
+            )  # (B, nh, 1, hs)
+            x = x + F.linear(y.view(batch, dim), proj_w)
+            h = F.gelu(F.linear(F.layer_norm(x, (dim,), n2w, n2b), fc1_w, fc1_b))
+            x = x + F.linear(h, fc2_w, fc2_b)
+        lo, hi = prior.slot_ranges[slot]
+        x = F.layer_norm(x, (dim,), prior.norm.weight, prior.norm.bias)
+        return self._set_logits(F.linear(x, prior.head.weight[lo:hi]), (lo, hi))

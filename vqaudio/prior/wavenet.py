@@ -49,7 +49,9 @@ class WaveNetPrior(Prior):
             for i in range(config.dilation_cycle)
         )
         self.out = nn.Sequential(
-            nn.ReLU(), nn.Conv1d(config.dim, config.dim, 1), nn.ReLU(),
+            nn.ReLU(),
+            nn.Conv1d(config.dim, config.dim, 1),
+            nn.ReLU(),
             nn.Conv1d(config.dim, config.vocab_size, 1),
         )
 
@@ -74,7 +76,7 @@ class WaveNetPrior(Prior):
         return self._run(self.with_start(tokens))
 
     def next_logits(self, tokens: Tensor) -> Tensor:
-        # Only the last receptive_field positions matter; what falls before them is as good as zeros.
+        # Only the last receptive_field positions matter; anything before them may be zeros.
         num_tokens = tokens.shape[1]
         first = num_tokens + 1 - self.config.receptive_field  # window position of the oldest input
         if first <= 0:
@@ -92,14 +94,20 @@ class WaveNetStream(Stream):
         self.prior = prior
         ids = prior.with_start(tokens)
         inputs: list[Tensor] = []
+        self.vocab_size = prior.config.vocab_size
         self.logits = prior._run(ids, 0, inputs)[:, -1]
+        self._filled = (0, self.vocab_size)
         self.position = ids.shape[1] - 1  # position of the latest input
         self.buffers, self.taps = [], []
-        for layer, x in zip(prior.layers, inputs):
+        for layer, x in zip(prior.layers, inputs, strict=True):
             dilation, kernel = layer.conv.dilation[0], layer.conv.kernel_size[0]
             size = dilation * (kernel - 1)
-            padded = F.pad(x, (size, 0))[:, :, -size:]  # inputs at positions position-size+1..position
-            slots = torch.arange(self.position - size + 1, self.position + 1, device=x.device) % size
+            padded = F.pad(x, (size, 0))[
+                :, :, -size:
+            ]  # inputs at positions position-size+1..position
+            slots = (
+                torch.arange(self.position - size + 1, self.position + 1, device=x.device) % size
+            )
             buffer = torch.empty_like(padded)
             buffer[:, :, slots] = padded
             self.buffers.append(buffer)
@@ -112,19 +120,25 @@ class WaveNetStream(Stream):
         slot = position % prior.tokens_per_block
         x = prior.token_embedding(token) + prior.slot_embedding.weight[slot]  # (B, R)
         skip = 0
-        for layer, buffer, (size, dilation, kernel) in zip(prior.layers, self.buffers, self.taps):
+        for layer, buffer, (size, dilation, kernel) in zip(
+            prior.layers, self.buffers, self.taps, strict=True
+        ):
             # the conv's taps see positions position - dilation * (kernel - 1 - j), j = 0..kernel-1
-            past = [buffer[:, :, (position - dilation * m) % size] for m in range(kernel - 1, 0, -1)]
+            past = [
+                buffer[:, :, (position - dilation * m) % size] for m in range(kernel - 1, 0, -1)
+            ]
             window = torch.stack([*past, x], dim=2)  # (B, R, kernel)
             conv = layer.conv
             h = F.linear(window.flatten(1), conv.weight.flatten(1), conv.bias)
             buffer[:, :, position % size] = x
             a, b = h.chunk(2, dim=1)
             gated = torch.tanh(a) * torch.sigmoid(b)
-            x = (x + F.linear(gated, layer.residual.weight[:, :, 0], layer.residual.bias)) * math.sqrt(0.5)
+            x = (
+                x + F.linear(gated, layer.residual.weight[:, :, 0], layer.residual.bias)
+            ) * math.sqrt(0.5)
             skip = skip + F.linear(gated, layer.skip.weight[:, :, 0], layer.skip.bias)
         out = prior.out
         h = F.linear(torch.relu(skip), out[1].weight[:, :, 0], out[1].bias)
-        logits = F.linear(torch.relu(h), out[3].weight[:, :, 0], out[3].bias)
-        self.logits = logits + prior.level_mask[slot]
-        return self.logits
+        lo, hi = prior.slot_ranges[slot]
+        logits = F.linear(torch.relu(h), out[3].weight[lo:hi, :, 0], out[3].bias[lo:hi])
+        return self._set_logits(logits, (lo, hi))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import load_codec, save_codec
+from ..checkpoint import load_into, load_state, save_codec
 from ..codec import Codec
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
 from ..config import Recipe
@@ -38,7 +38,8 @@ class CodecTask:
         self.model = Codec(config)
         self.train_module = self.model
         if recipe.init_from:
-            self.model.load_state_dict(load_codec(recipe.init_from).state_dict())
+            state, _, _ = load_state(recipe.init_from, "codec")
+            load_into(self.model, state, recipe.init_from)  # must fit the recipe's codec section
             on_message(f"initialised from {recipe.init_from}")
         self.sample_rate = config.sample_rate
         block = config.block_samples
@@ -49,12 +50,16 @@ class CodecTask:
         def report(i: int, total: int, path: Path) -> None:
             on_message(f"caching audio {i + 1}/{total}: {path.name}")
 
-        self.crops = AudioCrops.from_files(train_files, recipe.data, self.sample_rate, segment, report)
-        self.val_arrays = AudioCrops.from_files(val_files, recipe.data, self.sample_rate, segment).arrays
+        self.crops = AudioCrops.from_files(
+            train_files, recipe.data, self.sample_rate, segment, report
+        )
+        self.val_arrays = AudioCrops.from_files(
+            val_files, recipe.data, self.sample_rate, segment
+        ).arrays
         hours = sum(a.shape[1] for a in self.crops.arrays) / self.sample_rate / 3600
         on_message(
             f"data: {len(train_files)} training files ({hours:.2f} h), {len(val_files)} held out; "
-            f"crops of {segment} samples; codec {self.model.num_parameters() / 1e6:.2f} M parameters"
+            f"crops of {segment} samples; codec {self.model.num_parameters() / 1e6:.2f} M params"
         )
         self.loss_fn = ReconstructionLoss(self.sample_rate)
         self.mel_distance = MultiScaleMelLoss(self.sample_rate)
@@ -102,12 +107,16 @@ class CodecTask:
         result["val_si_sdr"] = result["points"][-1]["si_sdr"]
         model.train(was_training)
         plots.plot_spectrograms(
-            wav[0, 0].cpu().numpy(), wav_hat[0, 0].cpu().numpy(), self.sample_rate,
-            run_dir / "spectrogram.png", f"{config.bitrates[num_levels - 1] / 1000:g} kbps, step {step}",
+            wav[0, 0].cpu().numpy(),
+            wav_hat[0, 0].cpu().numpy(),
+            self.sample_rate,
+            run_dir / "spectrogram.png",
+            f"{config.bitrates[num_levels - 1] / 1000:g} kbps, step {step}",
         )
         if self.last_usage:
-            plots.plot_usage(self.last_usage, self.last_perplexity, config.codebook_size,
-                             run_dir / "usage.png")
+            plots.plot_usage(
+                self.last_usage, self.last_perplexity, config.codebook_size, run_dir / "usage.png"
+            )
         return result
 
     @staticmethod

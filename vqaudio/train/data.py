@@ -101,21 +101,25 @@ class AudioCrops:
 
     @classmethod
     def from_files(
-        cls, files: list[Path], data: DataConfig, sample_rate: int, segment_samples: int,
+        cls,
+        files: list[Path],
+        data: DataConfig,
+        sample_rate: int,
+        segment_samples: int,
         on_file: Callable[[int, int, Path], None] | None = None,
     ) -> AudioCrops:
         mono = data.channels == "mix"
         arrays = []
+        cache_dir = Path(data.cache_dir).expanduser()
         for i, path in enumerate(files):
-            if on_file is not None:
-                on_file(i, len(files), path)
-            cached = cache_file(path, Path(data.cache_dir), sample_rate, mono)
+            if (
+                on_file is not None
+                and not (cache_dir / _cache_name(path, sample_rate, mono)).is_file()
+            ):
+                on_file(i, len(files), path)  # only files that still need decoding
+            cached = cache_file(path, cache_dir, sample_rate, mono)
             arrays.append(np.load(cached, mmap_mode="r", allow_pickle=False))
         return cls(arrays, segment_samples, data.channels)
-
-    @property
-    def total_seconds_at(self) -> Callable[[int], float]:
-        return lambda rate: sum(a.shape[1] for a in self.arrays) / rate
 
     def crop(self, rng: np.random.Generator) -> np.ndarray:
         """One (1, segment_samples) float32 crop (zero-padded when a file is shorter)."""
@@ -143,7 +147,11 @@ def eval_clips(arrays: list[np.ndarray], num_clips: int, clip_samples: int) -> n
         array = arrays[i % len(arrays)]
         nth, per_file = i // len(arrays), -(-num_clips // len(arrays))
         length = array.shape[1]
-        start = int((length - clip_samples) * (nth + 1) / (per_file + 1)) if length > clip_samples else 0
+        start = (
+            int((length - clip_samples) * (nth + 1) / (per_file + 1))
+            if length > clip_samples
+            else 0
+        )
         piece = np.asarray(array[:, start : start + clip_samples], dtype=np.float32).mean(
             axis=0, keepdims=True
         )

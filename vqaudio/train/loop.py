@@ -100,7 +100,7 @@ def _mean_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for key in rows[0]:
         values = [r[key] for r in rows]
         if isinstance(values[0], list):
-            out[key] = [float(np.mean(v)) for v in zip(*values)]
+            out[key] = [float(np.mean(v)) for v in zip(*values, strict=True)]
         else:
             out[key] = float(np.mean(values))
     return out
@@ -145,7 +145,9 @@ def train(
 
 def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> Path:
     if resume and not (run_dir / STATE_FILE).is_file():
-        raise ConfigError(f"{run_dir}: no {STATE_FILE} to resume from yet; start the run again with -f")
+        raise ConfigError(
+            f"{run_dir}: no {STATE_FILE} to resume from yet; start the run again with -f"
+        )
     if world.is_main:
         _prepare_run_dir(run_dir, recipe, resume, force)
     torch.set_num_threads(recipe.train.threads or max(1, (os.cpu_count() or 1) // world.size))
@@ -163,7 +165,9 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
     if resume:
         step, _ = load_state(run_dir / STATE_FILE, model, optimizer, rng)
         say(f"resuming {run_dir} at step {step}")
-    history = [r for r in read_metrics(run_dir) if r.get("step", 0) <= step] if world.is_main else []
+    history = (
+        [r for r in read_metrics(run_dir) if r.get("step", 0) <= step] if world.is_main else []
+    )
     if world.is_main:  # drop lines logged after the checkpoint we resume from
         _write_metrics(run_dir, history)
     forward_model = task.train_module.to(device)  # the model, or a module whose forward is the loss
@@ -171,7 +175,8 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
         from torch.nn.parallel import DistributedDataParallel
 
         forward_model = DistributedDataParallel(
-            forward_model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
+            forward_model,
+            device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
         )
     if recipe.train.compile:
         forward_model = torch.compile(forward_model)
@@ -198,7 +203,9 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if optim.grad_clip > 0:
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip))
+            metrics["grad_norm"] = float(
+                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+            )
         optimizer.step()
         if world.size > 1:
             distributed.sync_quantizer_state(model)

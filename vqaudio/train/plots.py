@@ -32,17 +32,29 @@ def log_mel(wav: np.ndarray, sample_rate: int, n_mels: int = 80) -> np.ndarray:
 
     from ..codec.losses import mel_spectrogram
 
-    mel = mel_spectrogram(torch.from_numpy(np.ascontiguousarray(wav)).float(), sample_rate, 1024, n_mels)
+    mel = mel_spectrogram(
+        torch.from_numpy(np.ascontiguousarray(wav)).float(), sample_rate, 1024, n_mels
+    )
     return mel.clamp(min=1e-5).log10().numpy()
 
 
-def plot_spectrograms(wav: np.ndarray, wav_hat: np.ndarray, sample_rate: int, path: Path, title: str) -> None:
+def plot_spectrograms(
+    wav: np.ndarray, wav_hat: np.ndarray, sample_rate: int, path: Path, title: str
+) -> None:
     """Original vs reconstructed log-mel spectrogram of one clip (T,)."""
     plt = _figure()
     fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    for ax, signal, name in zip(axes, (wav, wav_hat), ("original", f"reconstructed ({title})")):
-        ax.imshow(log_mel(signal, sample_rate), origin="lower", aspect="auto", vmin=-5, vmax=1.5,
-                  cmap="magma")
+    for ax, signal, name in zip(
+        axes, (wav, wav_hat), ("original", f"reconstructed ({title})"), strict=True
+    ):
+        ax.imshow(
+            log_mel(signal, sample_rate),
+            origin="lower",
+            aspect="auto",
+            vmin=-5,
+            vmax=1.5,
+            cmap="magma",
+        )
         ax.set_title(name)
         ax.set_ylabel("mel bin")
     axes[-1].set_xlabel("frame")
@@ -74,7 +86,7 @@ def plot_losses(history: list[dict], path: Path, keys: tuple[str, ...]) -> None:
     for key in keys:
         points = [(h["step"], h[key]) for h in history if key in h]
         if points:
-            steps, values = zip(*points)
+            steps, values = zip(*points, strict=True)
             ax.plot(steps, values, label=key, marker="." if len(points) < 30 else None)
     ax.set_xlabel("step")
     ax.set_yscale("log")

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import audio
-from ..checkpoint import checkpoint_id, load_codec
+from ..checkpoint import checkpoint_id, load_codec, load_into, load_state
 from ..config import Recipe
 from ..errors import ConfigError
 from .data import find_audio, split_files
@@ -37,7 +37,10 @@ class _PriorLoss(nn.Module):
 def extract_tokens(codec, path: Path, num_levels: int, device: str) -> np.ndarray:
     """Token ids (N,) of a file's first ``num_levels`` levels, mono, in the one flatten order."""
     config = codec.config
-    chunk = max(1, round(ENCODE_SECONDS * config.sample_rate / config.block_samples)) * config.block_samples
+    chunk = (
+        max(1, round(ENCODE_SECONDS * config.sample_rate / config.block_samples))
+        * config.block_samples
+    )
     parts = []
     for block in audio.stream(path, chunk, config.sample_rate):
         wav = torch.from_numpy(audio.mix_channels(block, 1, str(path)))[None].to(device)
@@ -53,8 +56,10 @@ class PriorTask:
 
     plot_keys = ("loss", "val_bits_per_token")
 
-    def __init__(self, recipe: Recipe, run_dir: Path, device: str, on_message: Callable[[str], None]):
-        from ..prior import build_prior, load_prior
+    def __init__(
+        self, recipe: Recipe, run_dir: Path, device: str, on_message: Callable[[str], None]
+    ):
+        from ..prior import build_prior
         from ..prior.likelihood import tokens_per_second
 
         self.recipe = recipe
@@ -68,12 +73,14 @@ class PriorTask:
                 f"{codec_config.num_levels} levels; lower prior.num_levels"
             )
         self.config = dataclasses.replace(  # copied from the codec file, never typed by hand
-            recipe.prior, codebook_size=codec_config.codebook_size,
+            recipe.prior,
+            codebook_size=codec_config.codebook_size,
             level_strides=codec_config.level_strides[:num_levels],
         )
         self.model = build_prior(self.config)
         if recipe.init_from:
-            self.model.load_state_dict(load_prior(recipe.init_from).state_dict())
+            state, _, _ = load_state(recipe.init_from, "prior")
+            load_into(self.model, state, recipe.init_from)  # must fit the recipe's prior section
             on_message(f"initialised from {recipe.init_from}")
         self.train_module = _PriorLoss(self.model)
         self.tokens_per_second = tokens_per_second(
@@ -88,20 +95,24 @@ class PriorTask:
         self.train_tokens = [t for t in self.train_tokens if len(t) >= context]
         if not self.train_tokens:
             raise ConfigError(
-                f"no training file is longer than the prior's context ({self.config.context_blocks} "
-                "blocks); lower prior.context_blocks or add longer files"
+                "no training file is longer than the prior's context "
+                f"({self.config.context_blocks} blocks); lower prior.context_blocks or add "
+                "longer files"
             )
         lengths = np.array([len(t) for t in self.train_tokens], dtype=np.float64)
         self.weights = lengths / lengths.sum()
+        hours = lengths.sum() / self.tokens_per_second / 3600
+        params = sum(p.numel() for p in self.model.parameters()) / 1e6
         on_message(
-            f"data: {len(self.train_tokens)} training files ({lengths.sum() / self.tokens_per_second / 3600:.2f} h), "
-            f"{len(val_files)} held out; {self.tokens_per_second:g} tokens/s; windows of {context} "
-            f"tokens; prior {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M parameters"
+            f"data: {len(self.train_tokens)} training files ({hours:.2f} h), {len(val_files)} held "
+            f"out; {self.tokens_per_second:g} tokens/s; windows of {context} tokens; prior "
+            f"{params:.2f} M params"
         )
 
     def _tokens(self, path: Path, cache: Path, device: str, on_message) -> np.ndarray:
         stat = path.stat()
-        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.codec_id}|{self.config.num_levels}"
+        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.codec_id}"
+        key += f"|{self.config.num_levels}"
         target = cache / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npy"
         if not target.is_file():
             on_message(f"extracting codes: {path.name}")
@@ -154,8 +165,10 @@ class PriorTask:
 
     @staticmethod
     def describe_eval(result: dict) -> str:
-        return (f"{result['val_bits_per_token']:.3f} bits/token, "
-                f"{result['val_bits_per_second']:.0f} bits/s on held-out codes")
+        return (
+            f"{result['val_bits_per_token']:.3f} bits/token, "
+            f"{result['val_bits_per_second']:.0f} bits/s on held-out codes"
+        )
 
     def save(self, model: nn.Module, path: Path) -> str:
         from ..prior import save_prior

@@ -24,11 +24,17 @@ STATE_FILE = "checkpoint.safetensors"
 
 
 def save_state(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
-    rng: np.random.Generator, extra: dict[str, Any] | None = None,
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    rng: np.random.Generator,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Write the training state atomically (temp file + os.replace)."""
-    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = {
+        f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
+    }
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
         for name, value in state.items():
@@ -64,10 +70,14 @@ def load_state(
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: unreadable training state ({e}); start over with -f") from None
+        raise CheckpointError(
+            f"{path}: unreadable training state ({e}); start over with -f"
+        ) from None
     if metadata.get("vqaudio.kind") != "train-state":
         raise CheckpointError(f"{path}: not a vqaudio training state")
-    model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    model_state = {
+        k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")
+    }
     try:
         model.load_state_dict(model_state, strict=True)
     except RuntimeError as e:

@@ -1,0 +1,132 @@
+"""Shared pieces of the benchmark scripts: machine description, results files, tables, music clips.
+
+Benchmarks are scripts, not tests: each prints a table with the machine and date, writes
+benchmarks/results/NAME.json and prints the exact command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+MUSIC = Path("/usr/share/games/wesnoth/1.16/data/core/music")  # GPL, Debian wesnoth-1.16-music
+HELD_OUT = 3  # whole tracks the codec recipes hold out (recipes/music-24k-codec.yaml val_files)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """CPU model, cores, load, torch and python versions, date: printed and stored with results."""
+    import torch
+
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def command() -> str:
+    """The command line that ran this script, to reproduce it."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return shlex.join(["python", str(script), *sys.argv[1:]])
+
+
+def save(name: str, document: dict) -> Path:
+    """Write benchmarks/results/NAME.json (atomically)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def print_header(title: str, info: dict) -> None:
+    print(f"# {title}")
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores (load {info['load_average_1min']}), "
+        f"torch {info['torch']}, python {info['python']}"
+    )
+    print(f"date: {info['date']}")
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """Markdown table; ``columns`` are (key, header, format); missing values print as '—'."""
+    cells = [[h for _, h, _ in columns]]
+    for row in rows:
+        cells.append(
+            [
+                "—" if row.get(k) is None else (fmt.format(row[k]) if fmt else str(row[k]))
+                for k, _, fmt in columns
+            ]
+        )
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    for n, r in enumerate(cells):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+        if n == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+def print_footer(path: Path) -> None:
+    print(f"results: {path.relative_to(HERE.parent)}")
+    print(f"reproduce: {command()}")
+
+
+def held_out_tracks() -> list[Path]:
+    """The tracks the training recipes hold out (same deterministic split as vqaudio.train)."""
+    from vqaudio.train.data import find_audio, split_files
+
+    return split_files(find_audio(MUSIC), HELD_OUT)[1]
+
+
+def music_clips(
+    tracks: list[Path], seconds: float, per_track: int, sample_rate: int
+) -> list[tuple[str, np.ndarray]]:
+    """Deterministic mono clips: ``per_track`` clips of ``seconds`` at evenly spaced offsets.
+
+    Returns (name, wav (1, T) float32 at ``sample_rate``); the name holds track and offset.
+    """
+    from vqaudio import audio
+
+    clips = []
+    for track in tracks:
+        wav, _ = audio.read(track, sample_rate=sample_rate, channels=1)
+        length = int(seconds * sample_rate)
+        span = wav.shape[1] - length
+        for k in range(per_track):
+            start = int(span * (k + 1) / (per_track + 1) // sample_rate) * sample_rate
+            start = max(start, 0)
+            clips.append((f"{track.stem}@{start // sample_rate}s", wav[:, start : start + length]))
+    return clips
+
+
+def looped(wav: np.ndarray, num_samples: int) -> np.ndarray:
+    """(C, T) repeated/cropped to ``num_samples``: a long input from a shorter track."""
+    reps = -(-num_samples // wav.shape[1])
+    return np.ascontiguousarray(np.tile(wav, (1, reps))[:, :num_samples])

@@ -1,0 +1,167 @@
+"""Quality at real bitrates: vqaudio's operating points vs Opus and MP3 on held-out music.
+
+Each 10 s clip of the held-out tracks (24 kHz mono reference) goes through
+- vqaudio: `compress` at 1.5 / 3 / 6 kbps, then `decompress`; the bitrate is the .vqa file's size;
+- Opus: `opusenc --bitrate B --hard-cbr` at 6 / 12 / 16 / 24 kbps, then `opusdec`;
+- MP3: `lame --cbr -b B` at 8 / 16 / 32 kbps, then `lame --decode`;
+and is scored by vqaudio.metrics.score (delay compensated) at 24 kHz mono. Real bitrate = encoded
+file size * 8 / duration, container included. With a random-init codec (--random) the vqaudio rows
+only prove the pipeline; quality needs a trained checkpoint.
+
+    python benchmarks/quality.py --codec vqaudio/models/codec.safetensors
+    python benchmarks/quality.py --random --clips-per-track 1    # pipeline check
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402
+
+RATE = 24000
+COLUMNS = [
+    ("codec", "codec", ""),
+    ("target_kbps", "target kbps", "{:g}"),
+    ("real_kbps", "real kbps", "{:.2f}"),
+    ("mel_distance", "mel dist ↓", "{:.3f}"),
+    ("si_sdr_db", "SI-SDR dB ↑", "{:.2f}"),
+    ("spectral_convergence", "spec conv ↓", "{:.3f}"),
+    ("clips", "clips", ""),
+    ("note", "note", ""),
+]
+
+
+def _run(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def opus(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
+    encoded, decoded = tmp / "x.opus", tmp / "x.opus.wav"
+    _run(["opusenc", "--quiet", "--bitrate", f"{kbps:g}", "--hard-cbr", str(source), str(encoded)])
+    _run(["opusdec", "--quiet", str(encoded), str(decoded)])
+    return decoded, encoded.stat().st_size * 8
+
+
+def mp3(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
+    encoded, decoded = tmp / "x.mp3", tmp / "x.mp3.wav"
+    _run(["lame", "--quiet", "--cbr", "-b", f"{kbps:g}", "-m", "m", str(source), str(encoded)])
+    _run(["lame", "--quiet", "--decode", str(encoded), str(decoded)])
+    return decoded, encoded.stat().st_size * 8
+
+
+def vqaudio_codec(model):
+    from vqaudio.compress import compress, decompress
+
+    def run(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
+        encoded, decoded = tmp / "x.vqa", tmp / "x.vqa.wav"
+        compress(model, source, encoded, bitrate=kbps * 1000)
+        decompress(encoded, decoded, codec=model)
+        return decoded, encoded.stat().st_size * 8
+
+    return run
+
+
+def evaluate(name: str, run, kbps: float, clips, tmp: Path) -> dict:
+    from vqaudio import audio, metrics
+    from vqaudio.errors import VqaudioError
+
+    row = {"codec": name, "target_kbps": kbps, "per_clip": []}
+    for clip_name, path, reference in clips:
+        try:
+            decoded_path, bits = run(path, kbps, tmp)
+        except (VqaudioError, subprocess.CalledProcessError) as e:
+            return {**row, "note": str(e).splitlines()[0][:120]}
+        decoded, _ = audio.read(decoded_path, sample_rate=RATE, channels=1)
+        result = metrics.score(reference, decoded, RATE)
+        result["real_kbps"] = bits / (reference.shape[-1] / RATE) / 1000
+        row["per_clip"].append({"clip": clip_name, **result})
+    for key in ("real_kbps", "mel_distance", "si_sdr_db", "spectral_convergence"):
+        row[key] = float(np.mean([c[key] for c in row["per_clip"]]))
+    row["clips"] = len(row["per_clip"])
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--codec", help="vqaudio codec checkpoint [default: the shipped one]")
+    parser.add_argument(
+        "--random",
+        action="store_true",
+        help="random-init CodecConfig(): proves the pipeline, says nothing of quality",
+    )
+    parser.add_argument(
+        "--tracks",
+        nargs="+",
+        help=f"track files or names in {common.MUSIC} [default: the 3 held out by "
+        "the training recipes]",
+    )
+    parser.add_argument("--clips-per-track", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--vqaudio-kbps", type=float, nargs="+", default=[1.5, 3.0, 6.0])
+    parser.add_argument("--opus-kbps", type=float, nargs="+", default=[6.0, 12.0, 16.0, 24.0])
+    parser.add_argument("--mp3-kbps", type=float, nargs="+", default=[8.0, 16.0, 32.0])
+    args = parser.parse_args()
+
+    import torch
+
+    from vqaudio import Codec, CodecConfig, audio, load_codec
+
+    torch.manual_seed(0)
+    model = Codec(CodecConfig()).eval() if args.random else load_codec(args.codec)
+    label = (
+        "random-init CodecConfig() (quality meaningless)"
+        if args.random
+        else (f"{getattr(model, 'checkpoint_path', args.codec)} (id {model.checkpoint_id})")
+    )
+    if args.tracks:
+        tracks = [Path(t) if Path(t).exists() else common.MUSIC / t for t in args.tracks]
+    else:
+        tracks = common.held_out_tracks()
+    info = common.machine()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vqaudio-quality-") as tmp_name:
+        tmp = Path(tmp_name)
+        clips = []
+        for name, wav in common.music_clips(tracks, args.seconds, args.clips_per_track, RATE):
+            path = tmp / f"{len(clips)}.wav"
+            audio.write(path, wav, RATE)
+            reference, _ = audio.read(path)  # as the codecs see it: 16-bit
+            clips.append((name, path, reference))
+        print(f"clips: {', '.join(c[0] for c in clips)}", file=sys.stderr)
+        runners = [("vqaudio", vqaudio_codec(model), args.vqaudio_kbps)]
+        runners.append(("opus", opus, args.opus_kbps) if shutil.which("opusenc") else None)
+        runners.append(("mp3 (lame)", mp3, args.mp3_kbps) if shutil.which("lame") else None)
+        for name, run, rates in filter(None, runners):
+            for kbps in rates:
+                print(f"... {name} {kbps:g} kbps", file=sys.stderr)
+                rows.append(evaluate(name, run, kbps, clips, tmp))
+    common.print_header(f"quality at real bitrates (vqaudio: {label})", info)
+    print(
+        f"clips: {len(clips)} x {args.seconds:g} s, 24 kHz mono, from "
+        + ", ".join(t.name for t in tracks)
+    )
+    common.print_table(rows, COLUMNS)
+    path = common.save(
+        "quality",
+        {
+            "machine": info,
+            "vqaudio_model": label,
+            "command": common.command(),
+            "clips": [c[0] for c in clips],
+            "rows": rows,
+        },
+    )
+    common.print_footer(path)
+
+
+if __name__ == "__main__":
+    main()

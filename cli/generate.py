@@ -1,0 +1,200 @@
+"""`vqaudio generate`: sample music from a prior and decode it with its codec."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from vqaudio.errors import CheckpointError, VqaudioError
+
+from .console import atomic_output, check_output, err, pick_device, reports_errors
+
+DEFAULT_NAME = "generated"
+OUTPUT_SUFFIXES = (".wav", ".flac", ".ogg")  # what audio.write accepts
+
+
+def _free_names(n: int, folder: Path = Path(".")) -> list[str]:
+    """generated.wav (n = 1) or generated-1.wav ... generated-n.wav, numbered past any existing
+    generated[-k].wav so nothing is overwritten."""
+    pattern = re.compile(rf"{DEFAULT_NAME}(?:-(\d+))?\.wav")
+    taken = [m for p in folder.glob(f"{DEFAULT_NAME}*.wav") if (m := pattern.fullmatch(p.name))]
+    if n == 1 and not taken:
+        return [f"{DEFAULT_NAME}.wav"]
+    last = max((int(m.group(1) or 0) for m in taken), default=0)
+    return [f"{DEFAULT_NAME}-{last + i}.wav" for i in range(1, n + 1)]
+
+
+def output_names(output: str | None, n: int) -> list[str]:
+    """Destination of each of the n samples: -o OUT, numbered OUT-1.wav ... when n > 1."""
+    if output is None:
+        return _free_names(n)
+    if n == 1:
+        return [output]
+    if output == "-":
+        raise VqaudioError("-o -: stdout holds one file; use -n 1 or an output file name")
+    path = Path(output)
+    suffix = path.suffix or ".wav"
+    return [str(path.with_name(f"{path.stem}-{i}{suffix}")) for i in range(1, n + 1)]
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tokens"),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]:.0f} tokens/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+    )
+
+
+def _load_models(prior_path: Path | None, codec_path: Path | None, device: str):
+    from vqaudio.checkpoint import load_codec
+    from vqaudio.prior import load_prior
+
+    prior = load_prior(prior_path, device)
+    codec = load_codec(codec_path, device)
+    if prior.codec_id and prior.codec_id != codec.checkpoint_id:
+        where = codec_path if codec_path is not None else "the default codec"
+        raise CheckpointError(
+            f"{prior.checkpoint_path.name} was trained on codec {prior.codec_id}, but {where} is "
+            f"{codec.checkpoint_id}; pass --codec with the codec the prior was trained on"
+        )
+    return prior, codec
+
+
+def _read_prompt(path: str, codec):
+    import torch
+
+    from vqaudio import audio
+
+    from .console import spooled_input
+
+    with spooled_input(path) as source:
+        wav, _ = audio.read(source, codec.config.sample_rate, codec.config.channels)
+    return torch.from_numpy(wav)
+
+
+def generate(
+    seconds: Annotated[float, typer.Option(help="Seconds of new audio per sample.")] = 10.0,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output .wav/.flac, '-' for stdout; numbered OUT-1.wav ... with -n > 1 "
+            "[default: generated.wav, or the next free generated-N.wav].",
+        ),
+    ] = None,
+    n: Annotated[int, typer.Option("--num-samples", "-n", min=1, help="Samples to generate.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed + device -> same audio).")] = 0,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 1.0,
+    top_k: Annotated[
+        int | None, typer.Option(min=1, help="Sample among the K likeliest codes.")
+    ] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass in (0, 1].")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Audio to continue ('-' for stdin).")] = None,
+    prompt_seconds: Annotated[
+        float, typer.Option(help="Seconds of the prompt's end to use.")
+    ] = 10.0,
+    prior: Annotated[Path | None, typer.Option(help="Prior checkpoint [default: shipped].")] = None,
+    codec: Annotated[Path | None, typer.Option(help="Codec checkpoint [default: shipped].")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache", help="Recompute the context for every token (slow; for checking)."
+        ),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Generate music with a prior over codes, decoded by its codec.
+
+    Example: vqaudio generate --seconds 30 -n 2 --seed 7 --top-p 0.95 -o song.wav
+    """
+    import time
+
+    from vqaudio.prior import generate as generate_wav
+
+    names = output_names(output, n)
+    for name in names:
+        _check_format(name)
+        check_output(name, force)
+    device = pick_device(device)
+    prior_model, codec_model = _load_models(prior, codec, device)
+    prompt_wav = _read_prompt(prompt, codec_model) if prompt is not None else None
+    with _progress(quiet) as bar:
+        task = bar.add_task("generate", total=None, rate=0.0)
+        began = time.perf_counter()
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(
+                task,
+                completed=done,
+                total=total,
+                rate=done * n / max(time.perf_counter() - began, 1e-9),
+            )
+
+        wav = generate_wav(
+            prior_model,
+            codec_model,
+            seconds,
+            n=n,
+            seed=seed,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            prompt_wav=prompt_wav,
+            on_progress=on_progress,
+            use_cache=not no_cache,
+            prompt_seconds=prompt_seconds,
+        )
+    wav = wav.float().cpu().numpy()
+    rate = codec_model.config.sample_rate
+    for name, sample in zip(names, wav, strict=True):
+        _write(name, sample, rate)
+        if not quiet and name != "-":
+            err.print(f"wrote {name} ({sample.shape[-1] / rate:.2f} s, {rate} Hz)", highlight=False)
+
+
+def _write(name: str, sample, rate: int) -> None:
+    """Write (C, T) to ``name`` atomically; '-' writes a WAV to stdout."""
+    import tempfile
+
+    from vqaudio import audio
+
+    if name != "-":
+        audio.write(name, sample, rate)
+        return
+    with tempfile.TemporaryDirectory() as folder, atomic_output("-") as tmp:
+        audio.write(Path(folder) / "generated.wav", sample, rate)
+        tmp.write_bytes((Path(folder) / "generated.wav").read_bytes())
+
+
+def _check_format(name: str) -> None:
+    suffix = Path(name).suffix.lower()
+    if name != "-" and suffix not in OUTPUT_SUFFIXES:
+        raise VqaudioError(
+            f"{name}: unsupported output format {suffix or '(none)'}; use .wav or .flac"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(reports_errors(generate))

@@ -1,0 +1,136 @@
+"""CLI `vqaudio generate`: files, lengths, numbering, seeds, prompts, and clear errors."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+from vqaudio_cli.main import app
+
+from vqaudio import audio
+from vqaudio.checkpoint import save_codec
+from vqaudio.codec import Codec
+from vqaudio.prior import save_prior
+
+from .conftest import harmonic, tiny_codec_config
+from .test_prior import tiny_prior
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """(prior path, codec path, other codec path): a tiny random prior saved with its codec's id."""
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    codec_id = save_codec(Codec(tiny_codec_config()), folder / "codec.safetensors")
+    save_codec(Codec(tiny_codec_config()), folder / "other.safetensors")
+    save_prior(tiny_prior("transformer"), folder / "prior.safetensors", codec_id)
+    return folder / "prior.safetensors", folder / "codec.safetensors", folder / "other.safetensors"
+
+
+def _run(models, *args):
+    prior, codec, _ = models
+    return runner.invoke(
+        app, ["generate", "--prior", str(prior), "--codec", str(codec), *map(str, args)]
+    )
+
+
+def test_generates_a_wav_of_the_requested_length(models, tmp_path):
+    out = tmp_path / "song.wav"
+    r = _run(models, "--seconds", 0.05, "-o", out, "--top-k", 8, "--top-p", 0.9)
+    assert r.exit_code == 0, r.output
+    wav, rate = sf.read(out, always_2d=True)
+    assert rate == 8000 and wav.shape == (400, 1)
+    assert np.abs(wav).max() > 0
+    assert "wrote" in r.stderr
+
+
+def test_same_seed_same_audio_and_n_numbers_the_files(models, tmp_path):
+    out = tmp_path / "song.wav"
+    assert _run(models, "--seconds", 0.02, "-n", 2, "--seed", 5, "-o", out, "-q").exit_code == 0
+    first, second = tmp_path / "song-1.wav", tmp_path / "song-2.wav"
+    assert not out.exists() and first.exists() and second.exists()
+    assert not np.array_equal(sf.read(first)[0], sf.read(second)[0])
+    r = _run(models, "--seconds", 0.02, "-n", 2, "--seed", 5, "-o", tmp_path / "again.wav", "-q")
+    assert r.exit_code == 0 and r.stderr == ""
+    assert np.array_equal(sf.read(tmp_path / "again-2.wav")[0], sf.read(second)[0])
+    r = _run(models, "--seconds", 0.02, "-n", 2, "--seed", 6, "-o", tmp_path / "other.wav", "-q")
+    assert not np.array_equal(sf.read(tmp_path / "other-2.wav")[0], sf.read(second)[0])
+
+
+def test_default_name_never_overwrites(models, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _run(models, "--seconds", 0.01, "-q").exit_code == 0
+    before = (tmp_path / "generated.wav").read_bytes()
+    assert _run(models, "--seconds", 0.01, "-q", "--seed", 1).exit_code == 0
+    assert (tmp_path / "generated.wav").read_bytes() == before
+    assert (tmp_path / "generated-1.wav").exists()
+
+
+def test_existing_output_needs_force(models, tmp_path):
+    out = tmp_path / "song.wav"
+    out.write_bytes(b"keep me")
+    r = _run(models, "--seconds", 0.01, "-o", out)
+    assert r.exit_code == 1
+    assert r.stderr.strip().startswith("error:") and "--force" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert out.read_bytes() == b"keep me"
+    assert _run(models, "--seconds", 0.01, "-o", out, "-f", "-q").exit_code == 0
+    assert sf.read(out)[0].shape == (80,)
+
+
+def test_continuation_starts_with_the_prompt(models, tmp_path):
+    audio.write(tmp_path / "prompt.wav", harmonic(1000, 8000)[0].numpy(), 8000)
+    out = tmp_path / "more.wav"
+    r = _run(
+        models,
+        "--seconds",
+        0.02,
+        "--prompt",
+        tmp_path / "prompt.wav",
+        "--prompt-seconds",
+        0.05,
+        "-o",
+        out,
+        "-q",
+    )
+    assert r.exit_code == 0, r.output
+    assert sf.read(out)[0].shape == (400 + 160,)  # 50 ms of prompt (25 whole blocks) + 20 ms
+
+
+def test_codec_id_mismatch_is_a_clear_error(models, tmp_path):
+    prior, _, other = models
+    out = tmp_path / "song.wav"
+    r = runner.invoke(
+        app,
+        [
+            "generate",
+            "--prior",
+            str(prior),
+            "--codec",
+            str(other),
+            "--seconds",
+            "0.01",
+            "-o",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 1
+    line = r.stderr.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("error:")
+    assert "trained on codec" in line and "--codec" in line
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_bad_values_and_missing_default_prior_are_one_line_errors(models, tmp_path, monkeypatch):
+    import vqaudio.prior
+
+    r = _run(models, "--seconds", 0.01, "--temperature", 0, "-o", tmp_path / "a.wav")
+    assert r.exit_code == 1 and "temperature" in r.stderr
+    r = _run(models, "--seconds", 0.01, "-o", tmp_path / "a.mp4")
+    assert r.exit_code == 1 and "unsupported output format" in r.stderr
+    monkeypatch.setattr(vqaudio.prior, "DEFAULT_PRIOR", tmp_path / "missing.safetensors")
+    r = runner.invoke(app, ["generate", "--seconds", "0.01", "-o", str(tmp_path / "a.wav")])
+    assert r.exit_code == 1 and "no default prior" in r.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,244 @@
+"""Priors: causality, cached/incremental == full forward, level masks, seeds, windows, prompts."""
+
+import math
+
+import pytest
+import torch
+
+from vqaudio.checkpoint import save_codec
+from vqaudio.codec import Codec
+from vqaudio.codes import Codes, token_levels
+from vqaudio.config import PriorConfig
+from vqaudio.errors import AudioError, CheckpointError, ConfigError
+from vqaudio.prior import build_prior, generate, load_prior, save_prior
+from vqaudio.prior.likelihood import bits_per_second, bits_per_token, tokens_per_second
+from vqaudio.prior.sampling import decode_codes, sample_next, sample_tokens
+
+from .conftest import harmonic, tiny_codec_config
+
+KINDS = ("transformer", "wavenet")
+
+
+def tiny_prior_config(kind: str = "transformer", **overrides) -> PriorConfig:
+    """Models the tiny codec's 2 levels (strides 2, 1 -> 3 tokens per block, ids 0..31)."""
+    base = dict(
+        kind=kind,
+        num_levels=2,
+        codebook_size=16,
+        level_strides=(2, 1),
+        dim=32,
+        num_layers=2,
+        num_heads=2,
+        context_blocks=4,
+        residual_channels=16,
+        dilation_cycle=3,
+        num_cycles=1,
+    )
+    base.update(overrides)
+    return PriorConfig(**base)
+
+
+def tiny_prior(kind: str = "transformer", seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    prior = build_prior(tiny_prior_config(kind, **overrides)).eval()
+    # Random init is too gentle to expose bugs (near-uniform logits): make the weights count.
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return prior
+
+
+def random_tokens(config: PriorConfig, num_blocks: int, batch: int = 2, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    levels = token_levels(config.level_strides).repeat(num_blocks)
+    codes = torch.randint(0, config.codebook_size, (batch, len(levels)), generator=gen)
+    return codes + levels * config.codebook_size
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_causal_changing_a_token_leaves_earlier_logits_unchanged(kind):
+    prior = tiny_prior(kind)
+    tokens = random_tokens(prior.config, 4)
+    logits = prior(tokens)
+    for t in (0, 5, 10):
+        changed = tokens.clone()
+        changed[:, t + 1] = tokens[:, t + 1] + (1 if tokens[0, t + 1] % 16 < 15 else -1)
+        other = prior(changed)
+        torch.testing.assert_close(other[:, : t + 1], logits[:, : t + 1])
+        assert not torch.allclose(other[:, t + 1 :], logits[:, t + 1 :])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_logits_outside_the_next_level_are_masked(kind):
+    prior = tiny_prior(kind)
+    config = prior.config
+    logits = prior(random_tokens(config, 3))
+    levels = token_levels(config.level_strides).repeat(4)[1:10]  # level of token t + 1
+    ids = torch.arange(config.vocab_size) // config.codebook_size
+    valid = ids[None, :] == levels[:, None]  # (N, V)
+    assert torch.isfinite(logits[:, valid]).all()
+    assert torch.isneginf(logits[:, ~valid]).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_loss_is_the_cross_entropy_of_every_token_including_the_first(kind):
+    prior = tiny_prior(kind)
+    tokens = random_tokens(prior.config, 3)
+    logits = prior.window_logits(tokens)  # (B, N + 1, V), position 0 = start token
+    assert logits.shape == (2, tokens.shape[1] + 1, prior.config.vocab_size)
+    torch.testing.assert_close(logits[:, 1:], prior(tokens))
+    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, tokens[..., None])
+    torch.testing.assert_close(prior.loss(tokens), -logp.mean())
+    bits = bits_per_token(prior, tokens)
+    assert bits == pytest.approx(prior.loss(tokens).item() / math.log(2), rel=1e-5)
+    assert bits_per_second(prior, tokens, 150.0) == pytest.approx(150.0 * bits, rel=1e-6)
+    assert tokens_per_second(24000, 480, (4, 4, 2, 1, 1)) == 150.0
+
+
+def test_kv_cache_equals_full_forward_through_window_slides():
+    prior = tiny_prior("transformer")
+    tokens = random_tokens(prior.config, 11)  # 33 tokens; context is 12, so the window slides
+    with torch.inference_mode():
+        stream = prior.stream(tokens[:, :3])
+        for t in range(3, tokens.shape[1]):
+            if t < prior.config.context_tokens:  # before the first slide: one plain forward
+                torch.testing.assert_close(stream.logits, prior(tokens[:, :t])[:, -1])
+            torch.testing.assert_close(stream.logits, prior.next_logits(tokens[:, :t]))
+            stream.push(tokens[:, t])
+    assert prior.window_start(tokens.shape[1]) > 0  # the slide really happened
+
+
+def test_window_slides_keep_whole_blocks():
+    prior = tiny_prior("transformer", context_blocks=6)
+    block, context = prior.config.tokens_per_block, prior.config.context_tokens
+    starts = [prior.window_start(n) for n in range(0, 5 * context)]
+    assert all(s % block == 0 for s in starts)
+    assert all(
+        1 <= n - s <= context for n, s in zip(range(1, 5 * context), starts[1:], strict=True)
+    )
+    assert starts[context] == 3 * block  # a full window keeps its latest half
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_wavenet_incremental_equals_full_convolution(kernel_size):
+    prior = tiny_prior("wavenet", kernel_size=kernel_size)
+    tokens = random_tokens(prior.config, 12)  # 36 tokens, past the receptive field
+    assert prior.config.receptive_field < tokens.shape[1]
+    full = prior(tokens)
+    with torch.inference_mode():
+        stream = prior.stream(tokens[:, :2])
+        for t in range(2, tokens.shape[1]):
+            torch.testing.assert_close(stream.logits, full[:, t - 1])
+            torch.testing.assert_close(stream.logits, prior.next_logits(tokens[:, :t]))
+            stream.push(tokens[:, t])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_same_tokens_different_seed_different(kind):
+    prior = tiny_prior(kind)
+    prompt = torch.zeros(3, 0, dtype=torch.long)
+    a = sample_tokens(prior, 30, prompt, seed=1)
+    b = sample_tokens(prior, 30, prompt, seed=1)
+    c = sample_tokens(prior, 30, prompt, seed=2)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a[0], a[1])  # the n samples of one batch differ
+    level = token_levels(prior.config.level_strides).repeat(10)
+    assert torch.equal(a // prior.config.codebook_size, level.expand_as(a))  # always decodable
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cached_and_uncached_sampling_agree(kind):
+    prior = tiny_prior(kind)
+    prompt = random_tokens(prior.config, 2, batch=2)
+    cached = sample_tokens(prior, 36, prompt, seed=3, use_cache=True)  # beyond the context
+    uncached = sample_tokens(prior, 36, prompt, seed=3, use_cache=False)
+    assert torch.equal(cached, uncached)
+    assert torch.equal(cached[:, :6], prompt)
+
+
+def test_top_k_and_top_p_keep_only_the_likeliest():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(200, 1)
+    gen = torch.Generator().manual_seed(0)
+    assert set(sample_next(logits, top_k=2, generator=gen).tolist()) == {0, 1}
+    assert set(sample_next(logits, top_p=0.7, generator=gen).tolist()) == {0, 1}
+    assert set(sample_next(logits, top_p=0.4, generator=gen).tolist()) == {0}
+    assert set(sample_next(logits, generator=gen).tolist()) == {0, 1, 2, 3}
+    cold = sample_next(logits, temperature=0.05, generator=gen)
+    assert (cold == 0).float().mean() > 0.95
+    with pytest.raises(ConfigError):
+        sample_tokens(tiny_prior(), 3, torch.zeros(1, 0, dtype=torch.long), temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    torch.manual_seed(0)
+    return Codec(tiny_codec_config()).eval()  # 8 kHz, 8 samples/frame, 16-sample blocks
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_generate_any_length_returns_exactly_the_requested_samples(kind, codec):
+    prior = tiny_prior(kind)
+    seconds = 0.0301  # 241 samples = 16 blocks = 48 tokens > 12-token context
+    calls = []
+    wav = generate(
+        prior, codec, seconds, n=2, seed=0, on_progress=lambda d, t: calls.append((d, t))
+    )
+    assert wav.shape == (2, 1, 241)
+    assert torch.isfinite(wav).all() and not torch.equal(wav[0], wav[1])
+    assert calls[-1] == (48, 48) and all(t == 48 for _, t in calls)
+    torch.testing.assert_close(generate(prior, codec, seconds, n=2, seed=0), wav)
+
+
+def test_continuation_begins_with_the_prompt_codes(codec, monkeypatch):
+    prior = tiny_prior("transformer")
+    prompt_wav = harmonic(100, 8000)[0]  # 6 whole blocks (96 samples) + 4
+    decoded = []
+    decode = codec.decode
+    monkeypatch.setattr(codec, "decode", lambda codes: decoded.append(codes) or decode(codes))
+    wav = generate(prior, codec, 0.01, n=2, prompt_wav=prompt_wav, prompt_seconds=0.011)
+    expected = codec.encode(prompt_wav[None, :, -80:]).keep(2)  # 88 samples -> 5 blocks
+    assert wav.shape == (2, 1, 80 + 80)
+    (codes,) = decoded
+    for level, want in zip(codes.slice_blocks(0, 5).levels, expected.levels, strict=True):
+        assert torch.equal(level, want.expand(2, -1))
+    with pytest.raises(AudioError, match="shorter than one coarse frame"):
+        generate(prior, codec, 0.01, prompt_wav=prompt_wav[:, :10])
+
+
+def test_chunked_decode_matches_whole_decode(codec):
+    prior = tiny_prior("transformer")
+    tokens = sample_tokens(prior, 3 * 40, torch.zeros(1, 0, dtype=torch.long))
+    codes = Codes.from_tokens(tokens, (2, 1), 16, num_samples=40 * 16 - 5)
+    whole = codec.decode(codes)
+    chunked = decode_codes(codec, codes, chunk_blocks=7, margin_blocks=4)
+    assert chunked.shape == whole.shape == (1, 1, 635)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
+
+
+def test_prior_that_does_not_fit_the_codec_is_refused(codec):
+    prior = tiny_prior("transformer", codebook_size=32)
+    with pytest.raises(CheckpointError, match="does not fit codec"):
+        generate(prior, codec, 0.01)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip(kind, tmp_path, codec):
+    prior = tiny_prior(kind)
+    codec_id = save_codec(codec, tmp_path / "codec.safetensors")
+    prior_id = save_prior(prior, tmp_path / "prior.safetensors", codec_id)
+    loaded = load_prior(tmp_path / "prior.safetensors")
+    assert loaded.config == prior.config and type(loaded) is type(prior)
+    assert loaded.codec_id == codec_id and loaded.checkpoint_id == prior_id
+    tokens = random_tokens(prior.config, 3)
+    torch.testing.assert_close(loaded(tokens), prior(tokens))
+    with pytest.raises(CheckpointError, match="is a codec model"):
+        load_prior(tmp_path / "codec.safetensors")
+
+
+def test_missing_default_prior_is_a_clear_error(tmp_path, monkeypatch):
+    import vqaudio.prior
+
+    monkeypatch.setattr(vqaudio.prior, "DEFAULT_PRIOR", tmp_path / "prior.safetensors")
+    with pytest.raises(CheckpointError, match="--prior PATH"):
+        load_prior(None)
