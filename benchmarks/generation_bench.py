@@ -47,12 +47,12 @@ def time_tokens(prior, num_tokens: int, use_cache: bool) -> tuple[float, float]:
     config = prior.config
     if use_cache:
         prompt = torch.zeros(1, 0, dtype=torch.long)
-        sample_tokens(prior, 2 * config.tokens_per_block, prompt)  # warm-up
+        sample_tokens(prior, 2 * config.tokens_per_block, prompt, num_threads=None)  # warm-up
     else:
         blocks = 3 * config.context_blocks // 4
         prompt = random_tokens(config, blocks * config.tokens_per_block)
     began, cpu = time.perf_counter(), time.process_time()
-    sample_tokens(prior, num_tokens, prompt, use_cache=use_cache)
+    sample_tokens(prior, num_tokens, prompt, use_cache=use_cache, num_threads=None)
     return time.perf_counter() - began, time.process_time() - cpu
 
 

@@ -77,50 +77,34 @@ def train(
         run_dir = output or Path("runs") / loaded.name
     chosen = pick_device(device or loaded.device)
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    if not main_rank:
-        quiet = True
-    with _progress() if not quiet else _NoBar() as bar:
-        task = bar.add_task("train", total=loaded.train.steps, info="", rate="")
+    bar = _progress()
+    state = {"task": None}
 
-        def on_progress(step: int, total: int, metrics: dict) -> None:
-            usage = metrics.get("usage")
-            info = f"loss {metrics['loss']:.3f}"
-            if usage:
-                info += f" usage {sum(usage) / len(usage):.2f}"
-            bar.update(task, completed=step, info=info, rate=_rate(bar, task))
+    def on_progress(step: int, total: int, metrics: dict) -> None:
+        if quiet or not main_rank:
+            return
+        if state["task"] is None:  # started at the first step, after data caching messages
+            bar.start()
+            state["task"] = bar.add_task("train", total=total, completed=step - 1, info="", rate="")
+        info = f"loss {metrics['loss']:.3f}"
+        if metrics.get("usage"):
+            info += f" usage {sum(metrics['usage']) / len(metrics['usage']):.2f}"
+        speed = bar.tasks[state["task"]].speed
+        rate = f"{speed:.2f} steps/s" if speed else ""
+        bar.update(state["task"], completed=step, info=info, rate=rate)
 
-        def on_message(text: str) -> None:
-            if main_rank:
-                bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
+    def on_message(text: str) -> None:
+        if main_rank:
+            bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
+    try:
         model_path = run_training(
             loaded, run_dir, chosen, resume is not None, force, on_progress, on_message
         )
+    finally:
+        bar.stop()
     if main_rank:
         err.print(f"done: {model_path}", markup=False, highlight=False)
-
-
-def _rate(bar, task) -> str:
-    speed = bar.tasks[task].speed if hasattr(bar, "tasks") else None
-    return f"{speed:.2f} steps/s" if speed else ""
-
-
-class _NoBar:
-    """Stands in for the progress bar under --quiet (log lines only)."""
-
-    console = err
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args) -> None:
-        return None
-
-    def add_task(self, *args, **kwargs) -> int:
-        return 0
-
-    def update(self, *args, **kwargs) -> None:
-        return None
 
 
 def register(app: typer.Typer) -> None:

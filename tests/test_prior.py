@@ -242,3 +242,19 @@ def test_missing_default_prior_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(vqaudio.prior, "DEFAULT_PRIOR", tmp_path / "prior.safetensors")
     with pytest.raises(CheckpointError, match="--prior PATH"):
         load_prior(None)
+
+
+def test_sampling_runs_single_threaded_and_restores_the_thread_count():
+    prior, seen = tiny_prior(), []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sample_tokens(
+            prior,
+            6,
+            torch.zeros(1, 0, dtype=torch.long),
+            on_progress=lambda d, t: seen.append(torch.get_num_threads()),
+        )
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -94,3 +94,10 @@ def test_prior_recipe_sets_only_num_levels():
         {"stage": "prior", "codec": "c.safetensors", "prior": {"num_levels": 3}}, "x.yaml"
     )
     assert recipe.prior.num_levels == 3 and len(recipe.prior.level_strides) == 3
+
+
+def test_exponent_floats_read_as_numbers(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("optim:\n  lr: 3e-4\n  min_lr: 1.0e-6\n")
+    recipe = load_recipe(path, ["optim.weight_decay=1e-2"])
+    assert (recipe.optim.lr, recipe.optim.min_lr, recipe.optim.weight_decay) == (3e-4, 1e-6, 1e-2)

@@ -133,6 +133,11 @@ def test_resume_continues_exactly(tmp_path, songs):
     for name, tensor in straight.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
+    longer = load_recipe(tmp_path / "cut" / "recipe.yaml", ["train.steps=7"])
+    train(longer, tmp_path / "cut", resume=True)
+    assert load_recipe(tmp_path / "cut" / "recipe.yaml").train.steps == 7  # the override sticks
+    assert read_metrics(tmp_path / "cut")[-1]["step"] == 7
+
 
 def test_existing_run_needs_resume_or_force(tmp_path, songs):
     recipe = load_recipe(
@@ -170,6 +175,17 @@ def test_bad_recipes_fail_with_one_line(tmp_path, yaml_text, sets, expected):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], r.stderr
     assert "Traceback" not in r.output
+    assert not (tmp_path / "run").exists()  # no partial run folder
+
+
+def test_prior_without_its_codec_fails_before_writing_anything(tmp_path, songs):
+    run_dir = tmp_path / "prior-run"
+    args = ["train", str(RECIPES / "tiny-prior.yaml"), "-o", str(run_dir), "-q"]
+    sets = ["data.path=" + str(songs), "codec=" + str(tmp_path / "missing.safetensors")]
+    r = runner.invoke(app, args + sum((["--set", s] for s in sets), []))
+    assert r.exit_code == 1 and "train the codec first" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not run_dir.exists()
 
 
 def test_learning_rate_warms_up_then_decays_to_min():

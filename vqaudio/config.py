@@ -376,6 +376,20 @@ class Recipe:
                 object.__setattr__(self, "prior", PriorConfig())
 
 
+def _yaml_loader():
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.2; PyYAML's 1.1 wants ``1.0e-4``)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    exponent = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    return Loader
+
+
 def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     """Apply ``key.sub=value`` strings (values parsed as YAML scalars) to a raw recipe mapping."""
     import copy
@@ -388,7 +402,7 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.steps=500")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = yaml.load(text, Loader=_yaml_loader()) if text.strip() else None
         except yaml.YAMLError:
             value = text
         node, parts = raw, key.strip().split(".")
@@ -436,7 +450,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not path.is_file():
         raise ConfigError(f"{path}: no such recipe file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_yaml_loader())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"{path}: not valid YAML ({first})") from None

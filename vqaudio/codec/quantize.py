@@ -117,6 +117,8 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """z (B, D, T) -> (z_q, codes, codebook_loss, commitment_loss)."""
+        if self.training and not bool(self.initialized):
+            self._center_projection(z.detach())
         z_e = self._normed(rearrange(self.in_proj(z), "b d t -> b t d"))
         flat = z_e.reshape(-1, z_e.shape[-1])
         if self.training and not bool(self.initialized):
@@ -130,6 +132,16 @@ class VectorQuantizer(nn.Module):
         z_q = z_e + (e - z_e).detach()  # noop in forward, straight-through gradient in backward
         z_q = self.out_proj(rearrange(z_q, "b t d -> b d t"))
         return z_q, codes.view(z_e.shape[:2]), codebook_loss, commitment_loss
+
+    @torch.no_grad()
+    def _center_projection(self, z: Tensor) -> None:
+        """Data-dependent init: shift the projection's bias so the first batch's projected latents
+        are zero-mean. A fresh encoder's output is mostly a constant offset (Snake adds a positive
+        one at every layer); without this, L2-normalised lookups see nearly one direction."""
+        if isinstance(self.in_proj, nn.Identity):
+            return
+        mean = self.in_proj(z).mean(dim=(0, 2))
+        self.in_proj.bias.sub_(mean)
 
     @torch.no_grad()
     def _kmeans_init(self, flat: Tensor) -> None:

@@ -68,19 +68,28 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return rows
 
 
-def _prepare_run_dir(run_dir: Path, recipe: Recipe, resume: bool, force: bool) -> None:
-    if resume:
-        return
-    if (run_dir / STATE_FILE).exists() or (run_dir / METRICS_FILE).exists():
-        if not force:
-            raise ConfigError(
-                f"{run_dir}: already holds a run; continue it with `vqaudio train --resume "
-                f"{run_dir}`, or use -f/--force to start over"
-            )
+def _holds_run(run_dir: Path) -> bool:
+    return (run_dir / STATE_FILE).exists() or (run_dir / METRICS_FILE).exists()
+
+
+def _check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    if resume and not (run_dir / STATE_FILE).is_file():
+        raise ConfigError(
+            f"{run_dir}: no {STATE_FILE} to resume from yet; start the run again with -f"
+        )
+    if not resume and not force and _holds_run(run_dir):
+        raise ConfigError(
+            f"{run_dir}: already holds a run; continue it with `vqaudio train --resume "
+            f"{run_dir}`, or use -f/--force to start over"
+        )
+
+
+def _prepare_run_dir(run_dir: Path, recipe: Recipe, resume: bool) -> None:
+    if not resume:  # --force: start over
         for name in (STATE_FILE, METRICS_FILE, MODEL_FILE):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{RECIPE_FILE}.tmp"
+    tmp = run_dir / f".{RECIPE_FILE}.tmp"  # on resume too: --set overrides stick for the next one
     tmp.write_text(recipe_to_yaml(recipe))
     os.replace(tmp, run_dir / RECIPE_FILE)
 
@@ -144,15 +153,13 @@ def train(
 
 
 def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> Path:
-    if resume and not (run_dir / STATE_FILE).is_file():
-        raise ConfigError(
-            f"{run_dir}: no {STATE_FILE} to resume from yet; start the run again with -f"
-        )
-    if world.is_main:
-        _prepare_run_dir(run_dir, recipe, resume, force)
+    _check_run_dir(run_dir, resume, force)
     torch.set_num_threads(recipe.train.threads or max(1, (os.cpu_count() or 1) // world.size))
+    torch.set_flush_denormal(True)  # quiet passages of real music otherwise slow CPU math a lot
     torch.manual_seed(recipe.seed)  # same initial weights on every rank
-    task = _make_task(recipe, run_dir, device, say)
+    task = _make_task(recipe, run_dir, device, say)  # bad data or codec fail here, before any write
+    if world.is_main:
+        _prepare_run_dir(run_dir, recipe, resume)
     model = task.model.to(device)
     model.train()
     optim = recipe.optim
@@ -164,6 +171,9 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
     step = 0
     if resume:
         step, _ = load_state(run_dir / STATE_FILE, model, optimizer, rng)
+        if world.rank > 0:  # the file holds rank 0's RNG: give the other ranks their own streams
+            rng = np.random.default_rng([recipe.seed, world.rank, step])
+            torch.manual_seed(recipe.seed + 1 + world.rank + step)
         say(f"resuming {run_dir} at step {step}")
     history = (
         [r for r in read_metrics(run_dir) if r.get("step", 0) <= step] if world.is_main else []

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import audio
-from ..checkpoint import checkpoint_id, load_codec, load_into, load_state
+from ..checkpoint import load_codec, load_into, load_state
 from ..config import Recipe
 from ..errors import ConfigError
 from .data import find_audio, split_files
@@ -63,8 +63,13 @@ class PriorTask:
         from ..prior.likelihood import tokens_per_second
 
         self.recipe = recipe
-        self.codec = load_codec(recipe.codec, device)
-        self.codec_id = checkpoint_id(recipe.codec)
+        if not Path(recipe.codec).expanduser().is_file():
+            raise ConfigError(
+                f"codec: {recipe.codec}: no such model file; train the codec first "
+                "(vqaudio train recipes/<name>-codec.yaml) or pass --set codec=PATH"
+            )
+        self.codec = load_codec(Path(recipe.codec).expanduser(), device)
+        self.codec_id = self.codec.checkpoint_id
         codec_config = self.codec.config
         num_levels = recipe.prior.num_levels
         if num_levels > codec_config.num_levels:
