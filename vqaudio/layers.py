@@ -7,13 +7,22 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 
+def _init(conv: nn.Module) -> nn.Module:
+    # Zero biases, small weights (as DAC): PyTorch's default uniform biases dominate the signal after
+    # ~20 layers, so a fresh encoder's z is nearly constant and every VQ level collapses to one code.
+    nn.init.trunc_normal_(conv.weight, std=0.02)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
 def WNConv1d(*args, **kwargs) -> nn.Module:
     """Conv1d with weight normalisation (no normalisation over time, so codes stay chunk-invariant)."""
-    return weight_norm(nn.Conv1d(*args, **kwargs))
+    return weight_norm(_init(nn.Conv1d(*args, **kwargs)))
 
 
 def WNConvTranspose1d(*args, **kwargs) -> nn.Module:
-    return weight_norm(nn.ConvTranspose1d(*args, **kwargs))
+    return weight_norm(_init(nn.ConvTranspose1d(*args, **kwargs)))
 
 
 class Snake1d(nn.Module):

@@ -35,7 +35,12 @@ class Encoder(nn.Module):
             layers.append(EncoderBlock(dim, dim * 2, stride, config.dilations, config.activation))
             dim *= 2
         layers += [activation(config.activation, dim),
-                   WNConv1d(dim, config.latent_dim, kernel_size=3, padding=1)]
+                   WNConv1d(dim, config.latent_dim, kernel_size=3, padding=1),
+                   # Per-channel standardisation of z (batch statistics in training, frozen running
+                   # statistics at inference, so codes stay independent of batch and chunking). A
+                   # fresh conv stack's output is a near-constant offset with ~1% variation; without
+                   # this every VQ level collapses onto one code within a few dozen steps.
+                   nn.BatchNorm1d(config.latent_dim)]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, wav: Tensor) -> Tensor:
