@@ -42,7 +42,8 @@ def test_music_prior_models_the_first_five_levels_of_the_music_codec():
     prior = load_recipe(Path(RECIPES[0]).parent / "music-24k-prior.yaml")
     assert prior.codec == f"runs/{codec.name}/model.safetensors"
     assert codec.codec.bitrates[prior.prior.num_levels - 1] == 1500
-    assert codec.data.path == prior.data.path and codec.data.val_files == prior.data.val_files
+    # the prior trains on (a subset of) the codec's music
+    assert prior.data.path.startswith(codec.data.path)
 
 
 def test_misspelled_nested_key_names_itself_and_the_file():

@@ -175,9 +175,8 @@ def compress(
     for plan in plans:
         header = _write(codec, source, out, info, plan, bitrate, entropy_coded, chunk_blocks,
                         on_progress, duration)
-        real = Path(out).stat().st_size * 8 / duration
-        if real <= bitrate or duration < SHORT_SECONDS:
-            break
+        if Path(out).stat().st_size * 8 / duration <= bitrate:
+            break  # else the next plan; files under SHORT_SECONDS may still end over budget
     return header
 
 

@@ -43,15 +43,20 @@ def device_for(device: str, world: World) -> str:
 
 
 def sync_quantizer_state(model: nn.Module) -> None:
-    """Broadcast rank 0's codebooks and usage statistics.
+    """Broadcast rank 0's codebooks, usage statistics and normalisation statistics.
 
     k-means init, EMA updates and dead-code restarts change codebooks in place from each rank's own
-    batch, outside the gradient all-reduce; without this the ranks' codebooks drift apart.
+    batch, outside the gradient all-reduce, and BatchNorm running statistics follow each rank's own
+    batches; without this the ranks drift apart.
     """
     quantizer = getattr(model, "quantizer", None)
     if quantizer is None or not (dist.is_available() and dist.is_initialized()):
         return
-    for tensor in list(quantizer.parameters()) + list(quantizer.buffers()):
+    tensors = list(quantizer.parameters()) + list(quantizer.buffers())
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None:
+        tensors += list(encoder.buffers())
+    for tensor in tensors:
         if tensor.dtype == torch.bool:  # not every backend broadcasts bool
             as_int = tensor.data.to(torch.uint8)
             dist.broadcast(as_int, src=0)
