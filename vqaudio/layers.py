@@ -8,9 +8,11 @@ from torch.nn.utils.parametrizations import weight_norm
 
 
 def _init(conv: nn.Module) -> nn.Module:
-    # Zero biases, small weights (as DAC): PyTorch's default uniform biases dominate the signal after
-    # ~20 layers, so a fresh encoder's z is nearly constant and every VQ level collapses to one code.
-    nn.init.trunc_normal_(conv.weight, std=0.02)
+    # Zero biases and variance-preserving weights: with PyTorch's defaults (or DAC's std 0.02 in
+    # these narrow layers) the signal shrinks ~3x per layer and biases/Snake offsets dominate z,
+    # so every VQ level collapses onto one or two codes within 50 steps (measured).
+    fan_in = conv.weight[0].numel() if isinstance(conv, nn.Conv1d) else conv.weight[:, 0].numel()
+    nn.init.normal_(conv.weight, std=fan_in**-0.5)  # variance-preserving, so the signal reaches z
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     return conv

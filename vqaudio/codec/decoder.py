@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
 
 from ..config import CodecConfig
 from ..layers import ResidualUnit, WNConv1d, WNConvTranspose1d, activation
@@ -36,8 +37,10 @@ class Decoder(nn.Module):
             out = max(dim // 2, 8)
             layers.append(DecoderBlock(dim, out, stride, config.dilations, config.activation))
             dim = out
-        layers += [activation(config.activation, dim),
-                   WNConv1d(dim, config.channels, kernel_size=7, padding=3)]
+        out = nn.Conv1d(dim, config.channels, kernel_size=7, padding=3)
+        nn.init.normal_(out.weight, std=0.1 * (7 * dim) ** -0.5)  # start quiet, below tanh's knee
+        nn.init.zeros_(out.bias)
+        layers += [activation(config.activation, dim), weight_norm(out)]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, z_q: Tensor) -> Tensor:
