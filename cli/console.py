@@ -47,7 +47,9 @@ def progress(quiet: bool = False, unit: str = "s") -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn() if unit == "steps" else TextColumn("{task.completed:.1f}/{task.total:.1f} " + unit),
+        MofNCompleteColumn()
+        if unit == "steps"
+        else TextColumn("{task.completed:.1f}/{task.total:.1f} " + unit),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
@@ -75,7 +77,9 @@ def check_output(path: str, force: bool) -> None:
     """Refuse to overwrite without --force, and refuse unwritable destinations early."""
     if path == "-":
         if sys.stdout.isatty():
-            raise VqaudioError("refusing to write binary data to a terminal; redirect stdout or use -o FILE")
+            raise VqaudioError(
+                "refusing to write binary data to a terminal; redirect stdout or use -o FILE"
+            )
         return
     target = Path(path)
     if target.is_dir():

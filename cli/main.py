@@ -8,6 +8,12 @@ import typer
 
 import vqaudio
 
+from . import compress as _compress
+from . import evaluate as _evaluate
+from . import generate as _generate
+from . import info as _info
+from . import train as _train
+
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
@@ -24,16 +30,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """vqaudio: neural audio codec with hierarchical multi-scale VQ codes, and music priors."""
 
 
-# Each command module exposes register(app). Keep this list in one place.
-# REGISTER-COMMANDS (helpers: add one import + register line per module below)
-from . import train as _train; _train.register(app)  # noqa: E402, E702
-from . import evaluate as _evaluate; _evaluate.register(app)  # noqa: E402, E702
-from . import compress as _compress; _compress.register(app)  # noqa: E402, E702
-from . import info as _info; _info.register(app)  # noqa: E402, E702
-from . import generate as _generate; _generate.register(app)  # noqa: E402, E702
+# Each command module exposes register(app); the order here is the order in --help.
+for _module in (_compress, _info, _generate, _train, _evaluate):
+    _module.register(app)

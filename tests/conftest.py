@@ -13,8 +13,15 @@ torch.set_num_threads(1)
 def tiny_codec_config(**overrides) -> CodecConfig:
     """8 encoder channels, 2 levels, 16 codes: a codec that builds and runs in milliseconds."""
     base = dict(
-        sample_rate=8000, encoder_dim=8, decoder_dim=16, latent_dim=16, strides=(2, 4),
-        level_strides=(2, 1), codebook_size=16, codebook_dim=4, dilations=(1,),
+        sample_rate=8000,
+        encoder_dim=8,
+        decoder_dim=16,
+        latent_dim=16,
+        strides=(2, 4),
+        level_strides=(2, 1),
+        codebook_size=16,
+        codebook_dim=4,
+        dilations=(1,),
     )
     base.update(overrides)
     return CodecConfig(**base)
@@ -32,5 +39,7 @@ def harmonic(num_samples: int, sample_rate: int, f0: float = 220.0, seed: int = 
     wav = torch.zeros(num_samples)
     for k in range(1, 6):
         phase = float(torch.rand(1, generator=gen)) * 2 * math.pi
-        wav += (0.5 / k) * torch.sin(2 * math.pi * f0 * k * t + phase + 0.3 * torch.sin(2 * math.pi * 5 * t))
+        wav += (0.5 / k) * torch.sin(
+            2 * math.pi * f0 * k * t + phase + 0.3 * torch.sin(2 * math.pi * 5 * t)
+        )
     return (0.5 * wav / wav.abs().max()).view(1, 1, -1)

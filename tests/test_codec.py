@@ -79,12 +79,20 @@ def test_mel_loss_is_zero_for_identical_and_positive_otherwise():
 def test_tiny_codec_learns_harmonic_signal():
     """~200 steps on a harmonic tone must halve the mel loss: fails if the STE or VQ is broken."""
     torch.manual_seed(0)
-    config = tiny_codec_config(encoder_dim=16, decoder_dim=32, level_strides=(2, 1, 1),
-                               codebook_size=32, kmeans_init=True, quantizer_dropout=0.0)
+    config = tiny_codec_config(
+        encoder_dim=16,
+        decoder_dim=32,
+        level_strides=(2, 1, 1),
+        codebook_size=32,
+        kmeans_init=True,
+        quantizer_dropout=0.0,
+    )
     codec = Codec(config)
     loss_fn = ReconstructionLoss(config.sample_rate, stft_weight=0.0)
     mel = MultiScaleMelLoss(config.sample_rate)
-    clips = torch.cat([harmonic(1024, 8000, f0=f, seed=i) for i, f in enumerate((110, 165, 220, 330))])
+    clips = torch.cat(
+        [harmonic(1024, 8000, f0=f, seed=i) for i, f in enumerate((110, 165, 220, 330))]
+    )
     codec.eval()
     with torch.no_grad():
         before = float(mel(codec(clips).wav, clips))

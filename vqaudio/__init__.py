@@ -17,7 +17,20 @@ from .errors import (  # noqa: E402
 from .prior import Prior, load_prior  # noqa: E402
 
 __all__ = [
-    "AudioError", "CheckpointError", "Codec", "CodecConfig", "Codes", "ConfigError", "FormatError",
-    "Prior", "VqaudioError", "__version__", "checkpoint_id", "compress", "decompress",
-    "load_codec", "load_prior", "save_codec",
+    "AudioError",
+    "CheckpointError",
+    "Codec",
+    "CodecConfig",
+    "Codes",
+    "ConfigError",
+    "FormatError",
+    "Prior",
+    "VqaudioError",
+    "__version__",
+    "checkpoint_id",
+    "compress",
+    "decompress",
+    "load_codec",
+    "load_prior",
+    "save_codec",
 ]

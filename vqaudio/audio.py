@@ -60,7 +60,9 @@ def _check(wav: np.ndarray, where: str) -> np.ndarray:
     return wav
 
 
-def read(path: str | Path, sample_rate: int | None = None, channels: int | None = None) -> tuple[np.ndarray, int]:
+def read(
+    path: str | Path, sample_rate: int | None = None, channels: int | None = None
+) -> tuple[np.ndarray, int]:
     """Read a whole file -> (wav (C, T) float32, sample_rate). Resamples/mixes when asked."""
     with _open(path) as f:
         source_rate = f.samplerate
@@ -105,8 +107,9 @@ class StreamResampler:
     def __init__(self, source_rate: int, target_rate: int, channels: int):
         self.passthrough = source_rate == target_rate
         if not self.passthrough:
-            self._soxr = soxr.ResampleStream(source_rate, target_rate, channels, dtype="float32",
-                                             quality="HQ")
+            self._soxr = soxr.ResampleStream(
+                source_rate, target_rate, channels, dtype="float32", quality="HQ"
+            )
 
     def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         if self.passthrough:
@@ -157,7 +160,9 @@ def atomic_path(path: str | Path) -> tuple[Path, Path]:
 def _format_of(path: Path) -> tuple[str, str]:
     ext = path.suffix.lower()
     if ext not in _SUBTYPES:
-        raise AudioError(f"{path}: unsupported output format {ext or '(none)'}; use .wav, .flac or .ogg")
+        raise AudioError(
+            f"{path}: unsupported output format {ext or '(none)'}; use .wav, .flac or .ogg"
+        )
     return ext.lstrip(".").upper(), _SUBTYPES[ext]
 
 
@@ -186,8 +191,9 @@ class Writer:
 
     def __enter__(self) -> Writer:
         self.tmp, _ = atomic_path(self.path)
-        self._file = sf.SoundFile(str(self.tmp), "w", self.sample_rate, self.channels,
-                                  self.subtype, format=self.format)
+        self._file = sf.SoundFile(
+            str(self.tmp), "w", self.sample_rate, self.channels, self.subtype, format=self.format
+        )
         return self
 
     def write(self, block: np.ndarray) -> None:

@@ -37,7 +37,11 @@ def checkpoint_id(path: str | Path) -> str:
 
 
 def save_model(
-    model: nn.Module, path: str | Path, kind: str, config: Any, extra: dict[str, str] | None = None,
+    model: nn.Module,
+    path: str | Path,
+    kind: str,
+    config: Any,
+    extra: dict[str, str] | None = None,
     half: bool = False,
 ) -> str:
     """Write ``model``'s weights with its config atomically; returns the new file's id.
@@ -94,7 +98,9 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return metadata
 
 
-def load_state(path: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
+def load_state(
+    path: str | Path, kind: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
     """(state dict, config dict, metadata) of a model file of the given kind."""
     metadata = read_metadata(path)
     if metadata["vqaudio.kind"] != kind:
@@ -120,24 +126,39 @@ def save_codec(codec: nn.Module, path: str | Path, half: bool = False) -> str:
     return save_model(codec, path, "codec", codec.config, half=half)
 
 
+def load_model(
+    path: str | Path | None,
+    kind: str,
+    config_cls: type,
+    factory,
+    default: Path,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, str]]:
+    """Load a model file of ``kind`` (None: the ``default`` shipped in the package) in eval mode.
+
+    The model gets ``checkpoint_id`` and ``checkpoint_path``; returns it with the file's metadata.
+    """
+    if path is None:
+        path = default
+        if not path.is_file():
+            raise CheckpointError(
+                f"no default {kind} ships with this install; pass a model file (--{kind} PATH), "
+                f"e.g. one made by `vqaudio train recipes/tiny-{kind}.yaml`"
+            )
+    state, raw, metadata = load_state(path, kind)
+    try:
+        config = build(config_cls, raw, kind)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: config does not fit this vqaudio ({e})") from None
+    model = factory(config)
+    load_into(model, state, path)
+    model.checkpoint_id = checkpoint_id(path)
+    model.checkpoint_path = Path(path)
+    return model.to(device).eval(), metadata
+
+
 def load_codec(path: str | Path | None = None, device: str | torch.device = "cpu"):
     """Load a codec file (None: the default model shipped in the package), eval mode."""
     from .codec import Codec
 
-    if path is None:
-        path = DEFAULT_CODEC
-        if not path.is_file():
-            raise CheckpointError(
-                "no default codec ships with this install yet; pass a model file (--codec PATH), "
-                "e.g. one made by `vqaudio train recipes/tiny-codec.yaml`"
-            )
-    state, raw, _ = load_state(path, "codec")
-    try:
-        config = build(CodecConfig, raw, "codec")
-    except ConfigError as e:
-        raise CheckpointError(f"{path}: config does not fit this vqaudio ({e})") from None
-    codec = Codec(config)
-    load_into(codec, state, path)
-    codec.checkpoint_id = checkpoint_id(path)
-    codec.checkpoint_path = Path(path)
-    return codec.to(device).eval()
+    return load_model(path, "codec", CodecConfig, Codec, DEFAULT_CODEC, device)[0]

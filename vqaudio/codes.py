@@ -87,7 +87,10 @@ class Codes:
         """Coarse frames ``start:stop`` of every level (num_samples is dropped)."""
         block = self.strides[0]
         return Codes(
-            [c[:, start * (block // s) : stop * (block // s)] for c, s in zip(self.levels, self.strides)],
+            [
+                c[:, start * (block // s) : stop * (block // s)]
+                for c, s in zip(self.levels, self.strides)
+            ],
             self.strides,
         )
 
@@ -98,13 +101,18 @@ class Codes:
         columns = []
         for level, offset in zip(level_of, offset_of):
             per_block = block // self.strides[level]
-            codes = self.levels[level].view(self.batch_size, self.num_blocks, per_block)[:, :, offset]
+            codes = self.levels[level].view(self.batch_size, self.num_blocks, per_block)[
+                :, :, offset
+            ]
             columns.append(codes + level * codebook_size)
         return torch.stack(columns, dim=2).reshape(self.batch_size, -1)
 
     @classmethod
     def from_tokens(
-        cls, tokens: Tensor, strides: tuple[int, ...], codebook_size: int,
+        cls,
+        tokens: Tensor,
+        strides: tuple[int, ...],
+        codebook_size: int,
         num_samples: int | None = None,
     ) -> Codes:
         """Inverse of :meth:`to_tokens`; ``tokens`` (B, N) with N a multiple of the block size."""

@@ -173,17 +173,34 @@ def compress(
         if nominal != plans[0]:
             plans.insert(0, nominal)
     for plan in plans:
-        header = _write(codec, source, out, info, plan, bitrate, entropy_coded, chunk_blocks,
-                        on_progress, duration)
+        header = _write(
+            codec,
+            source,
+            out,
+            info,
+            plan,
+            bitrate,
+            entropy_coded,
+            chunk_blocks,
+            on_progress,
+            duration,
+        )
         if Path(out).stat().st_size * 8 / duration <= bitrate:
             break  # else the next plan; files under SHORT_SECONDS may still end over budget
     return header
 
 
 def _write(
-    codec: torch.nn.Module, source: str | Path, out: str | Path, info: audio.AudioInfo,
-    plan: tuple[str, list[int]], bitrate: float, entropy_coded: bool, chunk_blocks: int | None,
-    on_progress: Progress, duration: float,
+    codec: torch.nn.Module,
+    source: str | Path,
+    out: str | Path,
+    info: audio.AudioInfo,
+    plan: tuple[str, list[int]],
+    bitrate: float,
+    entropy_coded: bool,
+    chunk_blocks: int | None,
+    on_progress: Progress,
+    duration: float,
 ) -> Header:
     config: CodecConfig = codec.config
     coding, levels = plan

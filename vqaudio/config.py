@@ -22,8 +22,9 @@ from .errors import ConfigError
 class CodecConfig:
     """Codec architecture and quantizer options.
 
-    The encoder downsamples by ``prod(strides)`` = ``hop_length`` samples per latent frame; quantizer
-    level k (coarse -> fine) runs at ``sample_rate / hop_length / level_strides[k]`` frames/s.
+    The encoder downsamples by ``prod(strides)`` = ``hop_length`` samples per latent frame;
+    quantizer level k (coarse -> fine) runs at ``sample_rate / hop_length / level_strides[k]``
+    frames/s.
     """
 
     sample_rate: int = 24000
@@ -49,13 +50,17 @@ class CodecConfig:
     def __post_init__(self) -> None:
         _require(self.sample_rate >= 1000, "codec.sample_rate must be at least 1000 Hz")
         _require(self.channels >= 1, "codec.channels must be >= 1")
-        _require(len(self.strides) >= 1 and all(s >= 1 for s in self.strides),
-                 "codec.strides must be a non-empty list of positive integers")
+        _require(
+            len(self.strides) >= 1 and all(s >= 1 for s in self.strides),
+            "codec.strides must be a non-empty list of positive integers",
+        )
         _require(len(self.level_strides) >= 1, "codec.level_strides must name at least one level")
         for coarse, fine in zip(self.level_strides, self.level_strides[1:]):
-            _require(fine >= 1 and coarse % fine == 0,
-                     f"codec.level_strides {list(self.level_strides)} must be coarse -> fine, "
-                     "each stride a multiple of the next (e.g. [4, 2, 1, 1])")
+            _require(
+                fine >= 1 and coarse % fine == 0,
+                f"codec.level_strides {list(self.level_strides)} must be coarse -> fine, "
+                "each stride a multiple of the next (e.g. [4, 2, 1, 1])",
+            )
         _require(self.codebook_size >= 2, "codec.codebook_size must be >= 2")
         _require(self.activation in ("snake", "elu"), "codec.activation must be 'snake' or 'elu'")
         _require(0.0 <= self.quantizer_dropout <= 1.0, "codec.quantizer_dropout must be in [0, 1]")
@@ -138,13 +143,22 @@ class PriorConfig:
     kernel_size: int = 2
 
     def __post_init__(self) -> None:
-        _require(self.kind in ("transformer", "wavenet"), "prior.kind must be 'transformer' or 'wavenet'")
-        _require(len(self.level_strides) == self.num_levels,
-                 "prior.level_strides must have one stride per modelled level (prior.num_levels)")
-        _require(self.dim % max(self.num_heads, 1) == 0, "prior.dim must be a multiple of prior.num_heads")
+        _require(
+            self.kind in ("transformer", "wavenet"), "prior.kind must be 'transformer' or 'wavenet'"
+        )
+        _require(
+            len(self.level_strides) == self.num_levels,
+            "prior.level_strides must have one stride per modelled level (prior.num_levels)",
+        )
+        _require(
+            self.dim % max(self.num_heads, 1) == 0,
+            "prior.dim must be a multiple of prior.num_heads",
+        )
         _require(self.kernel_size >= 2, "prior.kernel_size must be >= 2")
-        _require(self.dilation_cycle >= 1 and self.num_cycles >= 1,
-                 "prior.dilation_cycle and prior.num_cycles must be >= 1")
+        _require(
+            self.dilation_cycle >= 1 and self.num_cycles >= 1,
+            "prior.dilation_cycle and prior.num_cycles must be >= 1",
+        )
 
     @property
     def vocab_size(self) -> int:
@@ -193,7 +207,8 @@ def build(cls: type, raw: Any, where: str) -> Any:
     try:
         return cls(**values)
     except ConfigError as e:
-        raise ConfigError(f"{where}: {e}" if where and not str(e).startswith(where) else str(e))
+        message = f"{where}: {e}" if where and not str(e).startswith(where) else str(e)
+        raise ConfigError(message) from None
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -302,10 +317,14 @@ class OptimConfig:
     def __post_init__(self) -> None:
         _require(self.lr > 0, "optim.lr must be > 0")
         _require(len(self.betas) == 2, "optim.betas must be two numbers, e.g. [0.8, 0.99]")
-        _require(self.schedule in ("cosine", "exponential", "constant"),
-                 "optim.schedule must be cosine, exponential or constant")
-        _require(self.warmup >= 0 and self.grad_clip >= 0,
-                 "optim.warmup and optim.grad_clip must be >= 0")
+        _require(
+            self.schedule in ("cosine", "exponential", "constant"),
+            "optim.schedule must be cosine, exponential or constant",
+        )
+        _require(
+            self.warmup >= 0 and self.grad_clip >= 0,
+            "optim.warmup and optim.grad_clip must be >= 0",
+        )
 
 
 @dataclass(frozen=True)
@@ -319,12 +338,18 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (CUDA runs)
 
     def __post_init__(self) -> None:
-        _require(self.steps >= 1 and self.batch_size >= 1,
-                 "train.steps and train.batch_size must be >= 1")
-        _require(self.log_every >= 1 and self.checkpoint_every >= 1,
-                 "train.log_every and train.checkpoint_every must be >= 1")
-        _require(self.eval_every >= 0 and self.threads >= 0,
-                 "train.eval_every and train.threads must be >= 0")
+        _require(
+            self.steps >= 1 and self.batch_size >= 1,
+            "train.steps and train.batch_size must be >= 1",
+        )
+        _require(
+            self.log_every >= 1 and self.checkpoint_every >= 1,
+            "train.log_every and train.checkpoint_every must be >= 1",
+        )
+        _require(
+            self.eval_every >= 0 and self.threads >= 0,
+            "train.eval_every and train.threads must be >= 0",
+        )
 
 
 @dataclass(frozen=True)
@@ -334,8 +359,10 @@ class EvalConfig:
     levels: tuple[int, ...] = ()  # codec: operating points (levels kept) to evaluate; () = all
 
     def __post_init__(self) -> None:
-        _require(self.num_clips >= 1 and self.clip_seconds > 0,
-                 "eval.num_clips must be >= 1 and eval.clip_seconds > 0")
+        _require(
+            self.num_clips >= 1 and self.clip_seconds > 0,
+            "eval.num_clips must be >= 1 and eval.clip_seconds > 0",
+        )
 
 
 @dataclass(frozen=True)
@@ -358,20 +385,26 @@ class Recipe:
 
     def __post_init__(self) -> None:
         _require(self.stage in ("codec", "prior"), "stage must be 'codec' or 'prior'")
-        _require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-                 "device must be auto, cpu or cuda")
+        _require(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            "device must be auto, cpu or cuda",
+        )
         _require(self.precision in ("fp32", "bf16"), "precision must be fp32 or bf16")
         _require(bool(self.name) and "/" not in self.name, "name must be a non-empty file name")
         if self.stage == "codec":
-            _require(not isinstance(self.codec, str),
-                     "codec: a codec recipe needs a codec: section (a mapping), not a path")
+            _require(
+                not isinstance(self.codec, str),
+                "codec: a codec recipe needs a codec: section (a mapping), not a path",
+            )
             _require(self.prior is None, "prior: a codec recipe has no prior: section")
             if self.codec is None:
                 object.__setattr__(self, "codec", CodecConfig())
         else:
-            _require(isinstance(self.codec, str),
-                     "codec: a prior recipe names its codec model file, e.g. "
-                     "codec: runs/music-24k-codec/model.safetensors")
+            _require(
+                isinstance(self.codec, str),
+                "codec: a prior recipe names its codec model file, e.g. "
+                "codec: runs/music-24k-codec/model.safetensors",
+            )
             if self.prior is None:
                 object.__setattr__(self, "prior", PriorConfig())
 

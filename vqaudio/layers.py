@@ -19,7 +19,7 @@ def _init(conv: nn.Module) -> nn.Module:
 
 
 def WNConv1d(*args, **kwargs) -> nn.Module:
-    """Conv1d with weight normalisation (no normalisation over time, so codes stay chunk-invariant)."""
+    """Weight-normalised Conv1d (nothing normalises over time, so codes stay chunk-invariant)."""
     return weight_norm(_init(nn.Conv1d(*args, **kwargs)))
 
 
@@ -28,7 +28,7 @@ def WNConvTranspose1d(*args, **kwargs) -> nn.Module:
 
 
 class Snake1d(nn.Module):
-    """x + sin^2(alpha x) / alpha, per channel (Ziyin et al. 2020): a periodic inductive bias for audio."""
+    """x + sin^2(alpha x) / alpha per channel (Ziyin et al. 2020): a periodic bias for audio."""
 
     def __init__(self, channels: int):
         super().__init__()

@@ -13,12 +13,20 @@ from ..layers import ResidualUnit, WNConv1d, WNConvTranspose1d, activation
 class DecoderBlock(nn.Module):
     """A transposed conv that upsamples by ``stride`` and halves channels, then residual units."""
 
-    def __init__(self, dim_in: int, dim_out: int, stride: int, dilations: tuple[int, ...], act: str):
+    def __init__(
+        self, dim_in: int, dim_out: int, stride: int, dilations: tuple[int, ...], act: str
+    ):
         super().__init__()
         self.block = nn.Sequential(
             activation(act, dim_in),
-            WNConvTranspose1d(dim_in, dim_out, kernel_size=2 * stride, stride=stride,
-                              padding=(stride + 1) // 2, output_padding=stride % 2),
+            WNConvTranspose1d(
+                dim_in,
+                dim_out,
+                kernel_size=2 * stride,
+                stride=stride,
+                padding=(stride + 1) // 2,
+                output_padding=stride % 2,
+            ),
             *[ResidualUnit(dim_out, d, act) for d in dilations],
         )
 

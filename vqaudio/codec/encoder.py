@@ -11,13 +11,16 @@ from ..layers import ResidualUnit, WNConv1d, activation
 class EncoderBlock(nn.Module):
     """Residual units at the input rate, then a strided conv that doubles channels."""
 
-    def __init__(self, dim_in: int, dim_out: int, stride: int, dilations: tuple[int, ...], act: str):
+    def __init__(
+        self, dim_in: int, dim_out: int, stride: int, dilations: tuple[int, ...], act: str
+    ):
         super().__init__()
         self.block = nn.Sequential(
             *[ResidualUnit(dim_in, d, act) for d in dilations],
             activation(act, dim_in),
-            WNConv1d(dim_in, dim_out, kernel_size=2 * stride, stride=stride,
-                     padding=(stride + 1) // 2),
+            WNConv1d(
+                dim_in, dim_out, kernel_size=2 * stride, stride=stride, padding=(stride + 1) // 2
+            ),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -34,13 +37,15 @@ class Encoder(nn.Module):
         for stride in config.strides:
             layers.append(EncoderBlock(dim, dim * 2, stride, config.dilations, config.activation))
             dim *= 2
-        layers += [activation(config.activation, dim),
-                   WNConv1d(dim, config.latent_dim, kernel_size=3, padding=1),
-                   # Per-channel standardisation of z (batch statistics in training, frozen running
-                   # statistics at inference, so codes stay independent of batch and chunking). A
-                   # fresh conv stack's output is a near-constant offset with ~1% variation; without
-                   # this every VQ level collapses onto one code within a few dozen steps.
-                   nn.BatchNorm1d(config.latent_dim)]
+        layers += [
+            activation(config.activation, dim),
+            WNConv1d(dim, config.latent_dim, kernel_size=3, padding=1),
+            # Per-channel standardisation of z (batch statistics in training, frozen running
+            # statistics at inference, so codes stay independent of batch and chunking). A
+            # fresh conv stack's output is a near-constant offset with ~1% variation; without
+            # this every VQ level collapses onto one code within a few dozen steps.
+            nn.BatchNorm1d(config.latent_dim),
+        ]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, wav: Tensor) -> Tensor:

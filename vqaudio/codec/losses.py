@@ -1,4 +1,7 @@
-"""Reconstruction losses: waveform L1, multi-resolution STFT and log-mel (torch.stft + librosa mels)."""
+"""Reconstruction losses: waveform L1, multi-resolution STFT and log-mel.
+
+Spectra come from torch.stft with librosa mel filters (no torchaudio).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ from torch import Tensor, nn
 
 @lru_cache(maxsize=32)
 def _mel_basis(sample_rate: int, n_fft: int, n_mels: int) -> Tensor:
-    mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0,
-                              fmax=sample_rate / 2)
+    mel = librosa.filters.mel(
+        sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2
+    )
     return torch.from_numpy(mel).float()
 
 
@@ -24,8 +28,9 @@ def stft_magnitude(wav: Tensor, window_length: int, hop_length: int | None = Non
     if flat.shape[-1] < window_length:  # very short clips: pad so one frame exists
         flat = F.pad(flat, (0, window_length - flat.shape[-1]))
     window = torch.hann_window(window_length, device=wav.device, dtype=flat.dtype)
-    spec = torch.stft(flat, window_length, hop_length, window=window, center=True,
-                      return_complex=True)
+    spec = torch.stft(
+        flat, window_length, hop_length, window=window, center=True, return_complex=True
+    )
     return spec.abs().reshape(*wav.shape[:-1], *spec.shape[-2:])
 
 
@@ -60,8 +65,9 @@ class MultiScaleMelLoss(nn.Module):
         for window, mels in zip(self.window_lengths, self.n_mels):
             x = mel_spectrogram(wav_hat, self.sample_rate, window, mels)
             y = mel_spectrogram(wav, self.sample_rate, window, mels)
-            loss = loss + F.l1_loss(x.clamp(min=self.clamp_eps).log10(),
-                                    y.clamp(min=self.clamp_eps).log10())
+            loss = loss + F.l1_loss(
+                x.clamp(min=self.clamp_eps).log10(), y.clamp(min=self.clamp_eps).log10()
+            )
         return loss / len(self.window_lengths)
 
 
@@ -85,8 +91,13 @@ class MultiResolutionSTFTLoss(nn.Module):
 class ReconstructionLoss(nn.Module):
     """Weighted sum of waveform L1, multi-scale mel and multi-resolution STFT losses."""
 
-    def __init__(self, sample_rate: int, l1_weight: float = 1.0, mel_weight: float = 15.0,
-                 stft_weight: float = 1.0):
+    def __init__(
+        self,
+        sample_rate: int,
+        l1_weight: float = 1.0,
+        mel_weight: float = 15.0,
+        stft_weight: float = 1.0,
+    ):
         super().__init__()
         self.weights = {"l1": l1_weight, "mel": mel_weight, "stft": stft_weight}
         self.mel = MultiScaleMelLoss(sample_rate)

@@ -84,14 +84,20 @@ class Codec(nn.Module):
             batch = wav.shape[0]
             keep = torch.full((batch,), self.config.num_levels, device=wav.device)
             drop = torch.rand(batch, device=wav.device) < self.config.quantizer_dropout
-            random_levels = torch.randint(1, self.config.num_levels + 1, (batch,), device=wav.device)
+            random_levels = torch.randint(
+                1, self.config.num_levels + 1, (batch,), device=wav.device
+            )
             keep = torch.where(drop, random_levels, keep)
         q = self.quantizer(z, num_levels, keep)
         wav_hat = self.decoder(q.z_q)[..., :length]
         q.codes.num_samples = length
         return CodecOutput(
-            wav_hat, q.codes, self.config.codebook_weight * q.codebook_loss,
-            self.config.commitment_weight * q.commitment_loss, q.usage, q.perplexity,
+            wav_hat,
+            q.codes,
+            self.config.codebook_weight * q.codebook_loss,
+            self.config.commitment_weight * q.commitment_loss,
+            q.usage,
+            q.perplexity,
         )
 
     def num_parameters(self) -> int:

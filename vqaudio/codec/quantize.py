@@ -56,7 +56,7 @@ def _kmeans(vectors: Tensor, k: int, iters: int = 10) -> Tensor:
 
 
 class VectorQuantizer(nn.Module):
-    """One codebook. ``encode(z) -> (B, T) codes`` and ``decode(codes) -> (B, D, T)`` are symmetric."""
+    """One codebook; ``encode(z) -> codes (B, T)`` and ``decode(codes) -> z_q (B, D, T)``."""
 
     def __init__(
         self,
@@ -192,8 +192,12 @@ class MultiScaleQuantizer(nn.Module):
         self.config = config
         self.levels = nn.ModuleList(
             VectorQuantizer(
-                config.latent_dim, config.codebook_size, config.codebook_dim,
-                config.l2_normalize, config.ema_decay, config.kmeans_init,
+                config.latent_dim,
+                config.codebook_size,
+                config.codebook_dim,
+                config.l2_normalize,
+                config.ema_decay,
+                config.kmeans_init,
                 config.dead_code_threshold,
             )
             for _ in config.level_strides
@@ -233,8 +237,9 @@ class MultiScaleQuantizer(nn.Module):
             probs = hist / hist.sum()
             usage.append(float((hist > 0).float().mean()))
             perplexity.append(float(torch.exp(-(probs * torch.log(probs + 1e-10)).sum())))
-        return QuantizerOutput(z_q, Codes(codes, strides), codebook_loss, commitment_loss,
-                               usage, perplexity)
+        return QuantizerOutput(
+            z_q, Codes(codes, strides), codebook_loss, commitment_loss, usage, perplexity
+        )
 
     def encode(self, z: Tensor, num_levels: int | None = None) -> Codes:
         """z (B, D, T) -> Codes of the first ``num_levels`` levels (inference; no state changes)."""

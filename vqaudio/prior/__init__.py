@@ -11,9 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import DEFAULT_PRIOR, checkpoint_id, load_into, load_state, save_model
-from ..config import PriorConfig, build
-from ..errors import CheckpointError, ConfigError
+from ..checkpoint import DEFAULT_PRIOR, load_model, save_model
+from ..config import PriorConfig
 from .base import Prior
 from .sampling import generate
 from .transformer import TransformerPrior
@@ -46,21 +45,6 @@ def load_prior(path: str | Path | None = None, device: str | torch.device = "cpu
 
     The prior gets ``checkpoint_id``, ``checkpoint_path`` and ``codec_id`` (its codec's id).
     """
-    if path is None:
-        path = DEFAULT_PRIOR
-        if not path.is_file():
-            raise CheckpointError(
-                "no default prior ships with this install yet; pass a model file (--prior PATH), "
-                "e.g. one made by `vqaudio train recipes/tiny-prior.yaml`"
-            )
-    state, raw, metadata = load_state(path, "prior")
-    try:
-        config = build(PriorConfig, raw, "prior")
-    except ConfigError as e:
-        raise CheckpointError(f"{path}: config does not fit this vqaudio ({e})") from None
-    prior = build_prior(config)
-    load_into(prior, state, path)
-    prior.checkpoint_id = checkpoint_id(path)
-    prior.checkpoint_path = Path(path)
+    prior, metadata = load_model(path, "prior", PriorConfig, build_prior, DEFAULT_PRIOR, device)
     prior.codec_id = metadata.get("vqaudio.codec_id")
-    return prior.to(device).eval()
+    return prior
