@@ -182,3 +182,22 @@ def test_bitrate_plan_splits_the_whole_file_rate_across_channels():
     assert plan_levels(config, 1, config.bitrates[0], duration=1.0) == ("mono", [1])
     with pytest.raises(ConfigError, match="container overhead"):
         plan_levels(config, 1, config.bitrates[0], duration=60.0)
+
+
+def test_entropy_coding_spends_its_savings_on_more_levels(tmp_path, codec):
+    """At the same budget, an entropy-coded file keeps at least the fixed-width file's levels
+    (more when codes are skewed) and still stays at or under the bitrate."""
+    config = codec.config
+    src = _music(tmp_path / "a.wav", 12.0)
+    bitrate = config.bitrates[1] * 1.05
+    fixed = compress(codec, src, tmp_path / "fixed.vqa", bitrate=bitrate, entropy_coded=False)
+    coded = compress(codec, src, tmp_path / "coded.vqa", bitrate=bitrate, entropy_coded=True)
+    assert coded.levels[0] >= fixed.levels[0]
+    assert 8 * (tmp_path / "coded.vqa").stat().st_size / coded.duration <= bitrate
+    quiet = tmp_path / "quiet.wav"  # near-silence: a few codes dominate, entropy coding shines
+    audio.write(quiet, 0.001 * audio.read(src)[0], 8000)
+    budget = config.bitrates[-1] * 0.8  # all levels do not fit fixed-width
+    few = compress(codec, quiet, tmp_path / "f.vqa", bitrate=budget, entropy_coded=False)
+    many = compress(codec, quiet, tmp_path / "m.vqa", bitrate=budget, entropy_coded=True)
+    assert few.levels[0] < many.levels[0] == config.num_levels
+    assert 8 * (tmp_path / "m.vqa").stat().st_size / many.duration <= budget

@@ -6,10 +6,14 @@ receptive field) and keeps only its own codes; decoding runs the decoder over th
 ``decoder_margin_blocks`` frames of neighbouring codes and keeps the middle. Up to float rounding
 in the convolutions this equals a one-pass encoding/decoding of the whole file.
 
-Channels: the codec is mono. Mono files use all levels the bitrate allows; stereo files are coded
-as mid = (L + R) / 2 and side = (L - R) / 2, side getting about a quarter of the bits (it carries
-less energy and matters less to the ear); 3-8 channels are coded separately with the same levels.
-The bitrate is that of the whole file, all channels together, container overhead included.
+Channels: the codec is mono. Stereo files are coded as mid = (L + R) / 2 and side = (L - R) / 2,
+side getting about a quarter of the levels' bits (it carries less energy and matters less to the
+ear); 3-8 channels are coded separately with the same levels.
+
+Rate: the bitrate is that of the whole file, all channels together, container included. With
+entropy coding, the codes of every level are computed once (codes are small: ~5 MB per hour of
+stereo) and the file keeps the most levels whose coded size fits; without it, the levels of the
+operating point that fits with the overhead charged.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio
+from . import audio, entropy
 from .bitstream import Header, VqaReader, VqaWriter, pack_chunk
 from .codes import Codes
 from .config import CodecConfig
@@ -156,56 +160,103 @@ def compress(
 ) -> Header:
     """Compress the audio file ``source`` into the .vqa file ``out`` (written atomically).
 
-    ``bitrate`` is bits/s of the whole file. Progress is reported in seconds of audio.
-    Returns the header written.
+    ``bitrate`` is bits/s of the whole file, container included. Without entropy coding the levels
+    are those of the operating point that fits with the overhead charged. With entropy coding the
+    codes of every level are computed once and the file keeps the most levels whose *coded* size
+    fits the budget (a trained codec's codes are far from uniform, so this is often well above the
+    nominal operating point). Progress is reported in seconds of audio. Returns the header written.
     """
     config: CodecConfig = codec.config
     info = audio.info(source)
     if info.num_samples == 0:
         raise AudioError(f"{source}: holds no samples")
     duration = info.num_samples / info.sample_rate
-    # Entropy coding usually saves more than the container costs, so first try the nominal
-    # operating point (e.g. all 5 levels at 1.5 kbps); if the real file is over budget, write it
-    # again with the overhead charged up front, which is guaranteed to fit.
-    plans = [plan_levels(config, info.channels, bitrate, duration)]
-    if entropy_coded:
-        nominal = plan_levels(config, info.channels, bitrate)
-        if nominal != plans[0]:
-            plans.insert(0, nominal)
-    for plan in plans:
-        header = _write(
-            codec,
-            source,
-            out,
-            info,
-            plan,
-            bitrate,
-            entropy_coded,
-            chunk_blocks,
-            on_progress,
-            duration,
+    fallback = plan_levels(config, info.channels, bitrate, duration)
+    chunk_blocks = chunk_blocks or _chunk_blocks(config)
+    if not entropy_coded:
+        return _write_plan(
+            codec, source, out, info, fallback, bitrate, False, chunk_blocks, on_progress, duration
         )
-        if Path(out).stat().st_size * 8 / duration <= bitrate:
-            break  # else the next plan; files under SHORT_SECONDS may still end over budget
+    coding = fallback[0]
+    everything = [config.num_levels] * len(fallback[1])
+    full = _header(codec, info, (coding, everything), bitrate, True, chunk_blocks)
+    chunks, num_samples = [], 0
+    for streams, num_samples in _encode_chunks(codec, source, full, on_progress, duration):  # noqa: B007 (last value used below)
+        chunks.append(
+            [s.astype(np.int16 if config.codebook_size <= 32768 else np.int32) for s in streams]
+        )  # codes only: ~5 MB per hour of stereo
+    budget = bitrate * duration / 8
+    candidates = _candidate_plans(config, info.channels, coding, fallback)
+    costs = [_stream_costs(chunk, config.codebook_size) for chunk in chunks]
+    fitting = [
+        p for p in candidates if _estimate_bytes(p, costs, len(chunks), info.channels) <= budget
+    ]
+    for plan in fitting or [fallback]:
+        header = _header(codec, info, plan, bitrate, True, chunk_blocks)
+        writer = VqaWriter(out, header)
+        try:
+            for streams in chunks:
+                writer.write_chunk(pack_chunk(_select(streams, everything, plan[1]), header, True))
+        except BaseException:
+            writer.abort()
+            raise
+        header = writer.close(num_samples=num_samples)
+        if Path(out).stat().st_size <= budget or duration < SHORT_SECONDS:
+            break  # the estimate is conservative; a rare miss steps down to the next plan
     return header
 
 
-def _write(
+def _candidate_plans(
+    config: CodecConfig, channels: int, coding: str, fallback: tuple[str, list[int]]
+) -> list[tuple[str, list[int]]]:
+    """Level plans from the most to the fewest codes, split across channels as ``plan_levels``."""
+    top, lowest = config.bitrates[-1] * channels, config.bitrates[0] * channels
+    rates = {r * m for r in config.bitrates for m in range(1, channels + 1)} | {top}
+    plans = []
+    for rate in sorted((r for r in rates if r >= lowest), reverse=True):
+        plan = plan_levels(config, channels, rate)
+        if plan[0] == coding and plan not in plans:
+            plans.append(plan)
+    if fallback not in plans:
+        plans.append(fallback)
+    return plans
+
+
+def _stream_costs(streams: list[np.ndarray], codebook_size: int) -> list[int]:
+    """Entropy-coded bytes of each stream on its own (an upper bound of its share in a chunk)."""
+    return [len(entropy.encode([s], [codebook_size])) for s in streams]
+
+
+def _select(streams: list[np.ndarray], have: list[int], keep: list[int]) -> list[np.ndarray]:
+    """The streams of the first ``keep[c]`` levels of each coded channel (``have[c]`` stored)."""
+    out, start = [], 0
+    for stored, wanted in zip(have, keep):
+        out += streams[start : start + wanted]
+        start += stored
+    return out
+
+
+def _estimate_bytes(
+    plan: tuple[str, list[int]], costs: list[list[int]], num_chunks: int, channels: int
+) -> float:
+    """Conservative size of a file with this plan: header + index + chunks (flag, codes, CRC)."""
+    have = [len(costs[0]) // len(plan[1])] * len(plan[1]) if costs else []
+    header_bytes = 600 + 40 * channels + 8 * num_chunks
+    chunk_bytes = sum(1 + 4 + sum(_select(c, have, plan[1])) for c in costs)
+    return header_bytes + chunk_bytes
+
+
+def _header(
     codec: torch.nn.Module,
-    source: str | Path,
-    out: str | Path,
     info: audio.AudioInfo,
     plan: tuple[str, list[int]],
     bitrate: float,
     entropy_coded: bool,
-    chunk_blocks: int | None,
-    on_progress: Progress,
-    duration: float,
+    chunk_blocks: int,
 ) -> Header:
     config: CodecConfig = codec.config
     coding, levels = plan
-    chunk_blocks = chunk_blocks or _chunk_blocks(config)
-    header = Header(
+    return Header(
         codec_id=codec_id(codec),
         sample_rate=config.sample_rate,
         channels=info.channels,
@@ -221,6 +272,21 @@ def _write(
         entropy_coder="adaptive-range" if entropy_coded else "none",
         bitrate=float(bitrate),
     )
+
+
+def _write_plan(
+    codec: torch.nn.Module,
+    source: str | Path,
+    out: str | Path,
+    info: audio.AudioInfo,
+    plan: tuple[str, list[int]],
+    bitrate: float,
+    entropy_coded: bool,
+    chunk_blocks: int,
+    on_progress: Progress,
+    duration: float,
+) -> Header:
+    header = _header(codec, info, plan, bitrate, entropy_coded, chunk_blocks)
     writer = VqaWriter(out, header)
     try:
         num_samples = 0
