@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from vqaudio_cli.main import app
 
 from vqaudio.checkpoint import checkpoint_id, load_codec
-from vqaudio.config import load_recipe
+from vqaudio.config import load_recipe, recipe_from_dict
+from vqaudio.errors import ConfigError
 from vqaudio.train import learning_rate, read_metrics, train
 from vqaudio.train.data import AudioCrops, find_audio, split_files
 
@@ -245,3 +246,37 @@ def test_init_from_starts_at_the_given_weights_and_refuses_a_mismatch(tmp_path, 
     )
     with pytest.raises(CheckpointError, match="do not fit"):
         train(mismatched, tmp_path / "run2")
+
+
+def test_adversarial_training_logs_its_terms_and_resumes_exactly(tmp_path, songs):
+    gan = {
+        "adversarial.enabled": "true",
+        "adversarial.window_lengths": "[64, 32]",
+        "adversarial.channels": 4,
+        "adversarial.start_step": 2,
+    }
+    recipe = load_recipe(RECIPES / "tiny-codec.yaml", tiny_overrides(tmp_path, songs, **gan))
+    train(recipe, tmp_path / "straight")
+    rows = [r for r in read_metrics(tmp_path / "straight") if r["kind"] == "train"]
+    assert "adv" not in rows[0] and "disc" not in rows[0]  # codec alone before start_step
+    assert all(np.isfinite(r["adv"]) and np.isfinite(r["disc"]) for r in rows[2:])
+    assert (tmp_path / "straight" / "discriminator.safetensors").is_file()
+
+    def die_at_5(step, total, metrics):
+        if step == 5:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(recipe, tmp_path / "cut", on_progress=die_at_5)
+    train(recipe, tmp_path / "cut", resume=True)
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "cut" / "model.safetensors")
+    for name, tensor in straight.items():  # equal only if the discriminator resumed too
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_adversarial_is_refused_for_a_prior():
+    with pytest.raises(ConfigError, match="only a codec recipe"):
+        recipe_from_dict(
+            {"stage": "prior", "codec": "c.safetensors", "adversarial": {"enabled": True}}, "x.yaml"
+        )

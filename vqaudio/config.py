@@ -366,6 +366,25 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class AdversarialConfig:
+    """Optional multi-scale STFT discriminator for codec training (hinge + feature matching)."""
+
+    enabled: bool = False
+    weight: float = 1.0  # adversarial hinge loss weight
+    feature_weight: float = 2.0  # feature-matching loss weight
+    window_lengths: tuple[int, ...] = (2048, 1024, 512)
+    channels: int = 32
+    start_step: int = 0  # train the codec alone until this step (GAN terms off before)
+
+    def __post_init__(self) -> None:
+        _require(len(self.window_lengths) >= 1, "adversarial.window_lengths must not be empty")
+        _require(
+            self.channels >= 1 and self.start_step >= 0,
+            "adversarial.channels must be >= 1 and adversarial.start_step >= 0",
+        )
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A training run. ``stage: codec`` trains ``codec`` (a CodecConfig section); ``stage: prior``
     trains ``prior`` over the codes of the codec model file named by ``codec`` (a path)."""
@@ -382,9 +401,14 @@ class Recipe:
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    adversarial: AdversarialConfig = AdversarialConfig()
 
     def __post_init__(self) -> None:
         _require(self.stage in ("codec", "prior"), "stage must be 'codec' or 'prior'")
+        _require(
+            self.stage == "codec" or not self.adversarial.enabled,
+            "adversarial: only a codec recipe trains with a discriminator",
+        )
         _require(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             "device must be auto, cpu or cuda",

@@ -11,10 +11,19 @@ from torch import Tensor, nn
 
 from ..checkpoint import load_into, load_state, save_codec
 from ..codec import Codec
+from ..codec.discriminator import (
+    MultiScaleSTFTDiscriminator,
+    discriminator_loss,
+    generator_losses,
+)
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
 from ..config import Recipe
 from . import plots
 from .data import AudioCrops, eval_clips, find_audio, split_files
+from .state import load_state as load_train_state
+from .state import save_state
+
+DISCRIMINATOR_FILE = "discriminator.safetensors"
 
 
 def si_sdr(wav_hat: Tensor, wav: Tensor, eps: float = 1e-8) -> Tensor:
@@ -32,10 +41,23 @@ class CodecTask:
 
     plot_keys = ("loss", "mel", "val_mel")
 
-    def __init__(self, recipe: Recipe, on_message: Callable[[str], None]):
+    def __init__(self, recipe: Recipe, on_message: Callable[[str], None], device: str = "cpu"):
         self.recipe = recipe
         config = recipe.codec
         self.model = Codec(config)
+        self.discriminator = self.d_optimizer = None
+        self._step, self._pair = 0, None
+        gan = recipe.adversarial
+        if gan.enabled:
+            self.discriminator = MultiScaleSTFTDiscriminator(gan.window_lengths, gan.channels)
+            self.discriminator.to(device).train()
+            optim = recipe.optim
+            self.d_optimizer = torch.optim.AdamW(
+                self.discriminator.parameters(),
+                lr=optim.lr,
+                betas=tuple(optim.betas),
+                weight_decay=optim.weight_decay,
+            )
         self.train_module = self.model
         if recipe.init_from:
             state, _, _ = load_state(recipe.init_from, "codec")
@@ -74,12 +96,59 @@ class CodecTask:
             out = model(wav)
         terms = self.loss_fn(out.wav.float(), wav)
         loss = terms["total"] + out.vq_loss.float()
+        if self._adversarial_on():
+            self.discriminator.requires_grad_(False)  # this pass trains the codec only
+            with torch.no_grad():
+                real = self.discriminator(wav)
+            adversarial, matching = generator_losses(real, self.discriminator(out.wav.float()))
+            gan = self.recipe.adversarial
+            loss = loss + gan.weight * adversarial + gan.feature_weight * matching
+            terms["adv"], terms["feat"] = adversarial, matching
+            self._pair = (wav, out.wav.detach().float())
         self.last_usage, self.last_perplexity = out.usage, out.perplexity
         metrics = {k: float(v.detach()) for k, v in terms.items() if k != "total"}
         metrics["vq"] = float(out.vq_loss.detach())
         metrics["usage"] = list(out.usage)
         metrics["perplexity"] = list(out.perplexity)
         return loss, metrics
+
+    def _adversarial_on(self) -> bool:
+        gan = self.recipe.adversarial
+        return gan.enabled and self._step + 1 > gan.start_step
+
+    def after_step(self, step: int) -> dict[str, float]:
+        """The discriminator's update on the batch the codec just trained on."""
+        self._step = step
+        if self._pair is None:
+            return {}
+        wav, wav_hat = self._pair
+        self._pair = None
+        self.discriminator.requires_grad_(True)
+        loss = discriminator_loss(self.discriminator(wav), self.discriminator(wav_hat))
+        self.d_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.d_optimizer.step()
+        return {"disc": float(loss.detach())}
+
+    def save_extra_state(self, run_dir: Path, step: int) -> None:
+        if self.discriminator is not None:
+            save_state(
+                run_dir / DISCRIMINATOR_FILE,
+                self.discriminator,
+                self.d_optimizer,
+                step,
+                np.random.default_rng(0),
+            )
+
+    def load_extra_state(self, run_dir: Path) -> None:
+        path = run_dir / DISCRIMINATOR_FILE
+        if self.discriminator is None or not path.is_file():
+            return
+        rng_state = torch.get_rng_state()  # the codec's state file owns the RNGs
+        self._step, _ = load_train_state(
+            path, self.discriminator, self.d_optimizer, np.random.default_rng(0)
+        )
+        torch.set_rng_state(rng_state)
 
     @torch.no_grad()
     def evaluate(self, model: Codec, run_dir: Path, step: int, device: str) -> dict:

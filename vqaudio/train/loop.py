@@ -98,7 +98,7 @@ def _make_task(recipe: Recipe, run_dir: Path, device: str, on_message: MessageCa
     if recipe.stage == "codec":
         from .codec_task import CodecTask
 
-        return CodecTask(recipe, on_message)
+        return CodecTask(recipe, on_message, device)
     from .prior_task import PriorTask
 
     return PriorTask(recipe, run_dir, device, on_message)
@@ -171,6 +171,7 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
     step = 0
     if resume:
         step, _ = load_state(run_dir / STATE_FILE, model, optimizer, rng)
+        task.load_extra_state(run_dir)
         if world.rank > 0:  # the file holds rank 0's RNG: give the other ranks their own streams
             rng = np.random.default_rng([recipe.seed, world.rank, step])
             torch.manual_seed(recipe.seed + 1 + world.rank + step)
@@ -217,6 +218,7 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
                 torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
             )
         optimizer.step()
+        metrics.update(task.after_step(step))  # e.g. the discriminator's own update
         if world.size > 1:
             distributed.sync_quantizer_state(model)
         metrics["loss"] = float(loss.detach())
@@ -244,6 +246,7 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
             plots.plot_losses(history, run_dir / "loss.png", task.plot_keys)
         if (step % cfg.checkpoint_every == 0 or step == total) and world.is_main:
             save_state(run_dir / STATE_FILE, model, optimizer, step, rng)
+            task.save_extra_state(run_dir, step)
             model_id = task.save(model, run_dir / MODEL_FILE)
             say(f"checkpoint step {step}: {run_dir / MODEL_FILE} (id {model_id})")
         tick += time.perf_counter() - paused

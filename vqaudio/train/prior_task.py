@@ -56,6 +56,15 @@ class PriorTask:
 
     plot_keys = ("loss", "val_bits_per_token")
 
+    def after_step(self, step: int) -> dict[str, float]:
+        return {}
+
+    def save_extra_state(self, run_dir: Path, step: int) -> None:
+        """A prior has no state beyond its weights and optimizer."""
+
+    def load_extra_state(self, run_dir: Path) -> None:
+        """A prior has no state beyond its weights and optimizer."""
+
     def __init__(
         self, recipe: Recipe, run_dir: Path, device: str, on_message: Callable[[str], None]
     ):
