@@ -147,6 +147,18 @@ def _build(name: str, codec_path: str | None):
     raise SystemExit(f"unknown model {name}")
 
 
+def _result(encode: tuple, decode: tuple, parameters: int | None, **extra) -> dict:
+    """A worker's answer; ``encode`` and ``decode`` are (seconds, peak MB)."""
+    return {
+        "encode_s": encode[0],
+        "decode_s": decode[0],
+        "encode_peak_mb": encode[1],
+        "decode_peak_mb": decode[1],
+        "parameters": parameters,
+        **extra,
+    }
+
+
 def _input(sample_rate: int, seconds: float):
     from vqaudio import audio
 
@@ -169,13 +181,7 @@ def worker(name: str, seconds: float, threads: int, codec_path: str | None) -> d
             return _vqa_worker(model, wav, rate, seconds, params)
         enc_s, enc_mb, codes = _measure(lambda: encode(wav))
         dec_s, dec_mb, _ = _measure(lambda: decode(codes))
-    return {
-        "encode_s": enc_s,
-        "decode_s": dec_s,
-        "encode_peak_mb": enc_mb,
-        "decode_peak_mb": dec_mb,
-        "parameters": params,
-    }
+    return _result((enc_s, enc_mb), (dec_s, dec_mb), params)
 
 
 def _vqa_worker(model, wav, rate: int, seconds: float, params: int) -> dict:
@@ -188,14 +194,8 @@ def _vqa_worker(model, wav, rate: int, seconds: float, params: int) -> dict:
         audio.write(source, wav[0].numpy(), rate)
         enc_s, enc_mb, _ = _measure(lambda: compress(model, source, vqa, bitrate=6000))
         dec_s, dec_mb, _ = _measure(lambda: decompress(vqa, out, codec=model))
-        return {
-            "encode_s": enc_s,
-            "decode_s": dec_s,
-            "encode_peak_mb": enc_mb,
-            "decode_peak_mb": dec_mb,
-            "parameters": params,
-            "real_kbps": vqa.stat().st_size * 8 / seconds / 1000,
-        }
+        real_kbps = vqa.stat().st_size * 8 / seconds / 1000
+        return _result((enc_s, enc_mb), (dec_s, dec_mb), params, real_kbps=real_kbps)
 
 
 def _opus_worker(seconds: float) -> dict:
@@ -208,16 +208,9 @@ def _opus_worker(seconds: float) -> dict:
         audio.write(source, wav, 24000)
         enc = ["opusenc", "--quiet", "--bitrate", "12", "--hard-cbr", str(source), str(opus)]
         dec = ["opusdec", "--quiet", "--rate", "24000", str(opus), str(out)]
-        enc_s, enc_mb = _run_binary(enc, Path(tmp, "enc.mem"))
-        dec_s, dec_mb = _run_binary(dec, Path(tmp, "dec.mem"))
-    return {
-        "encode_s": enc_s,
-        "decode_s": dec_s,
-        "encode_peak_mb": enc_mb,
-        "decode_peak_mb": dec_mb,
-        "parameters": None,
-        "memory_note": "whole process peak RSS",
-    }
+        encoded = _run_binary(enc, Path(tmp, "enc.mem"))
+        decoded = _run_binary(dec, Path(tmp, "dec.mem"))
+    return _result(encoded, decoded, None, memory_note="whole process peak RSS")
 
 
 def _run_binary(cmd: list[str], memory_file: Path) -> tuple[float, float | None]:
@@ -263,11 +256,8 @@ def run_config(name: str, seconds: float, threads: int, codec: str | None, timeo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--codec", help="vqaudio codec checkpoint [default: the shipped one]")
-    parser.add_argument(
-        "--random",
-        action="store_true",
-        help="vqaudio: random weights in the default CodecConfig() (speed only)",
+    common.add_codec_arguments(
+        parser, "vqaudio: random weights in the default CodecConfig() (speed only)"
     )
     parser.add_argument(
         "--lengths", type=float, nargs="+", default=[10.0, 60.0], help="input lengths in seconds"
@@ -297,8 +287,10 @@ def main() -> None:
                         name, seconds, threads, codec if not args.random else None, args.timeout
                     )
                 )
-    common.print_header(f"codec speed (vqaudio: {label})", info)
-    common.print_table(
+    common.report(
+        "codec_speed",
+        f"codec speed (vqaudio: {label})",
+        info,
         rows,
         [
             ("model", "model", ""),
@@ -312,12 +304,8 @@ def main() -> None:
             ("parameters", "params", "{:,}"),
             ("unavailable", "note", ""),
         ],
+        model=label,
     )
-    path = common.save(
-        "codec_speed",
-        {"machine": info, "vqaudio_model": label, "command": common.command(), "rows": rows},
-    )
-    common.print_footer(path)
 
 
 if __name__ == "__main__":

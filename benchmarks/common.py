@@ -6,6 +6,7 @@ benchmarks/results/NAME.json and prints the exact command that reproduces it.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -96,6 +97,75 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
 def print_footer(path: Path) -> None:
     print(f"results: {path.relative_to(HERE.parent)}")
     print(f"reproduce: {command()}")
+
+
+def report(
+    name: str,
+    title: str,
+    info: dict,
+    rows: list[dict],
+    columns: list[tuple[str, str, str]],
+    *,
+    model: str | None = None,
+    notes: tuple[str, ...] = (),
+    **fields,
+) -> None:
+    """Print header, ``notes``, table and footer; save benchmarks/results/NAME.json with the
+    machine, the vqaudio model (if any), the command, ``fields`` and the rows."""
+    print_header(title, info)
+    for line in notes:
+        print(line)
+    print_table(rows, columns)
+    document = {"machine": info}
+    if model is not None:
+        document["vqaudio_model"] = model
+    document.update({"command": command(), **fields, "rows": rows})
+    print_footer(save(name, document))
+
+
+def add_codec_arguments(parser: argparse.ArgumentParser, random_help: str) -> None:
+    """--codec CHECKPOINT and --random (random-init CodecConfig())."""
+    parser.add_argument("--codec", help="vqaudio codec checkpoint [default: the shipped one]")
+    parser.add_argument("--random", action="store_true", help=random_help)
+
+
+def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """--tracks, --clips-per-track, --seconds: the music clips (see ``music_clips``)."""
+    parser.add_argument(
+        "--tracks",
+        nargs="+",
+        help=f"track files or names in {MUSIC} [default: the {HELD_OUT} held out by "
+        "the training recipes]",
+    )
+    parser.add_argument("--clips-per-track", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0)
+
+
+def codec_from_args(args: argparse.Namespace, random_note: str) -> tuple:
+    """(codec, label) from --codec / --random; the seed makes --random reproducible."""
+    import torch
+
+    from vqaudio import Codec, CodecConfig, load_codec
+
+    torch.manual_seed(0)
+    if args.random:
+        return Codec(CodecConfig()).eval(), f"random-init CodecConfig() ({random_note})"
+    model = load_codec(args.codec)
+    return model, f"{getattr(model, 'checkpoint_path', args.codec)} (id {model.checkpoint_id})"
+
+
+def find_tracks(names: list[str] | None) -> list[Path]:
+    """Track files or names in MUSIC; none given: the held-out tracks."""
+    if not names:
+        return held_out_tracks()
+    return [Path(t) if Path(t).exists() else MUSIC / t for t in names]
+
+
+def describe_clips(clips: list, seconds: float, sample_rate: int, tracks: list[Path]) -> str:
+    return (
+        f"clips: {len(clips)} x {seconds:g} s, {sample_rate / 1000:g} kHz mono, from "
+        + ", ".join(t.name for t in tracks)
+    )
 
 
 def held_out_tracks() -> list[Path]:

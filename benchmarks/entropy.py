@@ -25,35 +25,18 @@ RATE = 24000
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--codec", help="vqaudio codec checkpoint [default: the shipped one]")
-    parser.add_argument(
-        "--random",
-        action="store_true",
-        help="random-init CodecConfig(): its codes are not those of a trained model",
+    common.add_codec_arguments(
+        parser, "random-init CodecConfig(): its codes are not those of a trained model"
     )
-    parser.add_argument("--tracks", nargs="+", help="track files or names [default: held-out 3]")
-    parser.add_argument("--clips-per-track", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    common.add_clip_arguments(parser)
     parser.add_argument("--kbps", type=float, nargs="+", default=[1.5, 3.0, 6.0])
     args = parser.parse_args()
 
-    import torch
-
-    from vqaudio import Codec, CodecConfig, audio, load_codec
+    from vqaudio import audio
     from vqaudio.compress import compress
 
-    torch.manual_seed(0)
-    model = Codec(CodecConfig()).eval() if args.random else load_codec(args.codec)
-    label = (
-        "random-init CodecConfig() (codes unlike a trained model's)"
-        if args.random
-        else (f"{getattr(model, 'checkpoint_path', args.codec)} (id {model.checkpoint_id})")
-    )
-    tracks = (
-        [Path(t) if Path(t).exists() else common.MUSIC / t for t in args.tracks]
-        if args.tracks
-        else common.held_out_tracks()
-    )
+    model, label = common.codec_from_args(args, "codes unlike a trained model's")
+    tracks = common.find_tracks(args.tracks)
     info = common.machine()
     rows = []
     with tempfile.TemporaryDirectory(prefix="vqaudio-entropy-") as tmp_name:
@@ -79,12 +62,10 @@ def main() -> None:
             row["nominal_kbps"] = model.config.bitrates[levels - 1] / 1000
             row["saving_percent"] = 100 * (1 - row["entropy_kbps"] / row["fixed_kbps"])
             rows.append(row)
-    common.print_header(f"entropy coding: real bitrates (vqaudio: {label})", info)
-    print(
-        f"clips: {len(clips)} x {args.seconds:g} s, 24 kHz mono, from "
-        + ", ".join(t.name for t in tracks)
-    )
-    common.print_table(
+    common.report(
+        "entropy",
+        f"entropy coding: real bitrates (vqaudio: {label})",
+        info,
         rows,
         [
             ("target_kbps", "target kbps", "{:g}"),
@@ -94,18 +75,10 @@ def main() -> None:
             ("entropy_kbps", "entropy-coded file kbps", "{:.3f}"),
             ("saving_percent", "saving %", "{:.1f}"),
         ],
+        model=label,
+        notes=(common.describe_clips(clips, args.seconds, RATE, tracks),),
+        clips=[c[0] for c in clips],
     )
-    path = common.save(
-        "entropy",
-        {
-            "machine": info,
-            "vqaudio_model": label,
-            "command": common.command(),
-            "clips": [c[0] for c in clips],
-            "rows": rows,
-        },
-    )
-    common.print_footer(path)
 
 
 if __name__ == "__main__":

@@ -122,8 +122,10 @@ def main() -> None:
                     print(f"  {rows[-1]}", file=sys.stderr, flush=True)
 
     info = common.machine()
-    common.print_header(f"vqaudio generation speed, {args.seconds:g} s of audio, batch 1", info)
-    common.print_table(
+    common.report(
+        args.name,
+        f"vqaudio generation speed, {args.seconds:g} s of audio, batch 1",
+        info,
         rows,
         [
             ("kind", "prior", ""),
@@ -139,12 +141,8 @@ def main() -> None:
             ("total_s", f"{args.seconds:g} s audio (s)", "{:.1f}"),
             ("extrapolated", "extrapolated", ""),
         ],
+        seconds=args.seconds,
     )
-    path = common.save(
-        args.name,
-        {"machine": info, "command": common.command(), "seconds": args.seconds, "rows": rows},
-    )
-    common.print_footer(path)
 
 
 if __name__ == "__main__":

@@ -92,40 +92,19 @@ def evaluate(name: str, run, kbps: float, clips, tmp: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--codec", help="vqaudio codec checkpoint [default: the shipped one]")
-    parser.add_argument(
-        "--random",
-        action="store_true",
-        help="random-init CodecConfig(): proves the pipeline, says nothing of quality",
+    common.add_codec_arguments(
+        parser, "random-init CodecConfig(): proves the pipeline, says nothing of quality"
     )
-    parser.add_argument(
-        "--tracks",
-        nargs="+",
-        help=f"track files or names in {common.MUSIC} [default: the 3 held out by "
-        "the training recipes]",
-    )
-    parser.add_argument("--clips-per-track", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    common.add_clip_arguments(parser)
     parser.add_argument("--vqaudio-kbps", type=float, nargs="+", default=[1.5, 3.0, 6.0])
     parser.add_argument("--opus-kbps", type=float, nargs="+", default=[6.0, 12.0, 16.0, 24.0])
     parser.add_argument("--mp3-kbps", type=float, nargs="+", default=[8.0, 16.0, 32.0])
     args = parser.parse_args()
 
-    import torch
+    from vqaudio import audio
 
-    from vqaudio import Codec, CodecConfig, audio, load_codec
-
-    torch.manual_seed(0)
-    model = Codec(CodecConfig()).eval() if args.random else load_codec(args.codec)
-    label = (
-        "random-init CodecConfig() (quality meaningless)"
-        if args.random
-        else (f"{getattr(model, 'checkpoint_path', args.codec)} (id {model.checkpoint_id})")
-    )
-    if args.tracks:
-        tracks = [Path(t) if Path(t).exists() else common.MUSIC / t for t in args.tracks]
-    else:
-        tracks = common.held_out_tracks()
+    model, label = common.codec_from_args(args, "quality meaningless")
+    tracks = common.find_tracks(args.tracks)
     info = common.machine()
     rows = []
     with tempfile.TemporaryDirectory(prefix="vqaudio-quality-") as tmp_name:
@@ -144,23 +123,16 @@ def main() -> None:
             for kbps in rates:
                 print(f"... {name} {kbps:g} kbps", file=sys.stderr)
                 rows.append(evaluate(name, run, kbps, clips, tmp))
-    common.print_header(f"quality at real bitrates (vqaudio: {label})", info)
-    print(
-        f"clips: {len(clips)} x {args.seconds:g} s, 24 kHz mono, from "
-        + ", ".join(t.name for t in tracks)
-    )
-    common.print_table(rows, COLUMNS)
-    path = common.save(
+    common.report(
         "quality",
-        {
-            "machine": info,
-            "vqaudio_model": label,
-            "command": common.command(),
-            "clips": [c[0] for c in clips],
-            "rows": rows,
-        },
+        f"quality at real bitrates (vqaudio: {label})",
+        info,
+        rows,
+        COLUMNS,
+        model=label,
+        notes=(common.describe_clips(clips, args.seconds, RATE, tracks),),
+        clips=[c[0] for c in clips],
     )
-    common.print_footer(path)
 
 
 if __name__ == "__main__":

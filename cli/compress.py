@@ -36,6 +36,9 @@ BitrateOption = Annotated[
     float,
     typer.Option("--bitrate", min=0.001, help="Bitrate of the whole file (all channels), kbps."),
 ]
+NoEntropyOption = Annotated[
+    bool, typer.Option("--no-entropy", help="Store fixed-width codes (no entropy coding).")
+]
 
 
 def _outputs(inputs: list[str], output: str | None, suffix: str) -> list[str]:
@@ -72,6 +75,20 @@ def _load_codec(codec: Path | None, device: str):
     from vqaudio.checkpoint import load_codec
 
     return load_codec(codec, device=pick_device(device))
+
+
+def _encode(model, source: Path, target: Path, kbps: float, no_entropy: bool, on_progress):
+    """vqaudio.compress with the CLI's units and flags; returns the .vqa header."""
+    from vqaudio.compress import compress
+
+    return compress(
+        model,
+        source,
+        target,
+        bitrate=kbps * 1000,
+        entropy_coded=not no_entropy,
+        on_progress=on_progress,
+    )
 
 
 @contextlib.contextmanager
@@ -119,9 +136,7 @@ def register(app: typer.Typer) -> None:
         bitrate: BitrateOption = 6.0,
         codec: CodecOption = None,
         device: DeviceOption = "auto",
-        no_entropy: Annotated[
-            bool, typer.Option("--no-entropy", help="Store fixed-width codes (no entropy coding).")
-        ] = False,
+        no_entropy: NoEntropyOption = False,
         force: ForceOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -129,8 +144,6 @@ def register(app: typer.Typer) -> None:
 
         Example: vqaudio compress song.wav --bitrate 6 -o song.vqa
         """
-        from vqaudio.compress import compress as run
-
         targets = _outputs(inputs, output, ".vqa")
         for target in targets:
             check_output(target, force)
@@ -141,14 +154,7 @@ def register(app: typer.Typer) -> None:
                 atomic_output(target) as tmp,
                 _bar(quiet, source) as cb,
             ):
-                header = run(
-                    model,
-                    path,
-                    tmp,
-                    bitrate=bitrate * 1000,
-                    entropy_coded=not no_entropy,
-                    on_progress=cb,
-                )
+                header = _encode(model, path, tmp, bitrate, no_entropy, cb)
                 size = os.path.getsize(tmp)
             _summary(quiet, source, target, header, size)
 
@@ -217,9 +223,7 @@ def register(app: typer.Typer) -> None:
         bitrate: BitrateOption = 6.0,
         codec: CodecOption = None,
         device: DeviceOption = "auto",
-        no_entropy: Annotated[
-            bool, typer.Option("--no-entropy", help="Skip entropy coding.")
-        ] = False,
+        no_entropy: NoEntropyOption = False,
         force: ForceOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -227,7 +231,6 @@ def register(app: typer.Typer) -> None:
 
         Example: vqaudio reconstruct song.wav --bitrate 1.5 -o song-1.5k.wav
         """
-        from vqaudio.compress import compress as encode
         from vqaudio.compress import decompress as decode
 
         _audio_format(output)
@@ -236,14 +239,7 @@ def register(app: typer.Typer) -> None:
         with tempfile.TemporaryDirectory() as folder, spooled_input(audio) as path:
             vqa = Path(folder) / "reconstruct.vqa"
             with _bar(quiet, f"{audio} (encode)") as cb:
-                header = encode(
-                    model,
-                    path,
-                    vqa,
-                    bitrate=bitrate * 1000,
-                    entropy_coded=not no_entropy,
-                    on_progress=cb,
-                )
+                header = _encode(model, path, vqa, bitrate, no_entropy, cb)
             _summary(quiet, audio, "(memory)", header, vqa.stat().st_size)
             with atomic_output(output) as tmp, _bar(quiet, f"{audio} (decode)") as cb:
                 decode(vqa, tmp, model, on_progress=cb, fmt=_audio_format(output))

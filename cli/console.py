@@ -15,6 +15,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -42,14 +43,17 @@ def reports_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def progress(quiet: bool = False, unit: str = "s") -> Progress:
-    """A rich progress bar on stderr; disabled with --quiet."""
+def progress(
+    quiet: bool = False, unit: str = "s", extra: tuple[ProgressColumn, ...] = ()
+) -> Progress:
+    """A rich progress bar on stderr; disabled with --quiet. ``extra`` columns follow the count."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn()
         if unit == "steps"
         else TextColumn("{task.completed:.1f}/{task.total:.1f} " + unit),
+        *extra,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,

@@ -7,19 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TaskProgressColumn, TextColumn
 
 from vqaudio.errors import CheckpointError, VqaudioError
 
-from .console import atomic_output, check_output, err, pick_device, reports_errors
+from .console import atomic_output, check_output, err, pick_device, progress, reports_errors
 
 DEFAULT_NAME = "generated"
 OUTPUT_SUFFIXES = (".wav", ".flac", ".ogg")  # what audio.write accepts
@@ -50,17 +42,14 @@ def output_names(output: str | None, n: int) -> list[str]:
 
 
 def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("tokens"),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]:.0f} tokens/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
+    return progress(
+        quiet,
+        unit="steps",
+        extra=(
+            TextColumn("tokens"),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]:.0f} tokens/s"),
+        ),
     )
 
 

@@ -7,31 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TextColumn
 
 from vqaudio.errors import ConfigError
 
-from .console import err, pick_device, reports_errors
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-    )
+from .console import err, pick_device, progress, reports_errors
 
 
 def train(
@@ -77,7 +57,9 @@ def train(
         run_dir = output or Path("runs") / loaded.name
     chosen = pick_device(device or loaded.device)
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    bar = _progress()
+    bar = progress(
+        unit="steps", extra=(TextColumn("{task.fields[info]}"), TextColumn("{task.fields[rate]}"))
+    )
     state = {"task": None}
 
     def on_progress(step: int, total: int, metrics: dict) -> None:

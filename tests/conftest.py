@@ -1,11 +1,13 @@
-"""Tiny configs and synthetic signals so the suite runs in minutes on 2 CPU cores."""
+"""Tiny configs, models and synthetic signals so the suite runs in minutes on 2 CPU cores."""
 
 import math
 
 import pytest
 import torch
 
-from vqaudio.config import CodecConfig
+from vqaudio.codec import Codec
+from vqaudio.config import CodecConfig, PriorConfig
+from vqaudio.prior import build_prior
 
 torch.set_num_threads(1)
 
@@ -43,3 +45,44 @@ def harmonic(num_samples: int, sample_rate: int, f0: float = 220.0, seed: int = 
             2 * math.pi * f0 * k * t + phase + 0.3 * torch.sin(2 * math.pi * 5 * t)
         )
     return (0.5 * wav / wav.abs().max()).view(1, 1, -1)
+
+
+def tiny_prior_config(kind: str = "transformer", **overrides) -> PriorConfig:
+    """Models the tiny codec's 2 levels (strides 2, 1 -> 3 tokens per block, ids 0..31)."""
+    base = dict(
+        kind=kind,
+        num_levels=2,
+        codebook_size=16,
+        level_strides=(2, 1),
+        dim=32,
+        num_layers=2,
+        num_heads=2,
+        context_blocks=4,
+        residual_channels=16,
+        dilation_cycle=3,
+        num_cycles=1,
+    )
+    base.update(overrides)
+    return PriorConfig(**base)
+
+
+def tiny_prior(kind: str = "transformer", seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    prior = build_prior(tiny_prior_config(kind, **overrides)).eval()
+    # Random init is too gentle to expose bugs (near-uniform logits): make the weights count.
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return prior
+
+
+def diverse_codec(seed: int = 0) -> Codec:
+    """A random tiny codec whose codebooks are k-means fitted to music-like latents, so its codes
+    vary like a trained codec's (a plain random init maps nearly everything to one code, and
+    chunk-boundary tests would pass vacuously)."""
+    torch.manual_seed(seed)
+    codec = Codec(tiny_codec_config(kmeans_init=True))
+    wav = harmonic(24000, 8000, seed=seed) + 0.02 * torch.randn(1, 1, 24000)
+    with torch.no_grad():
+        codec.train()(wav, num_levels=2)
+    return codec.eval()

@@ -15,8 +15,7 @@ from vqaudio import audio
 from vqaudio.checkpoint import save_codec
 from vqaudio.codec import Codec
 
-from .conftest import harmonic, tiny_codec_config
-from .test_compress import diverse_codec
+from .conftest import diverse_codec, harmonic, tiny_codec_config
 
 runner = CliRunner()
 CLI = [sys.executable, "-c", "from vqaudio_cli.main import app; app()"]

@@ -13,19 +13,7 @@ from vqaudio.compress import compress, decode_chunks, decompress, plan_levels
 from vqaudio.config import CodecConfig
 from vqaudio.errors import AudioError, ConfigError, FormatError
 
-from .conftest import harmonic, tiny_codec_config
-
-
-def diverse_codec(seed: int = 0) -> Codec:
-    """A random tiny codec whose codebooks are k-means fitted to music-like latents, so its codes
-    vary like a trained codec's (a plain random init maps nearly everything to one code, and
-    chunk-boundary tests would pass vacuously)."""
-    torch.manual_seed(seed)
-    codec = Codec(tiny_codec_config(kmeans_init=True))
-    wav = harmonic(24000, 8000, seed=seed) + 0.02 * torch.randn(1, 1, 24000)
-    with torch.no_grad():
-        codec.train()(wav, num_levels=2)
-    return codec.eval()
+from .conftest import diverse_codec, harmonic, tiny_codec_config
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from vqaudio.checkpoint import save_codec
 from vqaudio.codec import Codec
 from vqaudio.prior import save_prior
 
-from .conftest import harmonic, tiny_codec_config
-from .test_prior import tiny_prior
+from .conftest import harmonic, tiny_codec_config, tiny_prior
 
 runner = CliRunner()
 

@@ -10,42 +10,13 @@ from vqaudio.codec import Codec
 from vqaudio.codes import Codes, token_levels
 from vqaudio.config import PriorConfig
 from vqaudio.errors import AudioError, CheckpointError, ConfigError
-from vqaudio.prior import build_prior, generate, load_prior, save_prior
+from vqaudio.prior import generate, load_prior, save_prior
 from vqaudio.prior.likelihood import bits_per_second, bits_per_token, tokens_per_second
 from vqaudio.prior.sampling import decode_codes, sample_next, sample_tokens
 
-from .conftest import harmonic, tiny_codec_config
+from .conftest import harmonic, tiny_codec_config, tiny_prior
 
 KINDS = ("transformer", "wavenet")
-
-
-def tiny_prior_config(kind: str = "transformer", **overrides) -> PriorConfig:
-    """Models the tiny codec's 2 levels (strides 2, 1 -> 3 tokens per block, ids 0..31)."""
-    base = dict(
-        kind=kind,
-        num_levels=2,
-        codebook_size=16,
-        level_strides=(2, 1),
-        dim=32,
-        num_layers=2,
-        num_heads=2,
-        context_blocks=4,
-        residual_channels=16,
-        dilation_cycle=3,
-        num_cycles=1,
-    )
-    base.update(overrides)
-    return PriorConfig(**base)
-
-
-def tiny_prior(kind: str = "transformer", seed: int = 0, **overrides):
-    torch.manual_seed(seed)
-    prior = build_prior(tiny_prior_config(kind, **overrides)).eval()
-    # Random init is too gentle to expose bugs (near-uniform logits): make the weights count.
-    with torch.no_grad():
-        for p in prior.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return prior
 
 
 def random_tokens(config: PriorConfig, num_blocks: int, batch: int = 2, seed: int = 0):

@@ -36,6 +36,18 @@ def checkpoint_id(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def write_safetensors(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
+) -> None:
+    """``save_file`` to a temp file beside ``path``, then ``os.replace``: never half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_model(
     model: nn.Module,
     path: str | Path,
@@ -64,12 +76,7 @@ def save_model(
         "vqaudio.config": json.dumps(to_dict(config)),
         **(extra or {}),
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(state, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_safetensors(state, path, metadata)
     return checkpoint_id(path)
 
 

@@ -8,8 +8,9 @@ prompt and its continuation.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -54,6 +55,20 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
+@contextlib.contextmanager
+def _intra_op_threads(num_threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``num_threads`` (None: unchanged), then restored."""
+    if num_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def sample_tokens(
     prior: Prior,
     num_tokens: int,
@@ -73,34 +88,17 @@ def sample_tokens(
     ``num_threads`` intra-op threads (None: torch's current setting), restored afterwards.
     """
     check_sampling(temperature, top_k, top_p)
-    if num_threads is not None and prompt.device.type == "cpu":
-        # A cached step is ~100 ops on vectors of a few hundred numbers: a thread pool costs more
-        # hand-offs than it saves, and where cores are shared a pool waits for descheduled
-        # workers (measured: 2 threads 8-10x slower than 1 on a loaded 2-core machine).
-        previous = torch.get_num_threads()
-        torch.set_num_threads(num_threads)
-        try:
-            return sample_tokens(
-                prior,
-                num_tokens,
-                prompt,
-                seed,
-                temperature,
-                top_k,
-                top_p,
-                on_progress,
-                use_cache,
-                num_threads=None,
-            )
-        finally:
-            torch.set_num_threads(previous)
     batch, start = prompt.shape
     device = prompt.device
     generator = torch.Generator(device=device).manual_seed(seed)
     tokens = torch.empty(batch, start + num_tokens, dtype=torch.long, device=device)
     tokens[:, :start] = prompt
     every = prior.config.tokens_per_block
-    with torch.inference_mode():
+    # A cached step is ~100 ops on vectors of a few hundred numbers: a thread pool costs more
+    # hand-offs than it saves, and where cores are shared a pool waits for descheduled
+    # workers (measured: 2 threads 8-10x slower than 1 on a loaded 2-core machine).
+    threads = num_threads if device.type == "cpu" else None
+    with _intra_op_threads(threads), torch.inference_mode():
         stream = prior.stream(prompt) if use_cache else None
         for i in range(start, start + num_tokens):
             logits = stream.logits if stream is not None else prior.next_logits(tokens[:, :i])

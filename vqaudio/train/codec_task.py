@@ -18,22 +18,13 @@ from ..codec.discriminator import (
 )
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
 from ..config import Recipe
+from ..metrics import si_sdr
 from . import plots
 from .data import AudioCrops, eval_clips, find_audio, split_files
 from .state import load_state as load_train_state
 from .state import save_state
 
 DISCRIMINATOR_FILE = "discriminator.safetensors"
-
-
-def si_sdr(wav_hat: Tensor, wav: Tensor, eps: float = 1e-8) -> Tensor:
-    """Scale-invariant SDR in dB per item; wav, wav_hat (B, C, T) -> (B,)."""
-    wav = wav.flatten(1) - wav.flatten(1).mean(-1, keepdim=True)
-    wav_hat = wav_hat.flatten(1) - wav_hat.flatten(1).mean(-1, keepdim=True)
-    scale = (wav_hat * wav).sum(-1, keepdim=True) / (wav.pow(2).sum(-1, keepdim=True) + eps)
-    target = scale * wav
-    noise = wav_hat - target
-    return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
 
 
 class CodecTask:
@@ -169,7 +160,7 @@ class CodecTask:
                 "levels": num_levels,
                 "bitrate": config.bitrates[num_levels - 1],
                 "mel": float(self.mel_distance(wav_hat, wav)),
-                "si_sdr": float(si_sdr(wav_hat, wav).mean()),
+                "si_sdr": float(np.mean([si_sdr(r, d) for r, d in zip(wav, wav_hat)])),
             }
             result["points"].append(point)
         result["val_mel"] = result["points"][-1]["mel"]

@@ -8,16 +8,16 @@ last checkpoint left off.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from ..checkpoint import write_safetensors
 from ..errors import CheckpointError
 
 STATE_FILE = "checkpoint.safetensors"
@@ -51,12 +51,7 @@ def save_state(
         "extra": json.dumps(extra or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_safetensors(tensors, path, metadata)
 
 
 def load_state(
