@@ -189,3 +189,14 @@ def test_entropy_coding_spends_its_savings_on_more_levels(tmp_path, codec):
     many = compress(codec, quiet, tmp_path / "m.vqa", bitrate=budget, entropy_coded=True)
     assert few.levels[0] < many.levels[0] == config.num_levels
     assert 8 * (tmp_path / "m.vqa").stat().st_size / many.duration <= budget
+
+
+def test_decoded_files_get_ordinary_permissions(tmp_path, codec):
+    import os
+
+    src = _music(tmp_path / "a.wav", 1.0)
+    compress(codec, src, tmp_path / "a.vqa", bitrate=24000)
+    decompress(tmp_path / "a.vqa", tmp_path / "b.wav", codec)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "b.wav").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -154,6 +154,9 @@ def atomic_path(path: str | Path) -> tuple[Path, Path]:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should be like any new file
     return Path(tmp), path
 
 
