@@ -331,6 +331,35 @@ def _encode_chunks(
         on_progress(duration, duration)
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed by the last chunk back to the OS (glibc only; elsewhere a no-op).
+
+    Every chunk allocates and frees hundreds of MB of activations of varying sizes; glibc keeps
+    them in its heap, so without this the peak grows with the number of chunks (measured: 871 MB
+    for a 10-minute file vs 795 MB with it; 1 minute: 790 MB).
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc():
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim  # noqa: B018 (musl has none)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _load_libc()
+
+
 def _encode_window(
     codec: torch.nn.Module, header: Header, buf: np.ndarray, buf_start: int, pos: int, end: int
 ) -> list[np.ndarray]:
@@ -346,6 +375,7 @@ def _encode_window(
     first = (pos - start) // block
     count = min(header.chunk_blocks, -(-(end - pos) // block))
     central = codes.slice_blocks(first, first + count)
+    _release_freed_memory()
     return [
         central.levels[k][c].cpu().numpy() for c, n in enumerate(header.levels) for k in range(n)
     ]
@@ -388,6 +418,7 @@ def decode_chunks(
         needed = range(lo // header.chunk_blocks, (hi - 1) // header.chunk_blocks + 1)
         cache = {j: cache[j] if j in cache else reader.read_chunk(j) for j in needed}
         wav = _decode_window(codec, header, [cache[j] for j in needed], lo, hi, needed.start)
+        _release_freed_memory()
         wav = wav[:, (first - lo) * block : (end - lo) * block]
         wav = wav[:, : header.num_samples - first * block]
         yield _from_coded(wav, header.channel_coding)
