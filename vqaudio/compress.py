@@ -189,7 +189,7 @@ def compress(
     candidates = _candidate_plans(config, info.channels, coding, fallback)
     costs = [_stream_costs(chunk, config.codebook_size) for chunk in chunks]
     fitting = [
-        p for p in candidates if _estimate_bytes(p, costs, len(chunks), info.channels) <= budget
+        p for p in candidates if _estimate_bytes(p, everything, costs, info.channels) <= budget
     ]
     for plan in fitting or [fallback]:
         header = _header(codec, info, plan, bitrate, True, chunk_blocks)
@@ -237,12 +237,15 @@ def _select(streams: list[np.ndarray], have: list[int], keep: list[int]) -> list
 
 
 def _estimate_bytes(
-    plan: tuple[str, list[int]], costs: list[list[int]], num_chunks: int, channels: int
+    plan: tuple[str, list[int]], stored: list[int], costs: list[list[int]], channels: int
 ) -> float:
-    """Conservative size of a file with this plan: header + index + chunks (flag, codes, CRC)."""
-    have = [len(costs[0]) // len(plan[1])] * len(plan[1]) if costs else []
+    """Conservative size of a file with this plan: header + index + chunks (flag, codes, CRC).
+
+    ``costs[k]`` holds the coded bytes of chunk k's streams, ``stored[c]`` levels per channel.
+    """
+    num_chunks = len(costs)
     header_bytes = 600 + 40 * channels + 8 * num_chunks
-    chunk_bytes = sum(1 + 4 + sum(_select(c, have, plan[1])) for c in costs)
+    chunk_bytes = sum(1 + 4 + sum(_select(c, stored, plan[1])) for c in costs)
     return header_bytes + chunk_bytes
 
 
