@@ -54,11 +54,12 @@ def save_model(
     kind: str,
     config: Any,
     extra: dict[str, str] | None = None,
-    half: bool = False,
+    half: bool | tuple[str, ...] = False,
 ) -> str:
     """Write ``model``'s weights with its config atomically; returns the new file's id.
 
-    ``half`` stores floating weights as float16 (they are upcast to float32 on load).
+    ``half`` stores floating weights as float16 (they are upcast to float32 on load): all of them
+    (True) or those whose names start with one of the given prefixes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,8 @@ def save_model(
     for name, tensor in model.state_dict().items():
         name = name.removeprefix("_orig_mod.").removeprefix("module.")
         tensor = tensor.detach().cpu().contiguous()
-        if half and tensor.is_floating_point():
+        halve = half is True or (bool(half) and name.startswith(tuple(half)))
+        if halve and tensor.is_floating_point():
             tensor = tensor.half()
         state[name] = tensor.clone()
     metadata = {
@@ -130,7 +132,9 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path
 
 
 def save_codec(codec: nn.Module, path: str | Path, half: bool = False) -> str:
-    return save_model(codec, path, "codec", codec.config, half=half)
+    """``half`` stores the decoder in float16 (half the file); the encoder and quantizer stay
+    float32, so the codes are exactly those of the float32 model."""
+    return save_model(codec, path, "codec", codec.config, half=("decoder.",) if half else False)
 
 
 def load_model(

@@ -54,6 +54,10 @@ def encoder_margin_blocks(config: CodecConfig) -> int:
 
 def decoder_margin_blocks(config: CodecConfig) -> int:
     """Coarse frames of codes either side that cover the decoder's receptive field."""
+    if config.decoder == "istft":  # conv_in (k 7), upsampler, ConvNeXt (k 7 each), iSTFT window
+        hop = config.hop_length // config.istft_upsample
+        samples = config.hop_length * (_span(7) + 1) + hop * (3 * config.istft_layers + 2)
+        return -(-samples // config.block_samples) + 1
     scale = config.hop_length
     samples = scale * _span(7)
     for stride in reversed(config.strides):

@@ -35,6 +35,11 @@ class CodecConfig:
     decoder_dim: int = 256  # channels before the first upsampling; halved at every stage
     dilations: tuple[int, ...] = (1, 3, 9)  # residual units per stage
     activation: str = "snake"  # snake | elu
+    # conv: transposed-conv mirror of the encoder; istft: ConvNeXt at a frame rate + inverse STFT
+    decoder: str = "conv"
+    istft_dim: int = 384  # istft decoder: channels of its ConvNeXt blocks
+    istft_layers: int = 8  # istft decoder: ConvNeXt blocks
+    istft_upsample: int = 4  # istft decoder: STFT hop = hop_length / istft_upsample
     level_strides: tuple[int, ...] = (4, 4, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
     codebook_size: int = 1024
     codebook_dim: int = 8  # factorized lookup dimension; 0 = look up in latent_dim directly
@@ -62,6 +67,15 @@ class CodecConfig:
                 "each stride a multiple of the next (e.g. [4, 2, 1, 1])",
             )
         _require(self.codebook_size >= 2, "codec.codebook_size must be >= 2")
+        _require(self.decoder in ("conv", "istft"), "codec.decoder must be 'conv' or 'istft'")
+        _require(
+            self.istft_upsample >= 1 and self.hop_length % self.istft_upsample == 0,
+            "codec.istft_upsample must divide the hop length (prod(codec.strides))",
+        )
+        _require(
+            self.istft_dim >= 1 and self.istft_layers >= 1,
+            "codec.istft_dim and codec.istft_layers must be >= 1",
+        )
         _require(self.activation in ("snake", "elu"), "codec.activation must be 'snake' or 'elu'")
         _require(0.0 <= self.quantizer_dropout <= 1.0, "codec.quantizer_dropout must be in [0, 1]")
         _require(0.0 <= self.ema_decay < 1.0, "codec.ema_decay must be in [0, 1)")
@@ -336,6 +350,9 @@ class TrainConfig:
     checkpoint_every: int = 200
     threads: int = 0  # torch CPU threads; 0 = all cores
     compile: bool = False  # torch.compile the model (CUDA runs)
+    # codec parts kept fixed (loaded from init_from): [encoder, quantizer] trains a new decoder
+    # on unchanged codes, so files and priors made with the init_from codec stay valid
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _require(
@@ -349,6 +366,10 @@ class TrainConfig:
         _require(
             self.eval_every >= 0 and self.threads >= 0,
             "train.eval_every and train.threads must be >= 0",
+        )
+        _require(
+            set(self.freeze) <= {"encoder", "quantizer"},
+            "train.freeze may name encoder and quantizer (the decoder is what trains)",
         )
 
 
@@ -414,6 +435,10 @@ class Recipe:
             "device must be auto, cpu or cuda",
         )
         _require(self.precision in ("fp32", "bf16"), "precision must be fp32 or bf16")
+        _require(
+            not self.train.freeze or (self.stage == "codec" and self.init_from is not None),
+            "train.freeze needs init_from: the codec whose frozen parts the run keeps",
+        )
         _require(bool(self.name) and "/" not in self.name, "name must be a non-empty file name")
         if self.stage == "codec":
             _require(

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..codes import Codes
 from ..config import CodecConfig
-from .decoder import Decoder
+from .decoder import make_decoder
 from .encoder import Encoder
 from .quantize import MultiScaleQuantizer
 
@@ -42,7 +42,22 @@ class Codec(nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         self.quantizer = MultiScaleQuantizer(config)
-        self.decoder = Decoder(config)
+        self.decoder = make_decoder(config)
+        self.frozen: tuple[str, ...] = ()
+
+    def freeze(self, *names: str) -> None:
+        """Keep the named parts (``encoder``, ``quantizer``) fixed in training: no gradients, and
+        always in eval mode (no BatchNorm updates, k-means init, EMA or dead-code restarts)."""
+        self.frozen = tuple(names)
+        for name in names:
+            getattr(self, name).requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Codec:
+        super().train(mode)
+        for name in self.frozen:
+            getattr(self, name).eval()
+        return self
 
     @property
     def sample_rate(self) -> int:
@@ -78,7 +93,8 @@ class Codec(nn.Module):
         """Training/eval pass: reconstruct ``wav`` through the quantizer with straight-through
         gradients. In training, quantizer dropout keeps a random prefix of levels per item."""
         length = wav.shape[-1]
-        z = self.encoder(self._pad(wav))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and "encoder" not in self.frozen):
+            z = self.encoder(self._pad(wav))
         keep = None
         if self.training and num_levels is None and self.config.quantizer_dropout > 0:
             batch = wav.shape[0]

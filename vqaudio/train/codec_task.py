@@ -18,6 +18,7 @@ from ..codec.discriminator import (
 )
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
 from ..config import Recipe
+from ..errors import ConfigError
 from ..metrics import si_sdr
 from . import plots
 from .data import AudioCrops, eval_clips, find_audio, split_files
@@ -50,7 +51,9 @@ class CodecTask:
                 weight_decay=optim.weight_decay,
             )
         self.train_module = self.model
-        if recipe.init_from:
+        if recipe.init_from and recipe.train.freeze:
+            self._load_frozen(recipe.init_from, recipe.train.freeze, on_message)
+        elif recipe.init_from:
             state, _, _ = load_state(recipe.init_from, "codec")
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's codec section
             on_message(f"initialised from {recipe.init_from}")
@@ -78,6 +81,30 @@ class CodecTask:
         self.mel_distance = MultiScaleMelLoss(self.sample_rate)
         self.last_usage: list[float] = []
         self.last_perplexity: list[float] = []
+
+    def _load_frozen(self, path: str, names: tuple[str, ...], on_message) -> None:
+        """Load ``names`` from ``path`` (they must fit exactly) and freeze them; the other parts
+        load too where they fit (same decoder), else start from scratch."""
+        state, _, _ = load_state(path, "codec")
+        own = self.model.state_dict()
+        prefixes = tuple(f"{name}." for name in names)
+        frozen = {k: v for k, v in state.items() if k.startswith(prefixes)}
+        expected = {k for k in own if k.startswith(prefixes)}
+        if set(frozen) != expected or any(own[k].shape != v.shape for k, v in frozen.items()):
+            raise ConfigError(
+                f"{path}: the frozen parts ({', '.join(names)}) do not fit the recipe's codec "
+                "section; keep their settings as in that codec"
+            )
+        rest = {
+            k: v
+            for k, v in state.items()
+            if k not in frozen and k in own and own[k].shape == v.shape
+        }
+        whole = len(frozen) + len(rest) == len(own)
+        self.model.load_state_dict({**frozen, **rest} if whole else frozen, strict=False)
+        self.model.freeze(*names)
+        trained = "the decoder from its weights" if whole else "a new decoder"
+        on_message(f"froze {' and '.join(names)} of {path}; training {trained}")
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> Tensor:
         return torch.from_numpy(self.crops.batch(rng, batch_size))
