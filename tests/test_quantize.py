@@ -118,3 +118,34 @@ def test_usage_and_perplexity_reported_per_level():
     assert len(out.usage) == len(out.perplexity) == codec.config.num_levels
     assert all(0 < u <= 1 for u in out.usage)
     assert all(1 <= p <= codec.config.codebook_size for p in out.perplexity)
+
+
+def _residual_energies(normalize_values: bool) -> list[float]:
+    torch.manual_seed(0)
+    config = tiny_codec_config(
+        latent_dim=32,
+        codebook_dim=4,
+        codebook_size=64,
+        level_strides=(1,) * 8,
+        kmeans_init=True,
+        normalize_values=normalize_values,
+    )
+    quantizer = MultiScaleQuantizer(config)
+    z = torch.randn(4, 32, 256)
+    quantizer.train()(z)  # k-means initialisation on this batch
+    quantizer.eval()
+    residual, energies = z, []
+    with torch.no_grad():
+        for vq in quantizer.levels:
+            residual = residual - vq.decode(vq.encode(residual))
+            energies.append(float(residual.pow(2).mean() / z.pow(2).mean()))
+    return energies
+
+
+def test_every_residual_level_removes_energy():
+    """Each factorized level must shrink the residual (raw code values, inverted projection);
+    with unit-norm values (vqaudio 0.1) the residual of a fresh stack grows instead."""
+    energies = _residual_energies(normalize_values=False)
+    assert all(b < a for a, b in zip([1.0] + energies, energies)), energies
+    assert energies[-1] < 0.8
+    assert _residual_energies(normalize_values=True)[-1] > 1.0

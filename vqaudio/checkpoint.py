@@ -157,6 +157,8 @@ def load_model(
                 f"e.g. one made by `vqaudio train recipes/tiny-{kind}.yaml`"
             )
     state, raw, metadata = load_state(path, kind)
+    if kind == "codec" and "normalize_values" not in raw:  # written by vqaudio 0.1
+        raw = {**raw, "normalize_values": raw.get("l2_normalize", True)}
     try:
         config = build(config_cls, raw, kind)
     except ConfigError as e:

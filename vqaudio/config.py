@@ -44,6 +44,8 @@ class CodecConfig:
     codebook_size: int = 1024
     codebook_dim: int = 8  # factorized lookup dimension; 0 = look up in latent_dim directly
     l2_normalize: bool = True  # cosine-similarity lookup in the low-dim space (DAC / ViT-VQGAN)
+    # quantize to the unit-norm code (vqaudio 0.1; breaks residual levels) instead of the raw one
+    normalize_values: bool = False
     commitment_weight: float = 0.25  # beta of the VQ-VAE objective
     codebook_weight: float = 1.0
     ema_decay: float = 0.0  # > 0: EMA codebook updates instead of the codebook loss
@@ -69,7 +71,8 @@ class CodecConfig:
         _require(self.codebook_size >= 2, "codec.codebook_size must be >= 2")
         _require(self.decoder in ("conv", "istft"), "codec.decoder must be 'conv' or 'istft'")
         _require(
-            self.istft_upsample >= 1 and self.hop_length % self.istft_upsample == 0,
+            self.decoder != "istft"
+            or (self.istft_upsample >= 1 and self.hop_length % self.istft_upsample == 0),
             "codec.istft_upsample must divide the hop length (prod(codec.strides))",
         )
         _require(

@@ -84,7 +84,8 @@ class Codec(nn.Module):
     @torch.no_grad()
     def decode(self, codes: Codes) -> Tensor:
         """Codes (any prefix of the levels) -> wav (B, C, num_samples)."""
-        wav = self.decoder(self.quantizer.decode(codes))
+        # the istft decoder is not bounded like the conv decoder's tanh: clip, as a DAC would
+        wav = self.decoder(self.quantizer.decode(codes)).clamp(-1.0, 1.0)
         if codes.num_samples is not None:
             wav = wav[..., : codes.num_samples]
         return wav

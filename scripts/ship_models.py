@@ -1,0 +1,91 @@
+"""Put a trained codec (and the prior that goes with it) into the package as the defaults.
+
+    python scripts/ship_models.py runs/music-24k-decoder/model.safetensors \
+        --prior runs/music-24k-prior/model.safetensors
+
+The codec is stored with its decoder in float16 (encoder and quantizer stay float32, so codes are
+exactly those of the trained file). A prior records the id of the codec whose codes it models; when
+the new codec only has a new decoder (trained with ``train.freeze: [encoder, quantizer]``), the
+prior's codec is checked to have bit-identical encoder and quantizer weights and to give identical
+codes, and the prior is re-saved pointing at the new codec. Anything else is refused: a prior must
+then be trained on the new codec's codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from vqaudio.checkpoint import DEFAULT_CODEC, DEFAULT_PRIOR, checkpoint_id, load_codec, save_codec
+from vqaudio.prior import load_prior, save_prior
+
+FROZEN = ("encoder.", "quantizer.")
+
+
+def same_codes(a, b) -> bool:
+    """Bit-identical frozen weights, and identical codes for 20 s of noisy harmonic audio."""
+    sa, sb = a.state_dict(), b.state_dict()
+    keys = [k for k in sa if k.startswith(FROZEN)]
+    if set(keys) != {k for k in sb if k.startswith(FROZEN)}:
+        return False
+    if not all(torch.equal(sa[k], sb[k]) for k in keys):
+        return False
+    gen = torch.Generator().manual_seed(0)
+    t = torch.arange(20 * a.sample_rate) / a.sample_rate
+    wav = 0.3 * torch.sin(2 * torch.pi * 220 * t * (1 + 0.5 * t / 20)) + 0.05 * torch.randn(
+        t.shape, generator=gen
+    )
+    ca, cb = a.encode(wav.view(1, 1, -1)), b.encode(wav.view(1, 1, -1))
+    return all(torch.equal(x, y) for x, y in zip(ca.levels, cb.levels))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("codec", type=Path, help="trained codec model file")
+    parser.add_argument("--prior", type=Path, default=DEFAULT_PRIOR, help="prior to ship with it")
+    parser.add_argument("--out", type=Path, default=DEFAULT_CODEC.parent, help="models folder")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    codec = load_codec(args.codec)
+    prior = load_prior(args.prior)
+    with tempfile.TemporaryDirectory() as tmp:
+        new_codec = Path(tmp) / "codec.safetensors"
+        codec_id = save_codec(codec, new_codec, half=True)
+        shipped = load_codec(new_codec)
+        if not same_codes(codec, shipped):
+            print("error: the float16 decoder changed the codes (it must not)", file=sys.stderr)
+            return 1
+        old = next(
+            (
+                p
+                for p in (args.codec, args.out / "codec.safetensors")
+                if p.is_file() and checkpoint_id(p) == prior.codec_id
+            ),
+            None,
+        )
+        if prior.codec_id != codec_id:
+            if old is None or not same_codes(load_codec(old), shipped):
+                print(
+                    f"error: {args.prior} models codec {prior.codec_id}, whose codes differ from "
+                    f"{args.codec}'s (or it is not at hand); train a prior on the new codec",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"codec {codec_id} gives the codes of {prior.codec_id}: re-pointing the prior")
+        new_prior = Path(tmp) / "prior.safetensors"
+        prior_id = save_prior(prior, new_prior, codec_id)
+        args.out.mkdir(parents=True, exist_ok=True)
+        shutil.move(new_codec, args.out / "codec.safetensors")
+        shutil.move(new_prior, args.out / "prior.safetensors")
+    size = sum((args.out / f).stat().st_size for f in ("codec.safetensors", "prior.safetensors"))
+    print(f"shipped codec {codec_id} and prior {prior_id} ({size / 1e6:.1f} MB) to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
