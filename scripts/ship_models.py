@@ -1,7 +1,10 @@
 """Put a trained codec (and the prior that goes with it) into the package as the defaults.
 
+    python scripts/ship_models.py runs/music-24k-codec/model.safetensors      # codec only
+    python scripts/ship_models.py vqaudio/models/codec.safetensors \
+        --prior runs/music-24k-prior/model.safetensors                      # + its prior
     python scripts/ship_models.py runs/music-24k-decoder/model.safetensors \
-        --prior runs/music-24k-prior/model.safetensors
+        --prior vqaudio/models/prior.safetensors       # a new decoder: re-point the prior
 
 The codec is stored with its decoder in float16 (encoder and quantizer stay float32, so codes are
 exactly those of the trained file). A prior records the id of the codec whose codes it models; when
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from vqaudio.checkpoint import DEFAULT_CODEC, DEFAULT_PRIOR, checkpoint_id, load_codec, save_codec
+from vqaudio.checkpoint import DEFAULT_CODEC, checkpoint_id, load_codec, save_codec
 from vqaudio.prior import load_prior, save_prior
 
 FROZEN = ("encoder.", "quantizer.")
@@ -47,12 +50,12 @@ def same_codes(a, b) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("codec", type=Path, help="trained codec model file")
-    parser.add_argument("--prior", type=Path, default=DEFAULT_PRIOR, help="prior to ship with it")
+    parser.add_argument("--prior", type=Path, help="prior to ship with it (default: codec only)")
     parser.add_argument("--out", type=Path, default=DEFAULT_CODEC.parent, help="models folder")
     args = parser.parse_args()
     torch.set_num_threads(1)
     codec = load_codec(args.codec)
-    prior = load_prior(args.prior)
+    prior = load_prior(args.prior) if args.prior else None
     with tempfile.TemporaryDirectory() as tmp:
         new_codec = Path(tmp) / "codec.safetensors"
         codec_id = save_codec(codec, new_codec, half=True)
@@ -60,6 +63,11 @@ def main() -> int:
         if not same_codes(codec, shipped):
             print("error: the float16 decoder changed the codes (it must not)", file=sys.stderr)
             return 1
+        if prior is None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            shutil.move(new_codec, args.out / "codec.safetensors")
+            print(f"shipped codec {codec_id} to {args.out}; train a prior on it next")
+            return 0
         old = next(
             (
                 p

@@ -102,3 +102,13 @@ def test_exponent_floats_read_as_numbers(tmp_path):
     path.write_text("optim:\n  lr: 3e-4\n  min_lr: 1.0e-6\n")
     recipe = load_recipe(path, ["optim.weight_decay=1e-2"])
     assert (recipe.optim.lr, recipe.optim.min_lr, recipe.optim.weight_decay) == (3e-4, 1e-6, 1e-2)
+
+
+def test_decoder_recipe_freezes_the_music_codec_it_starts_from():
+    folder = Path(RECIPES[0]).parent
+    codec = load_recipe(folder / "music-24k-codec.yaml")
+    decoder = load_recipe(folder / "music-24k-decoder.yaml")
+    assert decoder.init_from == f"runs/{codec.name}/model.safetensors"
+    assert set(decoder.train.freeze) == {"encoder", "quantizer"}
+    assert decoder.codec == codec.codec  # the frozen parts fit, and the decoder can start from it
+    assert decoder.data.path == codec.data.path and decoder.data.val_files == codec.data.val_files
