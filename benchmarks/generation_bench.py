@@ -1,7 +1,8 @@
 """Generation speed: tokens/s and wall time for N seconds of audio, per prior kind, cache on/off.
 
-Random weights in the DEFAULT configurations (PriorConfig(kind=...) and CodecConfig()): speed
-does not depend on what the weights learned. Cached runs generate the whole length. Uncached
+Random weights in the DEFAULT configurations (PriorConfig(kind=...)), decoded with the shipped
+codec (its configuration with random weights if none ships): speed does not depend on what the
+weights learned. Cached runs generate the whole length. Uncached
 runs recompute the context for every token, so they are timed on ``--uncached-tokens`` tokens
 that follow a random prompt of 3/4 of a context (the average window of the sliding scheme) and
 extrapolated to the full length (marked "extrapolated"). Decoding (codes -> wav with the codec)
@@ -28,9 +29,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
+from vqaudio.checkpoint import load_codec  # noqa: E402
 from vqaudio.codec import Codec  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.config import CodecConfig, PriorConfig  # noqa: E402
+from vqaudio.errors import CheckpointError  # noqa: E402
 from vqaudio.prior import build_prior  # noqa: E402
 from vqaudio.prior.sampling import decode_codes, sample_tokens  # noqa: E402
 
@@ -74,7 +77,10 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    codec = Codec(CodecConfig()).eval()
+    try:
+        codec = load_codec()  # the shipped codec's decoder is what generate runs
+    except CheckpointError:
+        codec = Codec(CodecConfig()).eval()
     block_rate = codec.config.sample_rate / codec.config.block_samples
     rows = []
     for threads in args.threads:

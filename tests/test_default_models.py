@@ -45,3 +45,14 @@ def test_generate_with_no_model_argument(tmp_path):
     assert r.exit_code == 0, r.output
     wav, rate = sf.read(out, dtype="float32")
     assert rate == 24000 and len(wav) == 12000 and np.isfinite(wav).all()
+
+
+@needs_models
+def test_shipped_models_fit_the_size_budget_and_keep_exact_codes():
+    from safetensors.torch import load_file
+
+    assert DEFAULT_CODEC.stat().st_size + DEFAULT_PRIOR.stat().st_size <= 40e6
+    stored = load_file(DEFAULT_CODEC)
+    for name, tensor in stored.items():  # only the decoder may be stored in float16
+        if tensor.is_floating_point() and not name.startswith("decoder."):
+            assert tensor.dtype.is_floating_point and tensor.element_size() == 4, name
