@@ -280,3 +280,14 @@ def test_adversarial_is_refused_for_a_prior():
         recipe_from_dict(
             {"stage": "prior", "codec": "c.safetensors", "adversarial": {"enabled": True}}, "x.yaml"
         )
+
+
+def test_loss_weights_come_from_the_recipe(tmp_path, songs):
+    sets = tiny_overrides(tmp_path, songs, **{"train.steps": 2, "train.eval_every": 0})
+    recipe = load_recipe(RECIPES / "tiny-codec.yaml", sets + ["loss.stft=0", "loss.l1=0"])
+    rows = [r for r in read_metrics(Path(train(recipe, tmp_path / "run")).parent) if "mel" in r]
+    assert rows and all("stft" not in r for r in rows)
+    # the logged loss is then mel_weight * mel + vq alone
+    assert rows[0]["loss"] == pytest.approx(15.0 * rows[0]["mel"] + rows[0]["vq"], rel=1e-4)
+    with pytest.raises(ConfigError, match="loss weights"):
+        load_recipe(RECIPES / "tiny-codec.yaml", ["loss.mel=-1"])

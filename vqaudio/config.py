@@ -390,6 +390,21 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class LossConfig:
+    """Weights of the codec's reconstruction terms (codec.losses.ReconstructionLoss)."""
+
+    l1: float = 1.0  # waveform L1
+    mel: float = 15.0  # 7-scale log10-mel L1 (the quality metric)
+    stft: float = 1.0  # spectral convergence + log-magnitude L1 at 512/1024/2048
+
+    def __post_init__(self) -> None:
+        _require(
+            min(self.l1, self.mel, self.stft) >= 0 and self.l1 + self.mel + self.stft > 0,
+            "loss weights must be >= 0 and not all 0",
+        )
+
+
+@dataclass(frozen=True)
 class AdversarialConfig:
     """Optional multi-scale STFT discriminator for codec training (hinge + feature matching)."""
 
@@ -425,6 +440,7 @@ class Recipe:
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    loss: LossConfig = LossConfig()
     adversarial: AdversarialConfig = AdversarialConfig()
 
     def __post_init__(self) -> None:

@@ -77,7 +77,8 @@ class CodecTask:
             f"data: {len(train_files)} training files ({hours:.2f} h), {len(val_files)} held out; "
             f"crops of {segment} samples; codec {self.model.num_parameters() / 1e6:.2f} M params"
         )
-        self.loss_fn = ReconstructionLoss(self.sample_rate)
+        weights = recipe.loss
+        self.loss_fn = ReconstructionLoss(self.sample_rate, weights.l1, weights.mel, weights.stft)
         self.mel_distance = MultiScaleMelLoss(self.sample_rate)
         self.last_usage: list[float] = []
         self.last_perplexity: list[float] = []
