@@ -6,8 +6,9 @@
     python scripts/ship_models.py runs/music-24k-decoder/model.safetensors \
         --prior vqaudio/models/prior.safetensors       # a new decoder: re-point the prior
 
-The codec is stored with its decoder in float16 (encoder and quantizer stay float32, so codes are
-exactly those of the trained file). A prior records the id of the codec whose codes it models; when
+The codec is stored with its decoder in float16 and without its EMA codebook statistics (encoder
+and quantizer stay float32, so codes are exactly those of the trained file); the prior in float16.
+A prior records the id of the codec whose codes it models; when
 the new codec only has a new decoder (trained with ``train.freeze: [encoder, quantizer]``), the
 prior's codec is checked to have bit-identical encoder and quantizer weights and to give identical
 codes, and the prior is re-saved pointing at the new codec. Anything else is refused: a prior must
@@ -24,7 +25,13 @@ from pathlib import Path
 
 import torch
 
-from vqaudio.checkpoint import DEFAULT_CODEC, checkpoint_id, load_codec, save_codec
+from vqaudio.checkpoint import (
+    DEFAULT_CODEC,
+    EMA_STATISTICS,
+    checkpoint_id,
+    load_codec,
+    save_codec,
+)
 from vqaudio.prior import load_prior, save_prior
 
 FROZEN = ("encoder.", "quantizer.")
@@ -33,8 +40,8 @@ FROZEN = ("encoder.", "quantizer.")
 def same_codes(a, b) -> bool:
     """Bit-identical frozen weights, and identical codes for 20 s of noisy harmonic audio."""
     sa, sb = a.state_dict(), b.state_dict()
-    keys = [k for k in sa if k.startswith(FROZEN)]
-    if set(keys) != {k for k in sb if k.startswith(FROZEN)}:
+    keys = [k for k in sa if k.startswith(FROZEN) and not k.endswith(EMA_STATISTICS)]
+    if set(keys) != {k for k in sb if k.startswith(FROZEN) and not k.endswith(EMA_STATISTICS)}:
         return False
     if not all(torch.equal(sa[k], sb[k]) for k in keys):
         return False
@@ -66,6 +73,7 @@ def main() -> int:
         if prior is None:
             args.out.mkdir(parents=True, exist_ok=True)
             shutil.move(new_codec, args.out / "codec.safetensors")
+            (args.out / "codec.safetensors").chmod(0o644)
             print(f"shipped codec {codec_id} to {args.out}; train a prior on it next")
             return 0
         old = next(
@@ -86,10 +94,12 @@ def main() -> int:
                 return 1
             print(f"codec {codec_id} gives the codes of {prior.codec_id}: re-pointing the prior")
         new_prior = Path(tmp) / "prior.safetensors"
-        prior_id = save_prior(prior, new_prior, codec_id)
+        prior_id = save_prior(prior, new_prior, codec_id, half=True)
         args.out.mkdir(parents=True, exist_ok=True)
         shutil.move(new_codec, args.out / "codec.safetensors")
         shutil.move(new_prior, args.out / "prior.safetensors")
+        for name in ("codec.safetensors", "prior.safetensors"):
+            (args.out / name).chmod(0o644)
     size = sum((args.out / f).stat().st_size for f in ("codec.safetensors", "prior.safetensors"))
     print(f"shipped codec {codec_id} and prior {prior_id} ({size / 1e6:.1f} MB) to {args.out}")
     return 0

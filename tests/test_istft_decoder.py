@@ -194,3 +194,21 @@ def test_decoder_recipe_trains_a_new_decoder_on_the_same_codes(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"frozen parts \(encoder\) do not fit"):
         train(bad, tmp_path / "stage3")
+
+
+def test_half_file_leaves_out_ema_statistics_and_restores_them(tmp_path):
+    torch.manual_seed(0)
+    codec = Codec(istft_config(codebook_dim=0, l2_normalize=False, ema_decay=0.9, kmeans_init=True))
+    wav = harmonic(4000, 8000) + 0.05 * torch.randn(1, 1, 4000)
+    with torch.no_grad():
+        codec.train()(wav)
+    codec.eval()
+    save_codec(codec, tmp_path / "half.safetensors", half=True)
+    stored = load_file(tmp_path / "half.safetensors")
+    assert not any(k.endswith((".ema_sum", ".ema_count")) for k in stored)
+    half = load_codec(tmp_path / "half.safetensors")
+    for vq in half.quantizer.levels:  # statistics restart from the codebook: EMA keeps going
+        torch.testing.assert_close(vq.ema_sum, vq.codebook)
+        assert torch.equal(vq.ema_count, torch.ones_like(vq.ema_count))
+    a, b = codec.encode(wav), half.encode(wav)
+    assert all(torch.equal(x, y) for x, y in zip(a.levels, b.levels))

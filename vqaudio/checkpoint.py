@@ -55,17 +55,21 @@ def save_model(
     config: Any,
     extra: dict[str, str] | None = None,
     half: bool | tuple[str, ...] = False,
+    drop: tuple[str, ...] = (),
 ) -> str:
     """Write ``model``'s weights with its config atomically; returns the new file's id.
 
     ``half`` stores floating weights as float16 (they are upcast to float32 on load): all of them
-    (True) or those whose names start with one of the given prefixes.
+    (True) or those whose names start with one of the given prefixes. Tensors whose names end with
+    one of ``drop`` are left out.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {}
     for name, tensor in model.state_dict().items():
         name = name.removeprefix("_orig_mod.").removeprefix("module.")
+        if drop and name.endswith(drop):
+            continue
         tensor = tensor.detach().cpu().contiguous()
         halve = half is True or (bool(half) and name.startswith(tuple(half)))
         if halve and tensor.is_floating_point():
@@ -131,10 +135,28 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path
         raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
 
 
+EMA_STATISTICS = (".ema_sum", ".ema_count")  # EMA codebook training state, not used to code
+
+
 def save_codec(codec: nn.Module, path: str | Path, half: bool = False) -> str:
-    """``half`` stores the decoder in float16 (half the file); the encoder and quantizer stay
-    float32, so the codes are exactly those of the float32 model."""
-    return save_model(codec, path, "codec", codec.config, half=("decoder.",) if half else False)
+    """``half`` writes a compact inference file: the decoder in float16, no EMA codebook
+    statistics. The encoder and quantizer stay float32, so the codes are exactly those of the
+    float32 model; training can start from the file (the statistics restart from the codebook)."""
+    if not half:
+        return save_model(codec, path, "codec", codec.config)
+    return save_model(codec, path, "codec", codec.config, half=("decoder.",), drop=EMA_STATISTICS)
+
+
+def _restore_ema_statistics(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Fill EMA statistics an inference file left out: sums = the codebook, counts = 1."""
+    for name, tensor in model.state_dict().items():
+        if name in state or not name.endswith(EMA_STATISTICS):
+            continue
+        owner = name.rsplit(".", 1)[0]
+        if name.endswith(".ema_sum") and f"{owner}.codebook" in state:
+            state[name] = state[f"{owner}.codebook"].clone()
+        elif name.endswith(".ema_count"):
+            state[name] = torch.ones_like(tensor)
 
 
 def load_model(
@@ -164,6 +186,8 @@ def load_model(
     except ConfigError as e:
         raise CheckpointError(f"{path}: config does not fit this vqaudio ({e})") from None
     model = factory(config)
+    if kind == "codec":
+        _restore_ema_statistics(model, state)
     load_into(model, state, path)
     model.checkpoint_id = checkpoint_id(path)
     model.checkpoint_path = Path(path)

@@ -34,10 +34,11 @@ def build_prior(config: PriorConfig) -> Prior:
     return TransformerPrior(config) if config.kind == "transformer" else WaveNetPrior(config)
 
 
-def save_prior(model: Prior, path: str | Path, codec_id: str) -> str:
+def save_prior(model: Prior, path: str | Path, codec_id: str, half: bool = False) -> str:
     """Write the prior with its config and the id of the codec whose codes it models; returns the
-    file's id."""
-    return save_model(model, path, "prior", model.config, extra={"vqaudio.codec_id": codec_id})
+    file's id. ``half`` stores the weights in float16 (upcast to float32 on load)."""
+    extra = {"vqaudio.codec_id": codec_id}
+    return save_model(model, path, "prior", model.config, extra=extra, half=half)
 
 
 def load_prior(path: str | Path | None = None, device: str | torch.device = "cpu") -> Prior:
