@@ -35,6 +35,7 @@ COLUMNS = [
     ("mel_distance", "mel dist ↓", "{:.3f}"),
     ("si_sdr_db", "SI-SDR dB ↑", "{:.2f}"),
     ("spectral_convergence", "spec conv ↓", "{:.3f}"),
+    ("mel_other_clip", "mel vs another clip", "{:.3f}"),
     ("clips", "clips", ""),
     ("note", "note", ""),
 ]
@@ -75,16 +76,30 @@ def evaluate(name: str, run, kbps: float, clips, tmp: Path) -> dict:
     from vqaudio.errors import VqaudioError
 
     row = {"codec": name, "target_kbps": kbps, "per_clip": []}
+    outputs = []
     for clip_name, path, reference in clips:
         try:
             decoded_path, bits = run(path, kbps, tmp)
         except (VqaudioError, subprocess.CalledProcessError) as e:
             return {**row, "note": str(e).splitlines()[0][:120]}
         decoded, _ = audio.read(decoded_path, sample_rate=RATE, channels=1)
+        outputs.append(decoded)
         result = metrics.score(reference, decoded, RATE)
         result["real_kbps"] = bits / (reference.shape[-1] / RATE) / 1000
         row["per_clip"].append({"clip": clip_name, **result})
-    for key in ("real_kbps", "mel_distance", "si_sdr_db", "spectral_convergence"):
+    # content control: each output scored against the NEXT clip's reference. A codec that carries
+    # the music scores far worse there; a generic, content-free texture scores about the same.
+    for k, record in enumerate(row["per_clip"]):
+        other = clips[(k + 1) % len(clips)][2]
+        score = metrics.score(other, outputs[k], RATE, compensate_delay=False)
+        record["mel_other_clip"] = score["mel_distance"]
+    for key in (
+        "real_kbps",
+        "mel_distance",
+        "si_sdr_db",
+        "spectral_convergence",
+        "mel_other_clip",
+    ):
         row[key] = float(np.mean([c[key] for c in row["per_clip"]]))
     row["clips"] = len(row["per_clip"])
     return row
