@@ -108,3 +108,14 @@ def test_tiny_codec_learns_harmonic_signal():
     with torch.no_grad():
         after = float(mel(codec.decode(codec.encode(clips)), clips))
     assert after <= 0.5 * before, (before, after)
+
+
+def test_latent_norm_can_be_left_out():
+    with_norm = Codec(tiny_codec_config())
+    without = Codec(tiny_codec_config(latent_norm="none"))
+    norms = [m for m in without.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert not norms and any(isinstance(m, torch.nn.BatchNorm1d) for m in with_norm.modules())
+    wav = torch.randn(1, 1, 500) * 0.1
+    assert without.eval().decode(without.encode(wav)).shape == wav.shape
+    with pytest.raises(ConfigError, match="latent_norm"):
+        tiny_codec_config(latent_norm="layer")

@@ -32,6 +32,7 @@ class CodecConfig:
     encoder_dim: int = 16  # channels after the first conv; doubled at every downsampling stage
     strides: tuple[int, ...] = (2, 4, 6, 10)  # hop_length = 480 samples -> 50 frames/s at 24 kHz
     latent_dim: int = 128  # D of z
+    latent_norm: str = "batch"  # batch: BatchNorm1d on z (running statistics at inference) | none
     decoder_dim: int = 256  # channels before the first upsampling; halved at every stage
     dilations: tuple[int, ...] = (1, 3, 9)  # residual units per stage
     activation: str = "snake"  # snake | elu
@@ -70,6 +71,9 @@ class CodecConfig:
             )
         _require(self.codebook_size >= 2, "codec.codebook_size must be >= 2")
         _require(self.decoder in ("conv", "istft"), "codec.decoder must be 'conv' or 'istft'")
+        _require(
+            self.latent_norm in ("batch", "none"), "codec.latent_norm must be 'batch' or 'none'"
+        )
         _require(
             self.decoder != "istft"
             or (self.istft_upsample >= 1 and self.hop_length % self.istft_upsample == 0),

@@ -44,7 +44,7 @@ class Encoder(nn.Module):
             # statistics at inference, so codes stay independent of batch and chunking). A
             # fresh conv stack's output is a near-constant offset with ~1% variation; without
             # this every VQ level collapses onto one code within a few dozen steps.
-            nn.BatchNorm1d(config.latent_dim),
+            nn.BatchNorm1d(config.latent_dim) if config.latent_norm == "batch" else nn.Identity(),
         ]
         self.layers = nn.Sequential(*layers)
 
