@@ -212,3 +212,21 @@ def test_half_file_leaves_out_ema_statistics_and_restores_them(tmp_path):
         assert torch.equal(vq.ema_count, torch.ones_like(vq.ema_count))
     a, b = codec.encode(wav), half.encode(wav)
     assert all(torch.equal(x, y) for x, y in zip(a.levels, b.levels))
+
+
+def test_a_compact_inference_file_can_start_a_frozen_run(tmp_path):
+    """The shipped codec (float16 decoder, no EMA statistics) is a valid init_from."""
+    songs = write_songs(tmp_path / "songs")
+    ema = ["codec.codebook_dim=0", "codec.l2_normalize=false", "codec.ema_decay=0.9"]
+    sets = tiny_overrides(tmp_path, songs) + ema
+    start = load_codec(train(load_recipe(RECIPES / "tiny-codec.yaml", sets), tmp_path / "stage1"))
+    save_codec(start, tmp_path / "compact.safetensors", half=True)
+    stage2 = load_recipe(
+        RECIPES / "tiny-codec.yaml",
+        sets
+        + [f"init_from={tmp_path / 'compact.safetensors'}", "train.freeze=[encoder, quantizer]"],
+    )
+    second = load_codec(train(stage2, tmp_path / "stage2"))
+    wav = harmonic(8000, start.sample_rate)
+    a, b = start.encode(wav), second.encode(wav)
+    assert all(torch.equal(x, y) for x, y in zip(a.levels, b.levels))

@@ -123,7 +123,25 @@ def load_state(
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: corrupt weights ({e})") from None
     state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
-    return state, json.loads(metadata["vqaudio.config"]), metadata
+    raw = json.loads(metadata["vqaudio.config"])
+    if kind == "codec":
+        raw = _complete_codec_file(state, raw)
+    return state, raw, metadata
+
+
+def _complete_codec_file(state: dict[str, torch.Tensor], raw: dict[str, Any]) -> dict[str, Any]:
+    """What this version's Codec expects of any codec file, so every loader sees the same:
+    vqaudio 0.1 files quantize to unit-norm code values (``normalize_values``), and inference
+    files (``save_codec(half=True)``) leave out the EMA statistics, which restart from the
+    codebook (sums = the codebook, counts = 1). Fills ``state`` in place; returns the config."""
+    if "normalize_values" not in raw:
+        raw = {**raw, "normalize_values": raw.get("l2_normalize", True)}
+    if raw.get("ema_decay", 0) > 0:
+        for name in [k for k in state if k.endswith(".codebook")]:
+            owner = name.removesuffix(".codebook")
+            state.setdefault(f"{owner}.ema_sum", state[name].clone())
+            state.setdefault(f"{owner}.ema_count", torch.ones(len(state[name])))
+    return raw
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
@@ -147,18 +165,6 @@ def save_codec(codec: nn.Module, path: str | Path, half: bool = False) -> str:
     return save_model(codec, path, "codec", codec.config, half=("decoder.",), drop=EMA_STATISTICS)
 
 
-def _restore_ema_statistics(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Fill EMA statistics an inference file left out: sums = the codebook, counts = 1."""
-    for name, tensor in model.state_dict().items():
-        if name in state or not name.endswith(EMA_STATISTICS):
-            continue
-        owner = name.rsplit(".", 1)[0]
-        if name.endswith(".ema_sum") and f"{owner}.codebook" in state:
-            state[name] = state[f"{owner}.codebook"].clone()
-        elif name.endswith(".ema_count"):
-            state[name] = torch.ones_like(tensor)
-
-
 def load_model(
     path: str | Path | None,
     kind: str,
@@ -179,15 +185,11 @@ def load_model(
                 f"e.g. one made by `vqaudio train recipes/tiny-{kind}.yaml`"
             )
     state, raw, metadata = load_state(path, kind)
-    if kind == "codec" and "normalize_values" not in raw:  # written by vqaudio 0.1
-        raw = {**raw, "normalize_values": raw.get("l2_normalize", True)}
     try:
         config = build(config_cls, raw, kind)
     except ConfigError as e:
         raise CheckpointError(f"{path}: config does not fit this vqaudio ({e})") from None
     model = factory(config)
-    if kind == "codec":
-        _restore_ema_statistics(model, state)
     load_into(model, state, path)
     model.checkpoint_id = checkpoint_id(path)
     model.checkpoint_path = Path(path)
