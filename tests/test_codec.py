@@ -10,10 +10,16 @@ from vqaudio.errors import ConfigError
 
 from .conftest import harmonic, tiny_codec_config
 
+DECODERS = {
+    "conv": dict(strides=(3, 5)),
+    "istft": dict(strides=(3, 4), decoder="istft", istft_dim=32, istft_layers=2),
+}
 
+
+@pytest.mark.parametrize("decoder", list(DECODERS))
 @pytest.mark.parametrize("length", [1, 7, 63, 64, 257, 1001])
-def test_output_length_equals_input_length(length):
-    codec = Codec(tiny_codec_config(strides=(3, 5), level_strides=(4, 2, 1))).eval()
+def test_output_length_equals_input_length(length, decoder):
+    codec = Codec(tiny_codec_config(level_strides=(4, 2, 1), **DECODERS[decoder])).eval()
     wav = torch.randn(2, 1, length) * 0.1
     assert codec.decode(codec.encode(wav)).shape == (2, 1, length)
     assert codec(wav).wav.shape == (2, 1, length)
