@@ -149,3 +149,108 @@ def test_every_residual_level_removes_energy():
     assert all(b < a for a, b in zip([1.0] + energies, energies)), energies
     assert energies[-1] < 0.8
     assert _residual_energies(normalize_values=True)[-1] > 1.0
+
+
+# --- the quantizer fixes of issue 11: each test failed on the code before them -----------------
+
+
+def _rvq(**overrides) -> MultiScaleQuantizer:
+    config = tiny_codec_config(
+        codebook_dim=0, l2_normalize=False, level_strides=(2, 1, 1), **overrides
+    )
+    return MultiScaleQuantizer(config)
+
+
+def test_dropout_levels_quantize_the_true_residual_and_kept_prefix_decodes_alike():
+    torch.manual_seed(0)
+    quantizer = _rvq().eval()
+    z = torch.randn(4, 16, 12)
+    keep = torch.tensor([1, 2, 3, 1])
+    out = quantizer(z, keep=keep)
+    reference = quantizer.encode(z)  # every level on the residual of all the levels before it
+    for got, want in zip(out.codes.levels, reference.levels):
+        assert torch.equal(got, want)  # before the fix, levels past keep re-quantized a residual
+    for b, k in enumerate(keep.tolist()):
+        prefix = quantizer.decode(reference.keep(k))[b]
+        torch.testing.assert_close(out.z_q[b], prefix)
+
+
+def test_dropout_losses_leave_out_dropped_levels():
+    torch.manual_seed(0)
+    quantizer = _rvq().eval()
+    z = torch.randn(2, 16, 12)
+    one = quantizer(z, num_levels=1)
+    mixed = quantizer(z, keep=torch.tensor([1, 1]))
+    torch.testing.assert_close(mixed.commitment_loss, one.commitment_loss)
+
+
+def test_no_dropout_keeps_every_level(monkeypatch):
+    codec = Codec(tiny_codec_config(quantizer_dropout=0.0)).train()
+    seen = []
+    forward = codec.quantizer.forward
+    monkeypatch.setattr(
+        codec.quantizer, "forward", lambda z, n=None, keep=None: seen.append(keep) or forward(z, n)
+    )
+    for seed in range(5):
+        torch.manual_seed(seed)
+        codec(torch.randn(3, 1, 8 * 16))
+    assert seen == [None] * 5
+
+
+def _clusters(n: int, centers: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    pick = torch.randint(len(centers), (n,), generator=gen)
+    return centers[pick] + 0.01 * torch.randn(n, centers.shape[1], generator=gen)
+
+
+def test_kmeans_init_survives_the_first_step_and_only_the_unused_code_restarts():
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0], [0.0, -3.0]])
+    vq = VectorQuantizer(2, 4, ema_decay=0.9, kmeans_init=True, dead_code_threshold=0.1).train()
+    vq._kmeans_init(_clusters(512, centers, gen), batch_vectors=128)
+    seeded = vq.codebook.clone()
+    # each centre has one code
+    assert torch.cdist(seeded, centers).min(dim=0).values.max() < 0.05
+    unused = int(torch.cdist(centers[3:], seeded).argmin())
+    vq(_clusters(128, centers[:3], gen).t().unsqueeze(0))  # one step without the 4th cluster
+    torch.testing.assert_close(vq.codebook, seeded, atol=0.02, rtol=0)  # init kept
+    for _ in range(400):  # the unused code's usage decays below the threshold: it restarts
+        vq(_clusters(128, centers[:3], gen).t().unsqueeze(0))
+    moved = (vq.codebook - seeded).norm(dim=1) > 0.5
+    assert moved.tolist() == [i == unused for i in range(4)]
+
+
+def test_initialize_seeds_every_level_from_all_given_vectors():
+    torch.manual_seed(0)
+    quantizer = _rvq(kmeans_init=True, ema_decay=0.99, dead_code_threshold=0.1).train()
+    z = torch.randn(8, 16, 64)
+    seen = quantizer.initialize(z, batch_frames=2 * 64)
+    assert seen == [8 * 32, 8 * 64, 8 * 64]  # every frame, not one batch's worth
+    assert all(bool(vq.initialized) for vq in quantizer.levels)
+    before = [vq.codebook.clone() for vq in quantizer.levels]
+    quantizer(z[:2])  # a training step: EMA moves the codes a little, nothing restarts
+    for vq, old in zip(quantizer.levels, before):
+        assert (vq.codebook - old).norm(dim=1).max() < 0.5 * old.norm(dim=1).mean()
+
+
+def test_encode_never_changes_the_model():
+    torch.manual_seed(0)
+    codec = Codec(tiny_codec_config(latent_norm="batch", kmeans_init=True, ema_decay=0.9))
+    assert codec.training  # a fresh codec is in train mode
+    before = {k: v.clone() for k, v in codec.state_dict().items()}
+    codec.encode(torch.randn(3, 1, 8 * 16))
+    after = codec.state_dict()
+    assert codec.training
+    for name, value in before.items():
+        assert torch.equal(after[name], value), name
+
+
+def test_bf16_autocast_trains_with_ema_codebooks_and_picks_the_fp32_codes():
+    torch.manual_seed(0)
+    quantizer = _rvq(ema_decay=0.99, kmeans_init=False).train()
+    z = torch.randn(2, 16, 64).bfloat16()
+    reference = quantizer.encode(z.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = quantizer(z)
+    for got, want in zip(out.codes.levels, reference.levels):
+        assert torch.equal(got, want)
+    assert out.z_q.dtype == torch.float32

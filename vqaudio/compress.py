@@ -44,6 +44,9 @@ def _span(kernel: int, dilation: int = 1) -> int:
 
 def encoder_margin_blocks(config: CodecConfig) -> int:
     """Coarse frames of context either side that cover the encoder's receptive field."""
+    if config.encoder == "fourier":  # analysis window, then ConvNeXt blocks (k 7) per frame
+        samples = config.n_fft // 2 + config.hop_length * (3 * config.encoder_layers + 1)
+        return -(-samples // config.block_samples) + 1
     samples, scale = _span(7), 1
     for stride in config.strides:
         samples += scale * sum(_span(7, d) for d in config.dilations) + scale * 2 * stride
@@ -54,6 +57,10 @@ def encoder_margin_blocks(config: CodecConfig) -> int:
 
 def decoder_margin_blocks(config: CodecConfig) -> int:
     """Coarse frames of codes either side that cover the decoder's receptive field."""
+    if config.decoder == "spectral":  # convs, then Griffin-Lim's reach (codec/spectral.py)
+        overlap = -(-config.n_fft // config.hop_length)
+        frames = 3 * (1 + config.spectral_layers) + 1 + overlap * (config.griffin_lim_iters + 1)
+        return -(-frames * config.hop_length // config.block_samples) + 1
     if config.decoder == "istft":  # conv_in (k 7), upsampler, ConvNeXt (k 7 each), iSTFT window
         hop = config.hop_length // config.istft_upsample
         samples = config.hop_length * (_span(7) + 1) + hop * (3 * config.istft_layers + 2)

@@ -36,7 +36,17 @@ class CodecConfig:
     decoder_dim: int = 256  # channels before the first upsampling; halved at every stage
     dilations: tuple[int, ...] = (1, 3, 9)  # residual units per stage
     activation: str = "snake"  # snake | elu
-    # conv: transposed-conv mirror of the encoder; istft: ConvNeXt at a frame rate + inverse STFT
+    # conv: strided convs on the waveform | fourier: a Fourier-basis strided conv of n_fft samples
+    # at the hop, log-magnitude, ConvNeXt blocks at the frame rate (codec/spectral.py)
+    encoder: str = "conv"
+    frontend: str = "stft"  # fourier encoder: stft (fixed basis, fast) | learned (trainable conv)
+    n_fft: int = 2048  # fourier encoder / spectral decoder: analysis window (85 ms at 24 kHz)
+    spectral_dim: int = 384  # fourier encoder / spectral decoder: channels of their ConvNeXt blocks
+    encoder_layers: int = 4  # fourier encoder: ConvNeXt blocks
+    spectral_layers: int = 8  # spectral decoder: ConvNeXt blocks
+    griffin_lim_iters: int = 32  # spectral decoder: phase-retrieval iterations at inference
+    # conv: transposed-conv mirror of the encoder; istft: ConvNeXt at a frame rate + inverse STFT;
+    # spectral: ConvNeXt -> STFT magnitude at the latent frame rate, phase by Griffin-Lim
     decoder: str = "conv"
     istft_dim: int = 384  # istft decoder: channels of its ConvNeXt blocks
     istft_layers: int = 8  # istft decoder: ConvNeXt blocks
@@ -54,6 +64,9 @@ class CodecConfig:
     # restart codes whose EMA usage falls below this fraction of a uniform share of the batch
     dead_code_threshold: float = 0.0
     quantizer_dropout: float = 0.5  # probability a training batch keeps a random prefix of levels
+    # fraction of training items decoded from the unquantized latent (Moshi's Mimi): the decoder
+    # learns from the encoder's full signal while the codebooks catch up
+    quantizer_bypass: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.sample_rate >= 1000, "codec.sample_rate must be at least 1000 Hz")
@@ -70,7 +83,25 @@ class CodecConfig:
                 "each stride a multiple of the next (e.g. [4, 2, 1, 1])",
             )
         _require(self.codebook_size >= 2, "codec.codebook_size must be >= 2")
-        _require(self.decoder in ("conv", "istft"), "codec.decoder must be 'conv' or 'istft'")
+        _require(
+            self.decoder in ("conv", "istft", "spectral"),
+            "codec.decoder must be 'conv', 'istft' or 'spectral'",
+        )
+        _require(self.encoder in ("conv", "fourier"), "codec.encoder must be 'conv' or 'fourier'")
+        _require(
+            self.frontend in ("stft", "learned"), "codec.frontend must be 'stft' or 'learned'"
+        )
+        _require(
+            self.n_fft >= 16 and self.n_fft % 2 == 0 and self.n_fft >= self.hop_length,
+            "codec.n_fft must be even and at least the hop length (prod(codec.strides))",
+        )
+        _require(
+            min(self.spectral_dim, self.encoder_layers, self.spectral_layers) >= 1
+            and self.griffin_lim_iters >= 0,
+            "codec.spectral_dim, encoder_layers and spectral_layers must be >= 1, "
+            "griffin_lim_iters >= 0",
+        )
+        _require(0.0 <= self.quantizer_bypass < 1.0, "codec.quantizer_bypass must be in [0, 1)")
         _require(
             self.latent_norm in ("batch", "none"), "codec.latent_norm must be 'batch' or 'none'"
         )
@@ -400,6 +431,9 @@ class LossConfig:
     l1: float = 1.0  # waveform L1
     mel: float = 15.0  # 7-scale log10-mel L1 (the quality metric)
     stft: float = 1.0  # spectral convergence + log-magnitude L1 at 512/1024/2048
+    # spectral decoder only (its loss is on the predicted magnitude; mel above weighs its mel term)
+    log_magnitude: float = 1.0  # L1 of log |STFT| at the codec's n_fft
+    convergence: float = 1.0  # spectral convergence at the codec's n_fft
 
     def __post_init__(self) -> None:
         _require(

@@ -10,6 +10,11 @@ codec's delay (Opus adds 312 samples at 48 kHz), crops both to one length, and r
   is better;
 - ``si_sdr_db``: scale-invariant signal-to-distortion ratio in dB; higher is better, independent of
   the decoded signal's gain;
+- ``chroma_correlation``: do the notes survive? librosa chroma (n_fft 4096, hop 1024) of both,
+  each frame's 12 bins centred, Pearson correlation per frame, averaged over the frames within
+  40 dB of the reference's loudest; 1 is the same notes. ``chroma_control`` is the same figure
+  against the reference circularly shifted by half its length: what unrelated music of the same
+  kind scores, the floor a codec must clear;
 - ``level_difference_db``: 20 log10(RMS(decoded) / RMS(reference)); 0 means the same loudness;
 - ``delay_samples`` / ``delay_ms``: how much later the decoded signal starts (negative: earlier).
 """
@@ -124,6 +129,42 @@ def si_sdr(reference: ArrayLike, decoded: ArrayLike) -> float:
     return float(np.mean(values))
 
 
+CHROMA_N_FFT, CHROMA_HOP = 4096, 1024
+CHROMA_TOP_DB = 40.0
+
+
+def chroma_correlation(
+    reference: ArrayLike, decoded: ArrayLike, sample_rate: int, shift_reference: bool = False
+) -> float:
+    """Mean per-frame Pearson correlation of the mono chroma of both signals (see module doc);
+    ``shift_reference`` gives the control: the reference rolled by half its length first."""
+    import librosa
+
+    ref, dec = align_lengths(as_array(reference, "reference"), as_array(decoded, "decoded"))
+    ref, dec = ref.mean(axis=0), dec.mean(axis=0)
+    if shift_reference:
+        ref = np.roll(ref, len(ref) // 2)
+    if len(ref) < CHROMA_N_FFT:
+        raise AudioError(f"chroma needs at least {CHROMA_N_FFT} samples, got {len(ref)}")
+
+    def chroma(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        power = np.abs(librosa.stft(x.astype(np.float32), n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP)) ** 2
+        return librosa.feature.chroma_stft(S=power, sr=sample_rate), power.sum(axis=0)
+
+    c_ref, energy = chroma(ref)
+    c_dec, _ = chroma(dec)
+    frames = min(c_ref.shape[1], c_dec.shape[1])
+    c_ref, c_dec, energy = c_ref[:, :frames], c_dec[:, :frames], energy[:frames]
+    loud = energy >= energy.max() * 10 ** (-CHROMA_TOP_DB / 10)
+    if energy.max() <= 0 or not loud.any():
+        return 0.0
+    a = c_ref[:, loud] - c_ref[:, loud].mean(axis=0)
+    b = c_dec[:, loud] - c_dec[:, loud].mean(axis=0)
+    denominator = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+    corr = np.where(denominator > _EPS, (a * b).sum(axis=0) / np.maximum(denominator, _EPS), 0.0)
+    return float(corr.mean())
+
+
 def rms(wav: ArrayLike) -> float:
     return float(np.sqrt(np.mean(as_array(wav) ** 2)))
 
@@ -166,6 +207,14 @@ def score(
         "mel_distance": mel_distance(ref, dec, sample_rate),
         "spectral_convergence": spectral_convergence(ref, dec),
         "si_sdr_db": si_sdr(ref, dec),
+        **(
+            {
+                "chroma_correlation": chroma_correlation(ref, dec, sample_rate),
+                "chroma_control": chroma_correlation(ref, dec, sample_rate, shift_reference=True),
+            }
+            if ref.shape[-1] >= CHROMA_N_FFT
+            else {}
+        ),
         "level_difference_db": level_difference(ref, dec),
         "delay_samples": delay,
         "delay_ms": 1000.0 * delay / sample_rate,

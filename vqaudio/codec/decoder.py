@@ -120,8 +120,3 @@ class ISTFTDecoder(nn.Module):
             spec, self.n_fft, self.hop, window=self.window, center=True, length=(n - 1) * self.hop
         )
         return wav.view(batch, self.channels, -1)
-
-
-def make_decoder(config: CodecConfig) -> nn.Module:
-    """The decoder ``config.decoder`` names: ``conv`` (mirror of the encoder) or ``istft``."""
-    return ISTFTDecoder(config) if config.decoder == "istft" else Decoder(config)

@@ -48,5 +48,13 @@ class Encoder(nn.Module):
         ]
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, wav: Tensor) -> Tensor:
-        return self.layers(wav)  # (B, D, T // hop_length)
+    def forward(self, wav: Tensor, record: list[Tensor] | None = None) -> Tensor:
+        """wav -> z (B, D, T // hop_length); ``record`` collects each stage's output."""
+        if record is None:
+            return self.layers(wav)
+        x = wav
+        for layer in self.layers:
+            x = layer(x)
+            if isinstance(layer, (EncoderBlock, nn.BatchNorm1d)) or layer is self.layers[0]:
+                record.append(x)
+        return x

@@ -10,19 +10,34 @@ from torch import Tensor, nn
 
 from ..codes import Codes
 from ..config import CodecConfig
-from .decoder import make_decoder
+from .decoder import Decoder, ISTFTDecoder
 from .encoder import Encoder
 from .quantize import MultiScaleQuantizer
+from .spectral import FourierEncoder, SpectralDecoder
+
+
+def make_encoder(config: CodecConfig) -> nn.Module:
+    """The encoder ``config.encoder`` names: ``conv`` (strided convs) or ``fourier``."""
+    return FourierEncoder(config) if config.encoder == "fourier" else Encoder(config)
+
+
+def make_decoder(config: CodecConfig) -> nn.Module:
+    """The decoder ``config.decoder`` names: ``conv`` (mirror of the encoder), ``istft`` or
+    ``spectral``."""
+    if config.decoder == "spectral":
+        return SpectralDecoder(config)
+    return ISTFTDecoder(config) if config.decoder == "istft" else Decoder(config)
 
 
 @dataclass
 class CodecOutput:
-    wav: Tensor  # (B, C, T) reconstruction, same length as the input
+    wav: Tensor | None  # (B, C, T) reconstruction (None: spectral decoder in training)
     codes: Codes
     codebook_loss: Tensor
     commitment_loss: Tensor
     usage: list[float] = field(default_factory=list)
     perplexity: list[float] = field(default_factory=list)
+    log_magnitude: Tensor | None = None  # spectral decoder: predicted log |STFT| (B, C, bins, n)
 
     @property
     def vq_loss(self) -> Tensor:
@@ -40,7 +55,7 @@ class Codec(nn.Module):
     def __init__(self, config: CodecConfig):
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config)
+        self.encoder = make_encoder(config)
         self.quantizer = MultiScaleQuantizer(config)
         self.decoder = make_decoder(config)
         self.frozen: tuple[str, ...] = ()
@@ -76,8 +91,13 @@ class Codec(nn.Module):
     def encode(self, wav: Tensor, bitrate: float | None = None) -> Codes:
         """wav (B, C, T) -> Codes of the levels that fit ``bitrate`` bits/s (None: all levels)."""
         num_levels = self.config.levels_for_bitrate(bitrate)
-        z = self.encoder(self._pad(wav))
-        codes = self.quantizer.encode(z, num_levels)
+        was_training = self.training
+        self.eval()  # encoding never changes the model (BatchNorm statistics of old codecs)
+        try:
+            z = self.encoder(self._pad(wav))
+            codes = self.quantizer.encode(z, num_levels)
+        finally:
+            self.train(was_training)
         codes.num_samples = wav.shape[-1]
         return codes
 
@@ -97,8 +117,8 @@ class Codec(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and "encoder" not in self.frozen):
             z = self.encoder(self._pad(wav))
         keep = None
+        batch = wav.shape[0]
         if self.training and num_levels is None and self.config.quantizer_dropout > 0:
-            batch = wav.shape[0]
             keep = torch.full((batch,), self.config.num_levels, device=wav.device)
             drop = torch.rand(batch, device=wav.device) < self.config.quantizer_dropout
             random_levels = torch.randint(
@@ -106,7 +126,18 @@ class Codec(nn.Module):
             )
             keep = torch.where(drop, random_levels, keep)
         q = self.quantizer(z, num_levels, keep)
-        wav_hat = self.decoder(q.z_q)[..., :length]
+        z_q = q.z_q
+        if self.training and self.config.quantizer_bypass > 0:
+            # some items decode the unquantized latent (the encoder still gets the commitment)
+            bypass = torch.rand(batch, device=wav.device) < self.config.quantizer_bypass
+            z_q = torch.where(bypass.view(-1, 1, 1), z, z_q)
+        log_mag = wav_hat = None
+        if isinstance(self.decoder, SpectralDecoder):
+            log_mag = self.decoder.log_magnitude(z_q)
+            if not self.training:
+                wav_hat = self.decoder.render(log_mag)[..., :length]
+        else:
+            wav_hat = self.decoder(z_q)[..., :length]
         q.codes.num_samples = length
         return CodecOutput(
             wav_hat,
@@ -115,7 +146,25 @@ class Codec(nn.Module):
             self.config.commitment_weight * q.commitment_loss,
             q.usage,
             q.perplexity,
+            log_mag,
         )
+
+    @torch.no_grad()
+    def decode_latent(self, z: Tensor, num_samples: int | None = None) -> Tensor:
+        """The decoder on a latent (B, D, T') directly: the quantizer-bypassed reconstruction and
+        the health checks (true latent vs zero or time-shuffled latent) use it."""
+        wav = self.decoder(z).clamp(-1.0, 1.0)
+        return wav if num_samples is None else wav[..., :num_samples]
+
+    @torch.no_grad()
+    def latent(self, wav: Tensor) -> Tensor:
+        """wav (B, C, T) -> the encoder's unquantized latent z (B, D, frames), in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.encoder(self._pad(wav))
+        finally:
+            self.train(was_training)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
@@ -27,8 +28,8 @@ from ..layers import WNConv1d
 class QuantizerOutput:
     z_q: Tensor  # (B, D, T) quantized latents, straight-through
     codes: Codes
-    codebook_loss: Tensor  # scalar, summed over levels used
-    commitment_loss: Tensor  # scalar, summed over levels used (beta NOT applied)
+    codebook_loss: Tensor  # scalar, summed over levels used (each item over the levels it keeps)
+    commitment_loss: Tensor  # scalar, the same way (beta NOT applied)
     usage: list[float]  # per level: fraction of codes used in this batch
     perplexity: list[float]  # per level: exp(entropy) of this batch's code histogram
 
@@ -93,7 +94,8 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("ema_sum", codebook.clone())
         else:
             self.codebook = nn.Parameter(codebook)
-        # zero usage at the start: with restarts on, unused codes are re-seeded from data at once
+        # EMA of each code's count per batch; zero until initialised (then a uniform share), so
+        # with restarts on, codes of an uninitialised codebook are seeded from data at once
         self.register_buffer("usage_ema", torch.zeros(codebook_size))
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
 
@@ -102,7 +104,8 @@ class VectorQuantizer(nn.Module):
 
     def nearest(self, vectors: Tensor) -> Tensor:
         """Index of the nearest code (Euclidean, in the lookup space) for each row of (N, d)."""
-        vectors, codebook = self._normed(vectors), self._normed(self.codebook)
+        # always in float32: under bf16 autocast the nearest code would differ from inference's
+        vectors, codebook = self._normed(vectors.float()), self._normed(self.codebook.float())
         distance = (
             vectors.pow(2).sum(1, keepdim=True)
             - 2 * vectors @ codebook.t()
@@ -127,7 +130,9 @@ class VectorQuantizer(nn.Module):
         return self.out_proj(self.lookup(codes))
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """z (B, D, T) -> (z_q, codes, codebook_loss, commitment_loss)."""
+        """z (B, D, T) -> (z_q, codes, codebook_loss (B,), commitment_loss (B,)): the losses are
+        per item, so a caller can leave out the items that drop this level."""
+        z = z.float()
         if self.training and not bool(self.initialized):
             self._center_projection(z.detach())
         z_e = self._values(rearrange(self.in_proj(z), "b d t -> b t d"))
@@ -136,8 +141,9 @@ class VectorQuantizer(nn.Module):
             self._kmeans_init(flat.detach())
         codes = self.nearest(flat)  # by cosine similarity when l2_normalize
         e = self._values(F.embedding(codes, self.codebook)).view_as(z_e)
-        codebook_loss = F.mse_loss(e, z_e.detach())  # ||sg[z_e] - e||^2: reaches only the codebook
-        commitment_loss = F.mse_loss(z_e, e.detach())  # ||z_e - sg[e]||^2: reaches only the encoder
+        # ||sg[z_e] - e||^2 reaches only the codebook; ||z_e - sg[e]||^2 only the encoder
+        codebook_loss = (e - z_e.detach()).pow(2).mean(dim=(1, 2))
+        commitment_loss = (z_e - e.detach()).pow(2).mean(dim=(1, 2))
         if self.training:
             self._update_codebook(flat.detach(), codes)
         z_q = z_e + (e - z_e).detach()  # noop in forward, straight-through gradient in backward
@@ -170,33 +176,52 @@ class VectorQuantizer(nn.Module):
             self._invert_projection()
 
     @torch.no_grad()
-    def _kmeans_init(self, flat: Tensor) -> None:
+    def _kmeans_init(self, flat: Tensor, batch_vectors: int | None = None) -> None:
+        """Codebook := k-means centres of ``flat``; usage starts at a uniform share of a batch of
+        ``batch_vectors`` (default len(flat)), so no code looks dead at the first update."""
+        flat = flat.float()
         centers = _kmeans(flat, self.codebook_size)
         self.codebook.data.copy_(centers)
         if self.ema_decay > 0:
             self.ema_sum.copy_(centers)
             self.ema_count.fill_(1.0)
+        self.usage_ema.fill_((batch_vectors or len(flat)) / self.codebook_size)
         self.initialized.fill_(True)
 
     @torch.no_grad()
     def _update_codebook(self, flat: Tensor, codes: Tensor) -> None:
-        counts = torch.bincount(codes, minlength=self.codebook_size).to(flat.dtype)
-        self.usage_ema.mul_(0.99).add_(counts, alpha=0.01)
+        flat = flat.float()
+        counts = torch.bincount(codes, minlength=self.codebook_size).to(torch.float32)
+        sums = None
         if self.ema_decay > 0:
             sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat)
+        if _distributed():  # every rank's statistics, so all ranks keep one codebook
+            dist.all_reduce(counts)
+            if sums is not None:
+                dist.all_reduce(sums)
+        self.usage_ema.mul_(0.99).add_(counts, alpha=0.01)
+        if self.ema_decay > 0:
             self.ema_count.mul_(self.ema_decay).add_(counts, alpha=1 - self.ema_decay)
             self.ema_sum.mul_(self.ema_decay).add_(sums, alpha=1 - self.ema_decay)
             total = self.ema_count.sum()
             smoothed = (self.ema_count + 1e-5) / (total + self.codebook_size * 1e-5) * total
             self.codebook.copy_(self.ema_sum / smoothed.unsqueeze(1))
         if self.dead_code_threshold > 0:
-            self.restart_dead_codes(flat)
+            self.restart_dead_codes(flat, float(counts.sum()))
+            if _distributed():
+                # rank 0's restarts (from its own batch) become every rank's
+                buffers = [self.codebook.data, self.usage_ema]
+                if self.ema_decay > 0:
+                    buffers += [self.ema_sum, self.ema_count]
+                for buffer in buffers:
+                    dist.broadcast(buffer, src=0)
 
     @torch.no_grad()
-    def restart_dead_codes(self, flat: Tensor) -> int:
-        """Replace codes used less than ``dead_code_threshold`` x a uniform share of the batch
-        (EMA over batches) by random vectors of this batch; returns how many were restarted."""
-        uniform = len(flat) / self.codebook_size
+    def restart_dead_codes(self, flat: Tensor, batch_vectors: float | None = None) -> int:
+        """Replace codes used less than ``dead_code_threshold`` x a uniform share of a batch
+        (EMA over batches) by random vectors of this batch; returns how many were restarted.
+        ``batch_vectors``: vectors in the whole batch (all ranks; default len(flat))."""
+        uniform = (batch_vectors or len(flat)) / self.codebook_size
         dead = torch.nonzero(self.usage_ema < self.dead_code_threshold * uniform).squeeze(1)
         dead = dead[: len(flat)]  # no more restarts than there are fresh vectors
         if len(dead) == 0:
@@ -208,6 +233,10 @@ class VectorQuantizer(nn.Module):
             self.ema_count[dead] = 1.0
         self.usage_ema[dead] = uniform  # a uniform share: a grace period before the next check
         return len(dead)
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class MultiScaleQuantizer(nn.Module):
@@ -244,35 +273,58 @@ class MultiScaleQuantizer(nn.Module):
         """z (B, D, T) with T a multiple of level_strides[0]; uses the first ``num_levels`` levels.
 
         ``keep`` (B,) optionally gives each item its own number of levels (quantizer dropout):
-        levels at or past ``keep[b]`` add nothing to item b's z_q.
+        every level quantizes the true residual of the levels before it (as encode does), and
+        levels at or past ``keep[b]`` add nothing to item b's z_q nor to its losses.
         """
         num_levels = num_levels or len(self.levels)
         strides = self.config.level_strides[:num_levels]
-        residual, z_q = z, torch.zeros_like(z)
-        codebook_loss = commitment_loss = z.new_zeros(())
-        codes, usage, perplexity = [], [], []
-        for k, (vq, stride) in enumerate(zip(self.levels[:num_levels], strides)):
-            q, c, cb, cm = vq(self._pool(residual, stride))
-            q = self._upsample(q, stride)
-            if keep is not None:
-                q = q * (keep > k).to(q.dtype).view(-1, 1, 1)
-            residual = residual - q
-            z_q = z_q + q
-            codebook_loss, commitment_loss = codebook_loss + cb, commitment_loss + cm
-            codes.append(c)
-            hist = torch.bincount(c.flatten(), minlength=vq.codebook_size).float()
-            probs = hist / hist.sum()
-            usage.append(float((hist > 0).float().mean()))
-            perplexity.append(float(torch.exp(-(probs * torch.log(probs + 1e-10)).sum())))
+        with torch.autocast(z.device.type, enabled=False):  # codes are chosen in float32
+            z = z.float()
+            residual, z_q = z, torch.zeros_like(z)
+            codebook_loss = commitment_loss = z.new_zeros(())
+            codes, usage, perplexity = [], [], []
+            for k, (vq, stride) in enumerate(zip(self.levels[:num_levels], strides)):
+                q, c, cb, cm = vq(self._pool(residual, stride))
+                q = self._upsample(q, stride)
+                residual = residual - q
+                if keep is None:
+                    z_q = z_q + q
+                    codebook_loss, commitment_loss = codebook_loss + cb.mean(), commitment_loss + cm.mean()
+                else:
+                    mask = (keep > k).to(q.dtype)
+                    z_q = z_q + q * mask.view(-1, 1, 1)
+                    codebook_loss = codebook_loss + (cb * mask).mean()
+                    commitment_loss = commitment_loss + (cm * mask).mean()
+                codes.append(c)
+                hist = torch.bincount(c.flatten(), minlength=vq.codebook_size).float()
+                probs = hist / hist.sum()
+                usage.append(float((hist > 0).float().mean()))
+                perplexity.append(float(torch.exp(-(probs * torch.log(probs + 1e-10)).sum())))
         return QuantizerOutput(
             z_q, Codes(codes, strides), codebook_loss, commitment_loss, usage, perplexity
         )
+
+    @torch.no_grad()
+    def initialize(self, z: Tensor, batch_frames: int | None = None) -> list[int]:
+        """k-means initialisation of every level from a large latent z (B, D, T), coarse to fine:
+        level k is seeded on the residual the levels before it leave. ``batch_frames``: latent
+        frames of one training batch (usage then starts at a uniform share of it). Returns the
+        number of vectors each level was seeded from."""
+        residual, seen = z.float(), []
+        for vq, stride in zip(self.levels, self.config.level_strides):
+            pooled = self._pool(residual, stride)
+            flat = rearrange(vq.in_proj(pooled), "b d t -> (b t) d")
+            per_batch = None if batch_frames is None else max(1, batch_frames // stride)
+            vq._kmeans_init(vq._values(flat), per_batch)
+            seen.append(len(flat))
+            residual = residual - self._upsample(vq.decode(vq.encode(pooled)), stride)
+        return seen
 
     def encode(self, z: Tensor, num_levels: int | None = None) -> Codes:
         """z (B, D, T) -> Codes of the first ``num_levels`` levels (inference; no state changes)."""
         num_levels = num_levels or len(self.levels)
         strides = self.config.level_strides[:num_levels]
-        residual, codes = z, []
+        residual, codes = z.float(), []
         for vq, stride in zip(self.levels[:num_levels], strides):
             c = vq.encode(self._pool(residual, stride))
             residual = residual - self._upsample(vq.decode(c), stride)

@@ -17,9 +17,10 @@ from ..codec.discriminator import (
     generator_losses,
 )
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
+from ..codec.spectral import SpectralLoss
 from ..config import Recipe
 from ..errors import ConfigError
-from ..metrics import si_sdr
+from ..metrics import chroma_correlation, si_sdr
 from . import plots
 from .data import AudioCrops, eval_clips, find_audio, split_files
 from .state import load_state as load_train_state
@@ -78,7 +79,20 @@ class CodecTask:
             f"crops of {segment} samples; codec {self.model.num_parameters() / 1e6:.2f} M params"
         )
         weights = recipe.loss
-        self.loss_fn = ReconstructionLoss(self.sample_rate, weights.l1, weights.mel, weights.stft)
+        self.spectral = config.decoder == "spectral"
+        if self.spectral:
+            self.loss_fn = SpectralLoss(
+                self.sample_rate,
+                config.n_fft,
+                config.hop_length,
+                weights.log_magnitude,
+                weights.mel,
+                weights.convergence,
+            )
+        else:
+            self.loss_fn = ReconstructionLoss(
+                self.sample_rate, weights.l1, weights.mel, weights.stft
+            )
         self.mel_distance = MultiScaleMelLoss(self.sample_rate)
         self.last_usage: list[float] = []
         self.last_perplexity: list[float] = []
@@ -110,10 +124,38 @@ class CodecTask:
     def batch(self, rng: np.random.Generator, batch_size: int) -> Tensor:
         return torch.from_numpy(self.crops.batch(rng, batch_size))
 
+    KMEANS_CROPS = 256  # crops whose latents seed the codebooks (4x the codes at the coarsest)
+
+    @torch.no_grad()
+    def _initialize_codebooks(self, wav: Tensor) -> None:
+        """k-means on the latents of many crops before the first step (not the first batch alone:
+        that is fewer vectors than codes at the coarse levels)."""
+        quantizer = self.model.quantizer
+        if not self.recipe.codec.kmeans_init or all(bool(vq.initialized) for vq in quantizer.levels):
+            return
+        crops = torch.from_numpy(
+            self.crops.batch(np.random.default_rng(12345), self.KMEANS_CROPS)
+        ).to(wav.device)
+        z = torch.cat([self.model.latent(part) for part in crops.split(32)])
+        frames = wav.shape[0] * wav.shape[-1] // self.recipe.codec.hop_length
+        quantizer.initialize(z, frames)
+
+    def _stage_rms(self, wav: Tensor) -> list[float]:
+        """RMS of each encoder stage's output (then of z) on this batch: a health figure."""
+        record: list[Tensor] = []
+        with torch.no_grad():
+            z = self.model.encoder(self.model._pad(wav), record)
+        return [float(x.float().pow(2).mean().sqrt()) for x in [*record, z]]
+
     def loss(self, model: nn.Module, wav: Tensor, autocast) -> tuple[Tensor, dict[str, float]]:
+        if self._step == 0:
+            self._initialize_codebooks(wav)
         with autocast():
             out = model(wav)
-        terms = self.loss_fn(out.wav.float(), wav)
+        if self.spectral:
+            terms = self.loss_fn(out.log_magnitude.float(), wav)
+        else:
+            terms = self.loss_fn(out.wav.float(), wav)
         loss = terms["total"] + out.vq_loss.float()
         if self._adversarial_on():
             self.discriminator.requires_grad_(False)  # this pass trains the codec only
@@ -123,12 +165,16 @@ class CodecTask:
             gan = self.recipe.adversarial
             loss = loss + gan.weight * adversarial + gan.feature_weight * matching
             terms["adv"], terms["feat"] = adversarial, matching
+            if out.wav is None:
+                raise ConfigError("adversarial training needs a waveform decoder (conv or istft)")
             self._pair = (wav, out.wav.detach().float())
         self.last_usage, self.last_perplexity = out.usage, out.perplexity
         metrics = {k: float(v.detach()) for k, v in terms.items() if k != "total"}
         metrics["vq"] = float(out.vq_loss.detach())
         metrics["usage"] = list(out.usage)
         metrics["perplexity"] = list(out.perplexity)
+        if self._step % self.recipe.train.log_every == 0:
+            metrics["stage_rms"] = self._stage_rms(wav)
         return loss, metrics
 
     def _adversarial_on(self) -> bool:
@@ -136,10 +182,18 @@ class CodecTask:
         return gan.enabled and self._step + 1 > gan.start_step
 
     def after_step(self, step: int) -> dict[str, float]:
-        """The discriminator's update on the batch the codec just trained on."""
+        """Gradient norms per part (after clipping), then the discriminator's update on the
+        batch the codec just trained on."""
         self._step = step
+        norms = {}
+        for name in ("encoder", "decoder"):
+            grads = [p.grad for p in getattr(self.model, name).parameters() if p.grad is not None]
+            if grads:
+                norms[f"grad_{name}"] = float(torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                ))
         if self._pair is None:
-            return {}
+            return norms
         wav, wav_hat = self._pair
         self._pair = None
         self.discriminator.requires_grad_(True)
@@ -147,7 +201,7 @@ class CodecTask:
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.d_optimizer.step()
-        return {"disc": float(loss.detach())}
+        return {**norms, "disc": float(loss.detach())}
 
     def save_extra_state(self, run_dir: Path, step: int) -> None:
         if self.discriminator is not None:
@@ -187,12 +241,13 @@ class CodecTask:
             point = {
                 "levels": num_levels,
                 "bitrate": config.bitrates[num_levels - 1],
-                "mel": float(self.mel_distance(wav_hat, wav)),
-                "si_sdr": float(np.mean([si_sdr(r, d) for r, d in zip(wav, wav_hat)])),
+                **self._scores(wav, wav_hat),
             }
             result["points"].append(point)
         result["val_mel"] = result["points"][-1]["mel"]
         result["val_si_sdr"] = result["points"][-1]["si_sdr"]
+        result["val_chroma"] = result["points"][-1]["chroma"]
+        result.update(self._decoder_health(model, wav))
         model.train(was_training)
         plots.plot_spectrograms(
             wav[0, 0].cpu().numpy(),
@@ -207,12 +262,48 @@ class CodecTask:
             )
         return result
 
+    def _scores(self, wav: Tensor, wav_hat: Tensor) -> dict[str, float]:
+        """Mel distance, SI-SDR, chroma correlation and its time-shifted control, clip-averaged."""
+        ref, dec = wav.cpu().numpy(), wav_hat.cpu().numpy()
+        rate = self.sample_rate
+        return {
+            "mel": float(self.mel_distance(wav_hat, wav)),
+            "si_sdr": float(np.mean([si_sdr(r, d) for r, d in zip(ref, dec)])),
+            "chroma": float(np.mean([chroma_correlation(r, d, rate) for r, d in zip(ref, dec)])),
+            "chroma_control": float(
+                np.mean([chroma_correlation(r, d, rate, True) for r, d in zip(ref, dec)])
+            ),
+        }
+
+    def _decoder_health(self, model: Codec, wav: Tensor) -> dict[str, float]:
+        """Does the decoder use its input? Scores of decode(true latent) with the quantizer
+        bypassed, against decode(zero latent) and decode(latent shuffled in time)."""
+        z = model.latent(wav)
+        length = wav.shape[-1]
+        order = torch.randperm(z.shape[-1], generator=torch.Generator().manual_seed(0))
+        out = {}
+        for name, latent in (
+            ("bypass", z),
+            ("zero", torch.zeros_like(z)),
+            ("shuffled", z[..., order.to(z.device)]),
+        ):
+            scores = self._scores(wav, model.decode_latent(latent, length).float())
+            out[f"{name}_mel"], out[f"{name}_chroma"] = scores["mel"], scores["chroma"]
+        return out
+
     @staticmethod
     def describe_eval(result: dict) -> str:
-        return "; ".join(
-            f"{p['bitrate'] / 1000:g} kbps mel {p['mel']:.3f} si-sdr {p['si_sdr']:.2f} dB"
+        points = "; ".join(
+            f"{p['bitrate'] / 1000:g} kbps mel {p['mel']:.3f} chroma {p['chroma']:.2f} "
+            f"(control {p['chroma_control']:.2f}) si-sdr {p['si_sdr']:.2f} dB"
             for p in result.get("points", [])
         )
+        if "bypass_chroma" in result:
+            points += (
+                f"; unquantized chroma {result['bypass_chroma']:.2f} mel {result['bypass_mel']:.3f}"
+                f", zero latent mel {result['zero_mel']:.3f}, shuffled mel {result['shuffled_mel']:.3f}"
+            )
+        return points
 
     def save(self, model: Codec, path: Path) -> str:
         return save_codec(model, path)

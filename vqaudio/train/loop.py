@@ -106,8 +106,9 @@ def _make_task(recipe: Recipe, run_dir: Path, device: str, on_message: MessageCa
 
 def _mean_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in rows[0]:
-        values = [r[key] for r in rows]
+    keys = dict.fromkeys(key for r in rows for key in r)  # some figures come every few steps
+    for key in keys:
+        values = [r[key] for r in rows if key in r]
         if isinstance(values[0], list):
             out[key] = [float(np.mean(v)) for v in zip(*values, strict=True)]
         else:
@@ -118,11 +119,13 @@ def _mean_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def format_log(step: int, row: dict[str, Any]) -> str:
     """`step 120: loss 3.21, mel 1.02, l1 0.031, usage [0.12 0.35], 1.8 steps/s` (nanoGPT style)."""
     parts = [f"loss {row['loss']:.4g}"]
-    for key in ("mel", "l1", "stft", "vq", "bits_per_token"):
+    for key in ("mel", "l1", "stft", "logmag", "sc", "vq", "bits_per_token"):
         if key in row:
             parts.append(f"{key} {row[key]:.4g}")
     if "usage" in row:
         parts.append("usage [" + " ".join(f"{u:.2f}" for u in row["usage"]) + "]")
+    if "stage_rms" in row:
+        parts.append("rms [" + " ".join(f"{u:.2g}" for u in row["stage_rms"]) + "]")
     parts.append(f"lr {row['lr']:.2g}")
     parts.append(f"{row['steps_per_s']:.2f} steps/s")
     return f"step {step}: " + ", ".join(parts)
