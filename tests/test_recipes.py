@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vqaudio.config import CodecConfig, Recipe, load_recipe, recipe_from_dict, recipe_to_yaml
+from vqaudio.config import CodecConfig
 from vqaudio.errors import ConfigError
+from vqaudio.recipe import Recipe, load_recipe, recipe_from_dict, recipe_to_yaml
 
 RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml"))
 

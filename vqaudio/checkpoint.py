@@ -18,8 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
-from .config import CodecConfig, build, to_dict
+from .config import CodecConfig
 from .errors import CheckpointError, ConfigError
+from .strict import build, to_dict
 
 FORMAT_VERSION = "1"
 SUPPORTED_FORMATS = ("1",)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import audio
-from ..config import DataConfig
 from ..errors import ConfigError
+from ..recipe import DataConfig
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 

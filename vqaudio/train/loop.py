@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import OptimConfig, Recipe, load_recipe, recipe_to_yaml
 from ..errors import ConfigError
+from ..recipe import OptimConfig, Recipe, load_recipe, recipe_to_yaml
 from . import distributed, plots
 from .state import STATE_FILE, load_state, save_state
 

@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from .. import audio
 from ..checkpoint import load_codec, load_into, load_state
-from ..config import Recipe
 from ..errors import ConfigError
+from ..recipe import Recipe
 from .data import find_audio, split_files
 
 ENCODE_SECONDS = 30.0  # audio encoded per codec call while extracting codes (memory stays flat)
