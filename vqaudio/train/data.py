@@ -19,8 +19,6 @@ from .. import audio
 from ..errors import ConfigError
 from ..recipe import DataConfig
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
-
 
 def find_audio(path: str | Path) -> list[Path]:
     """Audio files under a folder (recursive) or matching a glob, sorted by path."""
@@ -37,10 +35,10 @@ def find_audio(path: str | Path) -> list[Path]:
             )
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
         where = f"data.path {text} holds"
-    files = sorted(p for p in files if p.suffix.lower() in AUDIO_SUFFIXES)
+    files = sorted(p for p in files if p.suffix.lower() in audio.AUDIO_SUFFIXES)
     if not files:
         raise ConfigError(
-            f"{where} no audio files ({', '.join(AUDIO_SUFFIXES[:4])}); "
+            f"{where} no audio files ({', '.join(audio.AUDIO_SUFFIXES[:4])}); "
             "point data.path at a folder of songs"
         )
     return files
