@@ -145,8 +145,8 @@ def decode_codes(
     for first in range(0, codes.num_blocks, chunk_blocks):
         lo, hi = with_margin(first, first + chunk_blocks, margin_blocks, codes.num_blocks)
         wav = codec.decode(codes.slice_blocks(lo, hi))
-        keep = min(chunk_blocks, codes.num_blocks - first)
-        parts.append(wav[..., (first - lo) * block : (first - lo + keep) * block])
+        count = min(chunk_blocks, codes.num_blocks - first)  # this chunk's own blocks
+        parts.append(wav[..., (first - lo) * block : (first - lo + count) * block])
     wav = torch.cat(parts, dim=-1)
     return wav[..., : codes.num_samples] if codes.num_samples is not None else wav
 
