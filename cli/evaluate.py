@@ -19,7 +19,6 @@ from vqaudio.errors import VqaudioError
 
 from .console import check_output, err, pick_device, progress, reports_errors
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au"}
 COLUMNS = (  # (key, header, format)
     ("bitrate_kbps", "kbps", "{:.2f}"),
     ("mel_distance", "mel dist ↓", "{:.3f}"),
@@ -129,7 +128,7 @@ def evaluate(
 
 
 def _audio_files(folder: Path, vqa: bool = False) -> dict[str, Path]:
-    suffixes = AUDIO_SUFFIXES | ({".vqa"} if vqa else set())
+    suffixes = set(audio.AUDIO_SUFFIXES) | ({".vqa"} if vqa else set())
     files = {}
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in suffixes:
@@ -189,7 +188,7 @@ def _roundtrip_pairs(paths: list[Path]) -> list[Pair]:
             found = list(_audio_files(path).values())
             if not found:
                 raise VqaudioError(
-                    f"{path}: holds no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})"
+                    f"{path}: holds no audio files ({', '.join(sorted(audio.AUDIO_SUFFIXES))})"
                 )
             pairs += [Pair(p.stem, p) for p in found]
         else:

@@ -19,7 +19,7 @@ from .console import reports_errors
 def vqa_info(path: Path) -> dict[str, Any]:
     """Header fields of a .vqa file plus duration, real bitrate and size."""
     from vqaudio.bitstream import VqaReader
-    from vqaudio.config import to_dict
+    from vqaudio.strict import to_dict
 
     with VqaReader(path) as reader:
         header, size = reader.header, reader.file_bytes
@@ -41,7 +41,8 @@ def model_info(path: Path) -> dict[str, Any]:
     from safetensors import safe_open
 
     from vqaudio.checkpoint import checkpoint_id, read_metadata
-    from vqaudio.config import CodecConfig, build
+    from vqaudio.config import CodecConfig
+    from vqaudio.strict import build
 
     metadata = read_metadata(path)
     with safe_open(str(path), framework="pt") as f:

@@ -43,7 +43,7 @@ def train(
 
     Example: vqaudio train recipes/music-24k-codec.yaml --set data.path=~/Music
     """
-    from vqaudio.config import load_recipe
+    from vqaudio.recipe import load_recipe
     from vqaudio.train import resume_recipe
     from vqaudio.train import train as run_training
 

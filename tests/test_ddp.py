@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from vqaudio.config import load_recipe
+from vqaudio.recipe import load_recipe
 from vqaudio.train import read_metrics, train
 
 from .test_train import RECIPES, tiny_overrides, write_songs

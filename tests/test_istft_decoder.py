@@ -12,8 +12,8 @@ from vqaudio.checkpoint import load_codec, save_codec
 from vqaudio.codec import Codec
 from vqaudio.codec.losses import MultiScaleMelLoss, ReconstructionLoss
 from vqaudio.compress import compress, decode_chunks
-from vqaudio.config import load_recipe
 from vqaudio.errors import ConfigError
+from vqaudio.recipe import load_recipe
 from vqaudio.train import train
 
 from .conftest import diverse_codec, harmonic, tiny_codec_config

@@ -193,6 +193,16 @@ def test_prior_that_does_not_fit_the_codec_is_refused(codec):
         generate(prior, codec, 0.01)
 
 
+@pytest.mark.parametrize("decoder", ("conv", "istft"))
+def test_chunked_decode_with_the_computed_margin_matches_whole_decode(decoder):
+    torch.manual_seed(0)
+    codec = Codec(tiny_codec_config(decoder=decoder, istft_dim=16, istft_layers=2)).eval()
+    codes = codec.encode(harmonic(60 * 16, 8000))
+    whole = codec.decode(codes)
+    chunked = decode_codes(codec, codes, chunk_blocks=7)  # margin: margins.decoder_margin_blocks
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_round_trip(kind, tmp_path, codec):
     prior = tiny_prior(kind)

@@ -8,8 +8,9 @@ import torch
 
 from vqaudio.codec import Codec
 from vqaudio.codec.spectral import SpectralLoss, fourier_basis, griffin_lim, log_magnitude
-from vqaudio.config import CodecConfig, load_recipe
+from vqaudio.config import CodecConfig
 from vqaudio.metrics import chroma_correlation
+from vqaudio.recipe import load_recipe
 
 from .conftest import harmonic, tiny_codec_config
 
@@ -82,7 +83,9 @@ def _train(codec: Codec, signals, steps: int, lr: float = 3e-3) -> None:
     codec.train()
     gen = torch.Generator().manual_seed(0)
     for _ in range(steps):
-        batch = torch.cat([signals[int(i)] for i in torch.randint(len(signals), (8,), generator=gen)])
+        batch = torch.cat(
+            [signals[int(i)] for i in torch.randint(len(signals), (8,), generator=gen)]
+        )
         out = codec(batch)
         loss = loss_fn(out.log_magnitude, batch)["total"] + out.vq_loss
         optimizer.zero_grad()
@@ -175,8 +178,10 @@ def test_decoder_depends_on_its_codes():
     torch.manual_seed(0)
     codec = Codec(spectral_config(kmeans_init=True, ema_decay=0.9, quantizer_dropout=0.0))
     roots = [110.0 * 2 ** (k / 12) for k in range(12)]
-    signals = [torch.cat([chord(r, 0.5, seed=k), chord(r * 1.5, 0.5, seed=k)], dim=-1)
-               for k, r in enumerate(roots)]
+    signals = [
+        torch.cat([chord(r, 0.5, seed=k), chord(r * 1.5, 0.5, seed=k)], dim=-1)
+        for k, r in enumerate(roots)
+    ]
     _train(codec, signals, steps=60)
     wav = signals[3]
     codes = codec.encode(wav)

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from vqaudio_cli.main import app
 
 from vqaudio.checkpoint import checkpoint_id, load_codec
-from vqaudio.config import load_recipe, recipe_from_dict
 from vqaudio.errors import ConfigError
+from vqaudio.recipe import load_recipe, recipe_from_dict
 from vqaudio.train import learning_rate, read_metrics, train
 from vqaudio.train.data import AudioCrops, find_audio, split_files
 

@@ -18,6 +18,9 @@ import soxr
 from .errors import AudioError
 
 MAX_CHANNELS = 8
+# file endings taken for audio where a folder is searched (training data, `vqaudio eval`): the
+# formats soundfile reads, the common ones first
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".oga", ".aiff", ".aif", ".au")
 
 
 @dataclass(frozen=True)

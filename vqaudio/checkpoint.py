@@ -1,7 +1,8 @@
 """Model files: safetensors weights + JSON config and versions in the metadata. No pickle.
 
-``checkpoint_id(path)`` is the first 16 hex digits of the file's sha256; a prior's metadata holds
-the id of the codec it was trained on.
+A model's identity is its ``checkpoint_id``: the first 16 hex digits of its file's sha256 (or, for
+a model never saved, of its weights). Whatever records which codec it was made with (a prior's
+metadata, a .vqa header) stores that codec's checkpoint_id under the key ``codec_id``.
 """
 
 from __future__ import annotations
@@ -18,19 +19,29 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
-from .config import CodecConfig, build, to_dict
+from .config import CodecConfig
 from .errors import CheckpointError, ConfigError
+from .strict import build, to_dict
 
-FORMAT_VERSION = "1"
-SUPPORTED_FORMATS = ("1",)
+MODEL_FORMAT_VERSION = 1  # of model files (metadata "vqaudio.format"); .vqa files have their own
+MODEL_FORMATS_READ = (1,)
 DEFAULT_DIR = Path(__file__).parent / "models"
 DEFAULT_CODEC = DEFAULT_DIR / "codec.safetensors"
 DEFAULT_PRIOR = DEFAULT_DIR / "prior.safetensors"
 
 
-def checkpoint_id(path: str | Path) -> str:
+def checkpoint_id(model: str | Path | nn.Module) -> str:
+    """16 hex digits naming a model: of a model file (a path), the sha256 of the file; of a loaded
+    model, that of the file it was loaded from, else (never saved) the sha256 of its weights."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    if isinstance(model, nn.Module):
+        if getattr(model, "checkpoint_id", None):
+            return model.checkpoint_id
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+    with open(model, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
@@ -77,7 +88,7 @@ def save_model(
         state[name] = tensor.clone()
     metadata = {
         "vqaudio.kind": kind,
-        "vqaudio.format": FORMAT_VERSION,
+        "vqaudio.format": str(MODEL_FORMAT_VERSION),
         "vqaudio.version": __version__,
         "vqaudio.config": json.dumps(to_dict(config)),
         **(extra or {}),
@@ -103,18 +114,19 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     if "vqaudio.kind" not in metadata:
         raise CheckpointError(f"{path}: not a vqaudio model file (no vqaudio metadata)")
     version = metadata.get("vqaudio.format")
-    if version not in SUPPORTED_FORMATS:
+    if version not in [str(v) for v in MODEL_FORMATS_READ]:
         raise CheckpointError(
             f"{path}: unsupported model format version {version}; this vqaudio reads "
-            + ", ".join(SUPPORTED_FORMATS)
+            + ", ".join(str(v) for v in MODEL_FORMATS_READ)
         )
     return metadata
 
 
-def load_state(
+def read_model_file(
     path: str | Path, kind: str
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
-    """(state dict, config dict, metadata) of a model file of the given kind."""
+    """(state dict, config dict, metadata) of a model file of the given kind, not yet built
+    into a model (``load_model`` does that)."""
     metadata = read_metadata(path)
     if metadata["vqaudio.kind"] != kind:
         raise CheckpointError(f"{path}: is a {metadata['vqaudio.kind']} model, expected a {kind}")
@@ -184,7 +196,7 @@ def load_model(
                 f"no default {kind} ships with this install; pass a model file (--{kind} PATH), "
                 f"e.g. one made by `vqaudio train recipes/tiny-{kind}.yaml`"
             )
-    state, raw, metadata = load_state(path, kind)
+    state, raw, metadata = read_model_file(path, kind)
     try:
         config = build(config_cls, raw, kind)
     except ConfigError as e:

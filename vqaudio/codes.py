@@ -53,10 +53,20 @@ class Codes:
 
     def __post_init__(self) -> None:
         self.strides = tuple(int(s) for s in self.strides)
-        assert len(self.levels) == len(self.strides), "one tensor per level stride"
-        block = self.strides[0]
-        for level, stride in zip(self.levels, self.strides):
-            assert level.dim() == 2 and level.shape[1] == self.num_blocks * (block // stride)
+        if not self.levels or len(self.levels) != len(self.strides):
+            raise ValueError(
+                f"Codes needs one tensor per level stride; got {len(self.levels)} tensors for "
+                f"strides {list(self.strides)}"
+            )
+        for k, (level, stride) in enumerate(zip(self.levels, self.strides)):
+            if level.dim() != 2:
+                raise ValueError(f"Codes level {k} has shape {tuple(level.shape)}; expected (B, T)")
+            frames = self.num_blocks * (self.strides[0] // stride)
+            if level.shape[1] != frames:
+                raise ValueError(
+                    f"Codes level {k} (stride {stride}) has {level.shape[1]} frames; expected "
+                    f"{frames}: {self.num_blocks} coarse frames × {self.strides[0] // stride}"
+                )
 
     @property
     def num_levels(self) -> int:
@@ -70,11 +80,6 @@ class Codes:
     def num_blocks(self) -> int:
         """Coarse frames."""
         return self.levels[0].shape[1]
-
-    @property
-    def num_frames(self) -> int:
-        """Latent frames (finest possible rate) covered."""
-        return self.num_blocks * self.strides[0]
 
     def keep(self, num_levels: int) -> Codes:
         """The first ``num_levels`` levels (lower bitrate)."""
@@ -120,7 +125,11 @@ class Codes:
         level_of, offset_of = _block_order(strides)
         per_block_tokens = len(level_of)
         batch, length = tokens.shape
-        assert length % per_block_tokens == 0, "token count must fill whole coarse frames"
+        if length % per_block_tokens:
+            raise ValueError(
+                f"{length} tokens do not fill whole coarse frames of {per_block_tokens} tokens "
+                f"(strides {list(strides)})"
+            )
         blocks = tokens.view(batch, length // per_block_tokens, per_block_tokens)
         block = strides[0]
         levels = [tokens.new_empty(batch, blocks.shape[1], block // s) for s in strides]

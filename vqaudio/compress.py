@@ -31,48 +31,12 @@ from .bitstream import Header, VqaReader, VqaWriter, pack_chunk
 from .codes import Codes
 from .config import CodecConfig
 from .errors import AudioError, ConfigError, FormatError
+from .margins import decoder_margin_blocks, encoder_margin_blocks
 
 DEFAULT_BITRATE = 6000.0
 CHUNK_SECONDS = 10.0
 SHORT_SECONDS = 5.0  # shorter files may exceed the bitrate: the header alone is ~450 bytes
 Progress = Callable[[float, float], None] | None
-
-
-def _span(kernel: int, dilation: int = 1) -> int:
-    return dilation * (kernel - 1) // 2 + 1
-
-
-def encoder_margin_blocks(config: CodecConfig) -> int:
-    """Coarse frames of context either side that cover the encoder's receptive field."""
-    if config.encoder == "fourier":  # analysis window, then ConvNeXt blocks (k 7) per frame
-        samples = config.n_fft // 2 + config.hop_length * (3 * config.encoder_layers + 1)
-        return -(-samples // config.block_samples) + 1
-    samples, scale = _span(7), 1
-    for stride in config.strides:
-        samples += scale * sum(_span(7, d) for d in config.dilations) + scale * 2 * stride
-        scale *= stride
-    samples += scale * _span(3)
-    return -(-samples // config.block_samples) + 1
-
-
-def decoder_margin_blocks(config: CodecConfig) -> int:
-    """Coarse frames of codes either side that cover the decoder's receptive field."""
-    if config.decoder == "spectral":  # convs, then Griffin-Lim's reach (codec/spectral.py)
-        overlap = -(-config.n_fft // config.hop_length)
-        frames = 3 * (1 + config.spectral_layers) + 1 + overlap * (config.griffin_lim_iters + 1)
-        return -(-frames * config.hop_length // config.block_samples) + 1
-    if config.decoder == "istft":  # conv_in (k 7), upsampler, ConvNeXt (k 7 each), iSTFT window
-        hop = config.hop_length // config.istft_upsample
-        samples = config.hop_length * (_span(7) + 1) + hop * (3 * config.istft_layers + 2)
-        return -(-samples // config.block_samples) + 1
-    scale = config.hop_length
-    samples = scale * _span(7)
-    for stride in reversed(config.strides):
-        samples += scale * 2
-        scale //= stride
-        samples += scale * sum(_span(7, d) for d in config.dilations)
-    samples += _span(7)
-    return -(-samples // config.block_samples) + 1
 
 
 def plan_levels(

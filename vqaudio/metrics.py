@@ -148,7 +148,10 @@ def chroma_correlation(
         raise AudioError(f"chroma needs at least {CHROMA_N_FFT} samples, got {len(ref)}")
 
     def chroma(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        power = np.abs(librosa.stft(x.astype(np.float32), n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP)) ** 2
+        power = (
+            np.abs(librosa.stft(x.astype(np.float32), n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP))
+            ** 2
+        )
         return librosa.feature.chroma_stft(S=power, sr=sample_rate), power.sum(axis=0)
 
     c_ref, energy = chroma(ref)

@@ -289,7 +289,10 @@ class MultiScaleQuantizer(nn.Module):
                 residual = residual - q
                 if keep is None:
                     z_q = z_q + q
-                    codebook_loss, commitment_loss = codebook_loss + cb.mean(), commitment_loss + cm.mean()
+                    codebook_loss, commitment_loss = (
+                        codebook_loss + cb.mean(),
+                        commitment_loss + cm.mean(),
+                    )
                 else:
                     mask = (keep > k).to(q.dtype)
                     z_q = z_q + q * mask.view(-1, 1, 1)

@@ -1,4 +1,4 @@
-"""The spectral codec pair: a Fourier front-end encoder and a magnitude decoder with phase retrieval.
+"""The spectral codec pair: a Fourier front-end encoder, a magnitude decoder with phase retrieval.
 
 Why (measured, docs/MODEL_CARD.md): the waveform and free-phase inverse-STFT decoders trained on a
 CPU budget rendered each band's loudness but not the notes. Pitch needs (1) an analysis window
@@ -133,7 +133,9 @@ class SpectralDecoder(nn.Module):
         self.conv_in = nn.Conv1d(config.latent_dim, dim, kernel_size=7, padding=3)
         self.norm_in = nn.LayerNorm(dim, eps=1e-6)
         scale = 1.0 / config.spectral_layers
-        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, scale) for _ in range(config.spectral_layers))
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(dim, scale) for _ in range(config.spectral_layers)
+        )
         self.norm_out = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, config.channels * self.bins)
         nn.init.normal_(self.head.weight, std=0.1 * dim**-0.5)  # start near a flat spectrum

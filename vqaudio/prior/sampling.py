@@ -17,12 +17,10 @@ from torch import Tensor
 
 from ..codes import Codes
 from ..errors import AudioError, CheckpointError, ConfigError
+from ..margins import decoder_margin_blocks, with_margin
 from .base import Prior
 
 DECODE_CHUNK_BLOCKS = 750  # 60 s of the default codec per decoder call
-DECODE_MARGIN_BLOCKS = (
-    8  # codes decoded beyond each chunk edge and cropped (default decoder reach: ~10 frames)
-)
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -132,23 +130,23 @@ def decode_codes(
     codec,
     codes: Codes,
     chunk_blocks: int = DECODE_CHUNK_BLOCKS,
-    margin_blocks: int = DECODE_MARGIN_BLOCKS,
+    margin_blocks: int | None = None,
 ) -> Tensor:
     """Codes -> wav (B, C, num_samples), in chunks of ``chunk_blocks`` coarse frames with
-    ``margin_blocks`` of neighbouring codes decoded on each side and cropped away, so memory stays
-    bounded on long outputs and chunk edges leave no seam (the decoder is convolutional)."""
+    ``margin_blocks`` (default: the decoder's reach, ``margins.decoder_margin_blocks``) of
+    neighbouring codes decoded on each side and cropped away, so memory stays bounded on long
+    outputs and chunk edges leave no seam (the decoder is convolutional)."""
     if codes.num_blocks <= chunk_blocks:
         return codec.decode(codes)
+    if margin_blocks is None:
+        margin_blocks = decoder_margin_blocks(codec.config)
     block = codec.config.block_samples
     parts = []
     for first in range(0, codes.num_blocks, chunk_blocks):
-        lo, hi = (
-            max(0, first - margin_blocks),
-            min(codes.num_blocks, first + chunk_blocks + margin_blocks),
-        )
+        lo, hi = with_margin(first, first + chunk_blocks, margin_blocks, codes.num_blocks)
         wav = codec.decode(codes.slice_blocks(lo, hi))
-        keep = min(chunk_blocks, codes.num_blocks - first)
-        parts.append(wav[..., (first - lo) * block : (first - lo + keep) * block])
+        count = min(chunk_blocks, codes.num_blocks - first)  # this chunk's own blocks
+        parts.append(wav[..., (first - lo) * block : (first - lo + count) * block])
     wav = torch.cat(parts, dim=-1)
     return wav[..., : codes.num_samples] if codes.num_samples is not None else wav
 

@@ -129,9 +129,9 @@ class TransformerPrior(Prior):
 
     def window_start(self, num_tokens: int) -> int:
         """First token of the window that predicts token ``num_tokens`` (block-aligned sliding)."""
-        keep = self.config.context_blocks // 2 * self.tokens_per_block
-        slide = self.config.context_tokens - keep
-        return slide * max(0, (num_tokens - keep) // slide)
+        retained = self.config.context_blocks // 2 * self.tokens_per_block  # by a slide
+        slide = self.config.context_tokens - retained
+        return slide * max(0, (num_tokens - retained) // slide)
 
     def next_logits(self, tokens: Tensor) -> Tensor:
         return self.window_logits(tokens[:, self.window_start(tokens.shape[1]) :])[:, -1]

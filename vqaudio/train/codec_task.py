@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import load_into, load_state, save_codec
+from ..checkpoint import load_into, read_model_file, save_codec
 from ..codec import Codec
 from ..codec.discriminator import (
     MultiScaleSTFTDiscriminator,
@@ -18,13 +18,12 @@ from ..codec.discriminator import (
 )
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
 from ..codec.spectral import SpectralLoss
-from ..config import Recipe
 from ..errors import ConfigError
 from ..metrics import chroma_correlation, si_sdr
+from ..recipe import Recipe
 from . import plots
 from .data import AudioCrops, eval_clips, find_audio, split_files
-from .state import load_state as load_train_state
-from .state import save_state
+from .state import load_train_state, save_train_state
 
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 
@@ -55,7 +54,7 @@ class CodecTask:
         if recipe.init_from and recipe.train.freeze:
             self._load_frozen(recipe.init_from, recipe.train.freeze, on_message)
         elif recipe.init_from:
-            state, _, _ = load_state(recipe.init_from, "codec")
+            state, _, _ = read_model_file(recipe.init_from, "codec")
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's codec section
             on_message(f"initialised from {recipe.init_from}")
         self.sample_rate = config.sample_rate
@@ -100,7 +99,7 @@ class CodecTask:
     def _load_frozen(self, path: str, names: tuple[str, ...], on_message) -> None:
         """Load ``names`` from ``path`` (they must fit exactly) and freeze them; the other parts
         load too where they fit (same decoder), else start from scratch."""
-        state, _, _ = load_state(path, "codec")
+        state, _, _ = read_model_file(path, "codec")
         own = self.model.state_dict()
         prefixes = tuple(f"{name}." for name in names)
         frozen = {k: v for k, v in state.items() if k.startswith(prefixes)}
@@ -131,7 +130,9 @@ class CodecTask:
         """k-means on the latents of many crops before the first step (not the first batch alone:
         that is fewer vectors than codes at the coarse levels)."""
         quantizer = self.model.quantizer
-        if not self.recipe.codec.kmeans_init or all(bool(vq.initialized) for vq in quantizer.levels):
+        if not self.recipe.codec.kmeans_init or all(
+            bool(vq.initialized) for vq in quantizer.levels
+        ):
             return
         crops = torch.from_numpy(
             self.crops.batch(np.random.default_rng(12345), self.KMEANS_CROPS)
@@ -189,9 +190,11 @@ class CodecTask:
         for name in ("encoder", "decoder"):
             grads = [p.grad for p in getattr(self.model, name).parameters() if p.grad is not None]
             if grads:
-                norms[f"grad_{name}"] = float(torch.linalg.vector_norm(
-                    torch.stack([torch.linalg.vector_norm(g) for g in grads])
-                ))
+                norms[f"grad_{name}"] = float(
+                    torch.linalg.vector_norm(
+                        torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                    )
+                )
         if self._pair is None:
             return norms
         wav, wav_hat = self._pair
@@ -205,7 +208,7 @@ class CodecTask:
 
     def save_extra_state(self, run_dir: Path, step: int) -> None:
         if self.discriminator is not None:
-            save_state(
+            save_train_state(
                 run_dir / DISCRIMINATOR_FILE,
                 self.discriminator,
                 self.d_optimizer,
@@ -300,8 +303,9 @@ class CodecTask:
         )
         if "bypass_chroma" in result:
             points += (
-                f"; unquantized chroma {result['bypass_chroma']:.2f} mel {result['bypass_mel']:.3f}"
-                f", zero latent mel {result['zero_mel']:.3f}, shuffled mel {result['shuffled_mel']:.3f}"
+                f"; unquantized chroma {result['bypass_chroma']:.2f} "
+                f"mel {result['bypass_mel']:.3f}, zero latent mel {result['zero_mel']:.3f}, "
+                f"shuffled mel {result['shuffled_mel']:.3f}"
             )
         return points
 

@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import audio
-from ..config import DataConfig
 from ..errors import ConfigError
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
+from ..recipe import DataConfig
 
 
 def find_audio(path: str | Path) -> list[Path]:
@@ -37,10 +35,10 @@ def find_audio(path: str | Path) -> list[Path]:
             )
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
         where = f"data.path {text} holds"
-    files = sorted(p for p in files if p.suffix.lower() in AUDIO_SUFFIXES)
+    files = sorted(p for p in files if p.suffix.lower() in audio.AUDIO_SUFFIXES)
     if not files:
         raise ConfigError(
-            f"{where} no audio files ({', '.join(AUDIO_SUFFIXES[:4])}); "
+            f"{where} no audio files ({', '.join(audio.AUDIO_SUFFIXES[:4])}); "
             "point data.path at a folder of songs"
         )
     return files

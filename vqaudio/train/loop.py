@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import OptimConfig, Recipe, load_recipe, recipe_to_yaml
 from ..errors import ConfigError
+from ..recipe import OptimConfig, Recipe, load_recipe, recipe_to_yaml
 from . import distributed, plots
-from .state import STATE_FILE, load_state, save_state
+from .state import STATE_FILE, load_train_state, save_train_state
 
 RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -173,7 +173,7 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
     torch.manual_seed(recipe.seed + 1 + world.rank)
     step = 0
     if resume:
-        step, _ = load_state(run_dir / STATE_FILE, model, optimizer, rng)
+        step, _ = load_train_state(run_dir / STATE_FILE, model, optimizer, rng)
         task.load_extra_state(run_dir)
         if world.rank > 0:  # the file holds rank 0's RNG: give the other ranks their own streams
             rng = np.random.default_rng([recipe.seed, world.rank, step])
@@ -248,7 +248,7 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
                 say(f"eval step {step}: {task.describe_eval(result)}")
             plots.plot_losses(history, run_dir / "loss.png", task.plot_keys)
         if (step % cfg.checkpoint_every == 0 or step == total) and world.is_main:
-            save_state(run_dir / STATE_FILE, model, optimizer, step, rng)
+            save_train_state(run_dir / STATE_FILE, model, optimizer, step, rng)
             task.save_extra_state(run_dir, step)
             model_id = task.save(model, run_dir / MODEL_FILE)
             say(f"checkpoint step {step}: {run_dir / MODEL_FILE} (id {model_id})")

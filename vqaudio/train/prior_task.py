@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from .. import audio
-from ..checkpoint import load_codec, load_into, load_state
-from ..config import Recipe
+from ..checkpoint import load_codec, load_into, read_model_file
 from ..errors import ConfigError
+from ..recipe import Recipe
 from .data import find_audio, split_files
 
 ENCODE_SECONDS = 30.0  # audio encoded per codec call while extracting codes (memory stays flat)
@@ -93,7 +93,7 @@ class PriorTask:
         )
         self.model = build_prior(self.config)
         if recipe.init_from:
-            state, _, _ = load_state(recipe.init_from, "prior")
+            state, _, _ = read_model_file(recipe.init_from, "prior")
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's prior section
             on_message(f"initialised from {recipe.init_from}")
         self.train_module = _PriorLoss(self.model)

@@ -1,0 +1,56 @@
+"""Context margins: how many coarse frames around a chunk the encoder and decoder need to see.
+
+Encoding or decoding a long signal chunk by chunk gives the same result as one pass (up to float
+rounding) when each chunk is processed with this many blocks of neighbours on either side, and
+then cropped to its own part: the margins cover the networks' receptive fields, computed from the
+config (kernel 7 convs, dilated residual units, the strided or iSTFT up/downsampling, the Fourier
+front end's window and Griffin-Lim's reach). Chunked
+compression (compress.py) and chunked decoding of generated codes (prior/sampling.py) use them.
+"""
+
+from __future__ import annotations
+
+from .config import CodecConfig
+
+
+def _span(kernel: int, dilation: int = 1) -> int:
+    return dilation * (kernel - 1) // 2 + 1
+
+
+def encoder_margin_blocks(config: CodecConfig) -> int:
+    """Coarse frames of audio either side that cover the encoder's receptive field."""
+    if config.encoder == "fourier":  # analysis window, then ConvNeXt blocks (k 7) per frame
+        samples = config.n_fft // 2 + config.hop_length * (3 * config.encoder_layers + 1)
+        return -(-samples // config.block_samples) + 1
+    samples, scale = _span(7), 1
+    for stride in config.strides:
+        samples += scale * sum(_span(7, d) for d in config.dilations) + scale * 2 * stride
+        scale *= stride
+    samples += scale * _span(3)
+    return -(-samples // config.block_samples) + 1
+
+
+def decoder_margin_blocks(config: CodecConfig) -> int:
+    """Coarse frames of codes either side that cover the decoder's receptive field."""
+    if config.decoder == "spectral":  # convs, then Griffin-Lim's reach (codec/spectral.py)
+        overlap = -(-config.n_fft // config.hop_length)
+        frames = 3 * (1 + config.spectral_layers) + 1 + overlap * (config.griffin_lim_iters + 1)
+        return -(-frames * config.hop_length // config.block_samples) + 1
+    if config.decoder == "istft":  # conv_in (k 7), upsampler, ConvNeXt (k 7 each), iSTFT window
+        hop = config.hop_length // config.istft_upsample
+        samples = config.hop_length * (_span(7) + 1) + hop * (3 * config.istft_layers + 2)
+        return -(-samples // config.block_samples) + 1
+    scale = config.hop_length
+    samples = scale * _span(7)
+    for stride in reversed(config.strides):
+        samples += scale * 2
+        scale //= stride
+        samples += scale * sum(_span(7, d) for d in config.dilations)
+    samples += _span(7)
+    return -(-samples // config.block_samples) + 1
+
+
+def with_margin(first: int, end: int, margin: int, num_blocks: int) -> tuple[int, int]:
+    """Blocks ``lo:hi`` to process for blocks ``first:end`` of ``num_blocks``: ``margin`` more on
+    either side, clipped to the signal."""
+    return max(0, first - margin), min(num_blocks, end + margin)
