@@ -56,7 +56,9 @@ def _header(**overrides) -> Header:
 def _write(path, num_samples=16 * 10, entropy_coded=True, seed=0):
     header = _header()
     rng = np.random.default_rng(seed)
-    final = Header(**{**header.__dict__, "num_samples": num_samples})
+    final = Header(
+        **{**header.__dict__, "num_samples": num_samples, "source_num_samples": num_samples}
+    )
     writer = VqaWriter(path, header)
     chunks = []
     for k in range(final.num_chunks):
@@ -64,7 +66,7 @@ def _write(path, num_samples=16 * 10, entropy_coded=True, seed=0):
         streams = [rng.integers(0, 4, n) for n in final.stream_lengths(stop - start)]
         writer.write_chunk(pack_chunk(streams, final, entropy_coded))
         chunks.append(streams)
-    return writer.close(num_samples=num_samples), chunks
+    return writer.close(num_samples=num_samples, source_num_samples=num_samples), chunks
 
 
 @pytest.mark.parametrize("entropy_coded", [True, False])
