@@ -40,9 +40,8 @@ def main() -> int:
         report = fuzz.run(seeds, args.cases, work, codec, args.seed, args.time_limit)
         elapsed = time.perf_counter() - began
     print(report.summary())
-    print(
-        f"wall {elapsed:.1f} s; process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
-    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"wall {elapsed:.1f} s; process peak RSS {peak:.0f} MiB")
     for kind, count in sorted(report.by_kind.items()):
         print(f"  {kind}: {count}")
     for crash in report.crashes[:50]:

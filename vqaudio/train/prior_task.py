@@ -182,4 +182,4 @@ class PriorTask:
     def save(self, model: nn.Module, path: Path) -> str:
         from ..prior import save_prior
 
-        return save_prior(model, path, self.codec_id)
+        return save_prior(model, path, self.codec_id, codec_path=self.codec.checkpoint_path)
