@@ -92,8 +92,9 @@ def sample_tokens(
 
     Same seed, device and inputs give the same tokens; the cached and uncached paths see the
     same windows. Row b draws from its own generator seeded ``seed + b``, so row b of a batch is
-    the row 0 of a batch of one with seed ``seed + b``. Progress is reported once per block. On CPU, sampling runs with
-    ``num_threads`` intra-op threads (None: torch's current setting), restored afterwards.
+    the row 0 of a batch of one with seed ``seed + b``. Progress is reported once per block. On
+    CPU, sampling runs with ``num_threads`` intra-op threads (None: torch's current setting),
+    restored afterwards.
     """
     check_sampling(temperature, top_k, top_p)
     batch, start = prompt.shape
