@@ -51,3 +51,48 @@ def test_each_crafted_header_field_is_refused_by_name(seeds, tmp_path):
         path.write_bytes(crafted.to_bytes())
         with pytest.raises(fuzz.FormatError, match=f"header field {key} "):
             fuzz.VqaReader(path)
+
+
+def test_mutated_and_crafted_model_files_load_or_raise_checkpoint_error(tmp_path):
+    import json
+    import struct
+
+    import numpy as np
+
+    from vqaudio.checkpoint import inspect_model, load_codec, save_codec
+    from vqaudio.errors import CheckpointError
+
+    good = tmp_path / "codec.safetensors"
+    save_codec(diverse_codec(), good)
+    data = good.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + n])
+    config = json.loads(header["__metadata__"]["vqaudio.config"])
+    rng = np.random.default_rng(5)
+    crashes, refused = [], 0
+    for i in range(120):
+        kind = ("flip", "truncate", "config")[i % 3]
+        if kind == "flip":
+            bad = bytearray(data)
+            bad[int(rng.integers(min(len(bad), 8 + n + 64)))] ^= int(rng.integers(1, 256))
+            bad = bytes(bad)
+        elif kind == "truncate":
+            bad = data[: int(rng.integers(len(data)))]
+        else:
+            key = str(rng.choice(sorted(config)))
+            value = fuzz.HOSTILE[int(rng.integers(len(fuzz.HOSTILE)))]
+            meta = {**header["__metadata__"], "vqaudio.config": json.dumps({**config, key: value})}
+            body = json.dumps({**header, "__metadata__": meta}).encode()
+            body += b" " * (-len(body) % 8)
+            bad = struct.pack("<Q", len(body)) + body + data[8 + n :]
+        path = tmp_path / "case.safetensors"
+        path.write_bytes(bad)
+        for load in (inspect_model, load_codec):
+            try:
+                load(path)
+            except CheckpointError:
+                refused += 1
+            except Exception as e:  # anything else is a finding
+                crashes.append(f"{kind}: {type(e).__name__}: {e}"[:200])
+    assert crashes == []
+    assert refused >= 120
