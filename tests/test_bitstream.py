@@ -125,7 +125,7 @@ def test_wrong_magic_and_unknown_version(tmp_path):
     head[4] = 3
     bad.write_bytes(bytes(head) + struct.pack("!I", zlib.crc32(bytes(head))) + data[13 + length :])
     with pytest.raises(
-        FormatError, match="unsupported .vqa format version 3; this vqaudio reads 1"
+        FormatError, match="unsupported .vqa format version 3; this vqaudio reads 1–2"
     ):
         VqaReader(bad)
 
