@@ -1,6 +1,5 @@
 """Made once with the format version 2 writer (issue 12)."""
 
-
 import numpy as np
 
 from vqaudio.bitstream import Header, VqaWriter, pack_chunk
