@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vqaudio.atomic import atomic_write
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 MUSIC = Path("/usr/share/games/wesnoth/1.16/data/core/music")  # GPL, Debian wesnoth-1.16-music
@@ -62,9 +64,8 @@ def save(name: str, document: dict) -> Path:
     """Write benchmarks/results/NAME.json (atomically)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(document, indent=2) + "\n")
     return path
 
 

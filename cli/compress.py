@@ -15,6 +15,7 @@ from vqaudio.errors import VqaudioError
 
 from .console import (
     atomic_output,
+    check_distinct,
     check_output,
     err,
     pick_device,
@@ -145,6 +146,7 @@ def register(app: typer.Typer) -> None:
         Example: vqaudio compress song.wav --bitrate 6 -o song.vqa
         """
         targets = _outputs(inputs, output, ".vqa")
+        check_distinct(targets)
         for target in targets:
             check_output(target, force)
         model = _load_codec(codec, device)
@@ -191,6 +193,7 @@ def register(app: typer.Typer) -> None:
         from vqaudio.compress import decompress as run
 
         targets = _outputs(inputs, output, ".wav")
+        check_distinct(targets)
         for target in targets:
             _audio_format(target)
             check_output(target, force)

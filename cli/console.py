@@ -26,19 +26,46 @@ from vqaudio.errors import VqaudioError
 err = Console(stderr=True)
 
 
+BUG_REPORT = (
+    "vqaudio hit a bug (not a problem with your input). Please report it with the command you "
+    "ran, `vqaudio --version` and the traceback below at "
+    "https://github.com/vqaudio/vqaudio/issues"
+)
+
+
+def _error(message: str) -> typer.Exit:
+    err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def os_error_message(e: OSError) -> str:
+    """One line naming the path: 'out/x.vqa: Permission denied'."""
+    names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+    problem = e.strerror or str(e)
+    return f"{' -> '.join(names)}: {problem}" if names else problem
+
+
 def reports_errors(command: Callable) -> Callable:
-    """Turn expected failures into one stderr line and exit code 1 (no traceback)."""
+    """Turn expected failures (a VqaudioError, an OSError such as a permission denied or a full
+    disk) into one stderr line and exit code 1. Anything else is a bug: its traceback stays,
+    introduced by how to report it."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except VqaudioError as e:
-            err.print(f"error: {e}", style="red", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(code=1) from None
+            raise _error(str(e)) from None
+        except OSError as e:
+            raise _error(os_error_message(e)) from None
         except KeyboardInterrupt:
             err.print("interrupted", style="red")
             raise typer.Exit(code=130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception:
+            err.print(BUG_REPORT, style="red", markup=False, highlight=False, soft_wrap=True)
+            raise
 
     return wrapper
 
@@ -75,6 +102,22 @@ def pick_device(device: str) -> str:
     if device not in ("cpu", "mps") and not device.startswith("cuda"):
         raise VqaudioError(f"--device {device}: expected auto, cpu, cuda or mps")
     return device
+
+
+def check_distinct(targets: list[str]) -> None:
+    """Refuse outputs that would overwrite one another within one command, before any is
+    written (``compress d1/x.wav d2/x.flac -o out/`` would write out/x.vqa twice)."""
+    seen: dict[str, str] = {}
+    for target in targets:
+        if target == "-":
+            continue
+        key = os.path.normcase(os.path.abspath(target))
+        if key in seen:
+            raise VqaudioError(
+                f"{target}: two inputs would be written to this one file; give them different "
+                "names, or -o different folders"
+            )
+        seen[key] = target
 
 
 def check_output(path: str, force: bool) -> None:
@@ -117,13 +160,10 @@ def atomic_output(path: str) -> Iterator[Path]:
         finally:
             Path(tmp).unlink(missing_ok=True)
         return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    from vqaudio.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vqaudio import audio, metrics
+from vqaudio.atomic import atomic_path
 from vqaudio.errors import VqaudioError
 
 from .console import check_output, err, pick_device, progress, reports_errors
@@ -334,10 +335,8 @@ def _plot(reference, decoded, rate: int, delay: int, target: Path, name: str) ->
         ax.set_xlabel("seconds")
         fig.colorbar(shown, ax=ax, label="log10 mel")
     axes[0].set_ylabel(f"mel band (128, {rate} Hz)")
-    tmp = target.with_name(f".{target.name}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(target)
+        with atomic_path(target, suffix=".tmp.png") as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)

@@ -11,7 +11,15 @@ from rich.progress import Progress, TaskProgressColumn, TextColumn
 
 from vqaudio.errors import CheckpointError, VqaudioError
 
-from .console import atomic_output, check_output, err, pick_device, progress, reports_errors
+from .console import (
+    atomic_output,
+    check_distinct,
+    check_output,
+    err,
+    pick_device,
+    progress,
+    reports_errors,
+)
 
 DEFAULT_NAME = "generated"
 OUTPUT_SUFFIXES = (".wav", ".flac", ".ogg")  # what audio.write accepts
@@ -54,18 +62,39 @@ def _progress(quiet: bool) -> Progress:
 
 
 def _load_models(prior_path: Path | None, codec_path: Path | None, device: str):
+    """The prior and its codec: --codec, else the codec file the prior recorded when it was
+    trained (if it is still there), else the shipped one; its id must be the prior's codec's."""
     from vqaudio.checkpoint import load_codec
     from vqaudio.prior import load_prior
 
     prior = load_prior(prior_path, device)
+    where = codec_path
+    if codec_path is None and prior_path is not None and prior.codec_path is not None:
+        if prior.codec_path.is_file():
+            codec_path = where = prior.codec_path
     codec = load_codec(codec_path, device)
     if prior.codec_id and prior.codec_id != codec.checkpoint_id:
-        where = codec_path if codec_path is not None else "the default codec"
+        where = where if where is not None else "the default codec"
+        recorded = f" (recorded: {prior.codec_path})" if prior.codec_path is not None else ""
         raise CheckpointError(
-            f"{prior.checkpoint_path.name} was trained on codec {prior.codec_id}, but {where} is "
-            f"{codec.checkpoint_id}; pass --codec with the codec the prior was trained on"
+            f"{prior.checkpoint_path.name} was trained on codec {prior.codec_id}{recorded}, but "
+            f"{where} is {codec.checkpoint_id}; pass --codec with the codec the prior was "
+            "trained on"
         )
     return prior, codec
+
+
+def _check_options(seconds: float, temperature: float, top_p: float | None, prompt: str | None):
+    """Option errors before any model loads (a model load can take seconds)."""
+    import math
+
+    from vqaudio.prior.sampling import check_sampling
+
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise VqaudioError(f"--seconds {seconds:g}: must be a positive number")
+    check_sampling(temperature, None, top_p)
+    if prompt is not None and prompt != "-" and not Path(prompt).is_file():
+        raise VqaudioError(f"--prompt {prompt}: no such file")
 
 
 def _read_prompt(path: str, codec):
@@ -122,7 +151,9 @@ def generate(
 
     from vqaudio.prior import generate as generate_wav
 
+    _check_options(seconds, temperature, top_p, prompt)
     names = output_names(output, n)
+    check_distinct(names)
     for name in names:
         _check_format(name)
         check_output(name, force)

@@ -37,33 +37,29 @@ def vqa_info(path: Path) -> dict[str, Any]:
 
 
 def model_info(path: Path) -> dict[str, Any]:
-    """Kind, id, config, parameter count (and bitrates per level for a codec) of a model file."""
-    from safetensors import safe_open
+    """Kind, id, config, parameter count (and bitrates per level for a codec) of a model file.
 
-    from vqaudio.checkpoint import checkpoint_id, read_metadata
-    from vqaudio.config import CodecConfig
-    from vqaudio.strict import build
+    Reads the file's header only: the model is built on the meta device (no memory), after its
+    config is checked against the file's tensors (vqaudio.checkpoint.inspect_model).
+    """
+    from vqaudio.checkpoint import checkpoint_id, inspect_model
+    from vqaudio.strict import to_dict
 
-    metadata = read_metadata(path)
-    with safe_open(str(path), framework="pt") as f:
-        elements = sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
-    config = json.loads(metadata["vqaudio.config"])
+    metadata, config, model = inspect_model(path)
     out: dict[str, Any] = {
         "file": str(path),
         "kind": metadata["vqaudio.kind"],
         "id": checkpoint_id(path),
         "format": metadata.get("vqaudio.format"),
         "vqaudio_version": metadata.get("vqaudio.version"),
-        "tensor_elements": elements,
-        "config": config,
+        "tensor_elements": _tensor_elements(path),
+        "config": to_dict(config),
+        # trainable only; buffers excluded
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     if metadata["vqaudio.kind"] == "codec":
-        from vqaudio.codec import Codec
-
-        codec = build(CodecConfig, config, "codec")
-        out["parameters"] = Codec(codec).num_parameters()  # trainable only; buffers excluded
-        out["bitrates_bps"] = {str(n): b for n, b in enumerate(codec.bitrates, start=1)}
-        out["frame_rates_hz"] = list(codec.frame_rates)
+        out["bitrates_bps"] = {str(n): b for n, b in enumerate(config.bitrates, start=1)}
+        out["frame_rates_hz"] = list(config.frame_rates)
     extra = {
         k: v
         for k, v in metadata.items()
@@ -72,6 +68,13 @@ def model_info(path: Path) -> dict[str, Any]:
     }
     out.update({k.removeprefix("vqaudio."): v for k, v in extra.items()})
     return out
+
+
+def _tensor_elements(path: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
 
 
 def file_info(path: Path) -> dict[str, Any]:

@@ -56,7 +56,9 @@ def _header(**overrides) -> Header:
 def _write(path, num_samples=16 * 10, entropy_coded=True, seed=0):
     header = _header()
     rng = np.random.default_rng(seed)
-    final = Header(**{**header.__dict__, "num_samples": num_samples})
+    final = Header(
+        **{**header.__dict__, "num_samples": num_samples, "source_num_samples": num_samples}
+    )
     writer = VqaWriter(path, header)
     chunks = []
     for k in range(final.num_chunks):
@@ -64,7 +66,7 @@ def _write(path, num_samples=16 * 10, entropy_coded=True, seed=0):
         streams = [rng.integers(0, 4, n) for n in final.stream_lengths(stop - start)]
         writer.write_chunk(pack_chunk(streams, final, entropy_coded))
         chunks.append(streams)
-    return writer.close(num_samples=num_samples), chunks
+    return writer.close(num_samples=num_samples, source_num_samples=num_samples), chunks
 
 
 @pytest.mark.parametrize("entropy_coded", [True, False])
@@ -123,7 +125,7 @@ def test_wrong_magic_and_unknown_version(tmp_path):
     head[4] = 3
     bad.write_bytes(bytes(head) + struct.pack("!I", zlib.crc32(bytes(head))) + data[13 + length :])
     with pytest.raises(
-        FormatError, match="unsupported .vqa format version 3; this vqaudio reads 1"
+        FormatError, match="unsupported .vqa format version 3; this vqaudio reads 1–2"
     ):
         VqaReader(bad)
 
@@ -132,3 +134,24 @@ def test_same_chunks_give_identical_bytes(tmp_path):
     _write(tmp_path / "a.vqa")
     _write(tmp_path / "b.vqa")
     assert (tmp_path / "a.vqa").read_bytes() == (tmp_path / "b.vqa").read_bytes()
+
+
+def test_packed_chunks_must_have_exact_length_and_zero_padding():
+    from vqaudio.bitstream import unpack_chunk
+
+    header = _header(num_samples=16 * 3, source_num_samples=16 * 3, entropy_coder="none")
+    streams = [np.full(n, 5) for n in header.stream_lengths(3)]
+    payload = pack_chunk(streams, header, False)
+    assert [s.tolist() for s in unpack_chunk(payload, header, 3)] == [s.tolist() for s in streams]
+    with pytest.raises(FormatError, match="bytes, expected"):
+        unpack_chunk(payload + b"\0", header, 3)
+    with pytest.raises(FormatError, match="bytes, expected"):
+        unpack_chunk(payload[:-1], header, 3)
+    total_bits = sum(header.stream_lengths(3)) * header.bits_per_code
+    if total_bits % 8:
+        padded = payload[:-1] + bytes([payload[-1] | 0x80])
+        with pytest.raises(FormatError, match="padding"):
+            unpack_chunk(padded, header, 3)
+    coded = bytes([1]) + payload[1:]  # an entropy-coded chunk in a file without entropy coding
+    with pytest.raises(FormatError, match="entropy_coder"):
+        unpack_chunk(coded, header, 3)

@@ -1,5 +1,8 @@
 """compress/decompress: chunking leaves no trace, seeking works, rates hold, odd audio works."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -75,10 +78,21 @@ def test_chunked_decoding_has_no_seams_and_seeking_matches(tmp_path, codec):
     np.testing.assert_allclose(full, one_pass, atol=1e-5)
 
 
-def test_same_input_compresses_to_identical_bytes(tmp_path, codec):
-    src = _music(tmp_path / "a.wav", 1.0)
+def test_same_input_compresses_to_identical_bytes(tmp_path, codec, codec_path):
+    src = _music(tmp_path / "a.wav", 1.0, channels=2)
     compress(codec, src, tmp_path / "a.vqa", chunk_blocks=9)
-    compress(codec, src, tmp_path / "b.vqa", chunk_blocks=9)
+    # The second run is a fresh process: nothing this one holds (RNG state, caches) can help.
+    script = (
+        "import sys, torch; torch.set_num_threads(1)\n"
+        "from vqaudio.checkpoint import load_codec\n"
+        "from vqaudio.compress import compress\n"
+        "compress(load_codec(sys.argv[1]), sys.argv[2], sys.argv[3], chunk_blocks=9)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, codec_path, src, tmp_path / "b.vqa"],
+        check=True,
+        timeout=300,
+    )
     assert (tmp_path / "a.vqa").read_bytes() == (tmp_path / "b.vqa").read_bytes()
 
 
@@ -100,6 +114,22 @@ def test_round_trip_keeps_rate_channels_and_length_and_sounds_alike(tmp_path, co
     assert (info.sample_rate, info.channels, info.num_samples) == (22050, 2, int(1.5 * 22050))
     decompress(tmp_path / "a.vqa", tmp_path / "c.wav", codec, sample_rate=16000)
     assert audio.info(tmp_path / "c.wav").sample_rate == 16000
+
+
+def test_stereo_channels_stay_in_place(tmp_path, codec):
+    """Music on the left, silence on the right: mid = side = music / 2 share their first level's
+    codes, so R = mid - side decodes to (almost) nothing and L = mid + side to the music, even
+    with this untrained decoder. A swap of L and R, or a mid/side sign mix-up, puts the energy in
+    the wrong channel (rate, channel count and length alone cannot see it)."""
+    loud = 0
+    music = harmonic(12000, 8000)[0, 0].numpy()
+    wav = np.zeros((2, music.size), dtype=np.float32)
+    wav[loud] = music
+    audio.write(tmp_path / "a.wav", wav, 8000)
+    compress(codec, tmp_path / "a.wav", tmp_path / "a.vqa", bitrate=6000)
+    decompress(tmp_path / "a.vqa", tmp_path / "b.wav", codec)
+    rms = np.sqrt((audio.read(tmp_path / "b.wav")[0] ** 2).mean(axis=1))
+    assert rms[loud] > 0.01 and rms[loud] > 5 * rms[1 - loud], rms
 
 
 @pytest.mark.parametrize(

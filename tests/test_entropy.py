@@ -45,3 +45,18 @@ def test_skewed_codes_cost_less_than_fixed_width():
     assert 8 * len(entropy.encode([skewed], [1024])) < 0.6 * 10 * skewed.size
     constant = np.full(4000, 3)
     assert 8 * len(entropy.encode([constant], [1024])) < 0.05 * 10 * constant.size
+
+
+def test_data_that_ends_early_or_runs_on_is_refused():
+    """constriction decodes zeros past the end of its data instead of failing: decode must
+    refuse a cut or an extended payload, not return whatever the zeros decode to."""
+    from vqaudio.errors import FormatError
+
+    streams, sizes = _streams(5)
+    data = entropy.encode(streams, sizes)
+    lengths = [len(s) for s in streams]
+    for bad in (data[:-4], data[:4], b"", data + b"\0\0\0\0", data + data[-4:]):
+        with pytest.raises(FormatError):
+            entropy.decode(bad, lengths, sizes)
+    with pytest.raises(FormatError):  # more symbols than were coded
+        entropy.decode(data, [n + 1000 for n in lengths], sizes)

@@ -5,8 +5,6 @@ Waveforms are float32 arrays/tensors shaped (C, T) in [-1, 1].
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .atomic import atomic_path
 from .errors import AudioError
 
 MAX_CHANNELS = 8
@@ -152,17 +151,6 @@ def stream(
 _SUBTYPES = {".wav": "PCM_16", ".flac": "PCM_16", ".ogg": "VORBIS"}
 
 
-def atomic_path(path: str | Path) -> tuple[Path, Path]:
-    """(temp path beside ``path``, final path): write the temp, then ``os.replace`` it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should be like any new file
-    return Path(tmp), path
-
-
 def _format_of(path: Path) -> tuple[str, str]:
     ext = path.suffix.lower()
     if ext not in _SUBTYPES:
@@ -174,20 +162,15 @@ def _format_of(path: Path) -> tuple[str, str]:
 
 def write(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
     """Write (C, T) float audio atomically (temp file + rename); format from the extension."""
-    path = Path(path)
-    fmt, subtype = _format_of(path)
-    tmp, final = atomic_path(path)
-    try:
-        sf.write(str(tmp), np.clip(wav, -1, 1).T, sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with Writer(path, sample_rate, wav.shape[0]) as writer:
+        writer.write(wav)
 
 
 class Writer:
     """Streaming atomic writer: ``with Writer(path, rate, channels) as w: w.write(block)``.
 
-    The file appears under its name only when the block exits without an exception.
+    The file appears under its name only when the block exits without an exception. A rate or
+    channel count the format cannot hold is an AudioError naming the file.
     """
 
     def __init__(self, path: str | Path, sample_rate: int, channels: int, fmt: str | None = None):
@@ -196,18 +179,26 @@ class Writer:
         self.sample_rate, self.channels = sample_rate, channels
 
     def __enter__(self) -> Writer:
-        self.tmp, _ = atomic_path(self.path)
-        self._file = sf.SoundFile(
-            str(self.tmp), "w", self.sample_rate, self.channels, self.subtype, format=self.format
-        )
+        self._target = atomic_path(self.path)
+        tmp = self._target.__enter__()
+        try:
+            self._file = sf.SoundFile(
+                str(tmp), "w", self.sample_rate, self.channels, self.subtype, format=self.format
+            )
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as e:
+            self._target.__exit__(type(e), e, None)
+            raise AudioError(
+                f"{self.path}: cannot write {self.channels} channel(s) at {self.sample_rate} Hz "
+                f"as {self.format} ({e})"
+            ) from None
         return self
 
     def write(self, block: np.ndarray) -> None:
-        self._file.write(np.clip(block, -1, 1).T)
+        try:
+            self._file.write(np.clip(block, -1, 1).T)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+            raise AudioError(f"{self.path}: could not write audio ({e})") from None
 
-    def __exit__(self, kind, value, traceback) -> None:
+    def __exit__(self, kind, value, traceback) -> bool | None:
         self._file.close()
-        if kind is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        return self._target.__exit__(kind, value, traceback)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
+from .atomic import atomic_path
 from .config import CodecConfig
 from .errors import CheckpointError, ConfigError
 from .strict import build, to_dict
@@ -50,13 +50,9 @@ def checkpoint_id(model: str | Path | nn.Module) -> str:
 def write_safetensors(
     tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
 ) -> None:
-    """``save_file`` to a temp file beside ``path``, then ``os.replace``: never half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """``save_file`` to a temp file beside ``path``, then rename: never half a file."""
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_model(
@@ -110,7 +106,13 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             header = json.loads(f.read(header_len))
     except (ValueError, UnicodeDecodeError, OSError) as e:
         raise CheckpointError(f"{path}: not a safetensors model file ({e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors model file (header is not an object)")
     metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise CheckpointError(f"{path}: not a safetensors model file (malformed metadata)")
     if "vqaudio.kind" not in metadata:
         raise CheckpointError(f"{path}: not a vqaudio model file (no vqaudio metadata)")
     version = metadata.get("vqaudio.format")
@@ -135,10 +137,55 @@ def read_model_file(
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: corrupt weights ({e})") from None
     state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
-    raw = json.loads(metadata["vqaudio.config"])
+    raw = read_config(path, metadata)
     if kind == "codec":
         raw = _complete_codec_file(state, raw)
     return state, raw, metadata
+
+
+MAX_CONFIG_INT = 1 << 20  # no size, count or rate of a vqaudio model comes near this
+COUNT_FIELDS = ("num_layers", "istft_layers", "num_cycles", "dilation_cycle")  # modules each
+
+
+def read_config(path: str | Path, metadata: dict[str, str]) -> dict[str, Any]:
+    """The ``vqaudio.config`` JSON object of a model file, checked to be plausible: an object
+    whose integers are all at most ``MAX_CONFIG_INT``."""
+    try:
+        raw = json.loads(metadata["vqaudio.config"])
+    except (KeyError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: its vqaudio.config is missing or not JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: its vqaudio.config is not a JSON object")
+    for key, value in raw.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, (int, float)) and abs(v) > MAX_CONFIG_INT for v in values):
+            raise CheckpointError(f"{path}: config {key} = {value!r} is implausible")
+    return raw
+
+
+def skeleton(path: str | Path, config: Any, factory, shapes: dict[str, tuple[int, ...]]):
+    """``factory(config)`` on the meta device (no memory), refused unless its tensors have exactly
+    the file's names and shapes, so a crafted config cannot make a loader allocate more than the
+    file holds. Layer counts are checked against the file's tensor count first, which bounds the
+    time to build it."""
+    for name in COUNT_FIELDS:
+        count = getattr(config, name, 0)
+        if isinstance(count, int) and count > len(shapes):
+            raise CheckpointError(
+                f"{path}: config {name} = {count} cannot fit a file of {len(shapes)} tensors"
+            )
+    with torch.device("meta"):
+        model = factory(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if expected != shapes:
+        wrong = sorted(
+            k for k in expected.keys() | shapes.keys() if expected.get(k) != shapes.get(k)
+        )
+        raise CheckpointError(
+            f"{path}: weights do not fit the model its config describes "
+            f"({len(wrong)} tensor(s) differ, e.g. {wrong[0]})"
+        )
+    return model
 
 
 def _complete_codec_file(state: dict[str, torch.Tensor], raw: dict[str, Any]) -> dict[str, Any]:
@@ -201,11 +248,47 @@ def load_model(
         config = build(config_cls, raw, kind)
     except ConfigError as e:
         raise CheckpointError(f"{path}: config does not fit this vqaudio ({e})") from None
+    skeleton(path, config, factory, {k: tuple(v.shape) for k, v in state.items()})
     model = factory(config)
     load_into(model, state, path)
     model.checkpoint_id = checkpoint_id(path)
     model.checkpoint_path = Path(path)
     return model.to(device).eval(), metadata
+
+
+def inspect_model(path: str | Path) -> tuple[dict[str, str], Any, nn.Module]:
+    """(metadata, config, meta-device skeleton) of a codec or prior file, reading only its
+    header: no weights are loaded and nothing is allocated beyond what the file holds."""
+    from safetensors import safe_open
+
+    from .config import PriorConfig
+
+    metadata = read_metadata(path)
+    kind = metadata["vqaudio.kind"]
+    if kind not in ("codec", "prior"):
+        raise CheckpointError(f"{path}: is a {kind} file, expected a codec or a prior")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: corrupt weights ({e})") from None
+    raw = read_config(path, metadata)
+    if kind == "codec":
+        from .codec import Codec
+
+        config_cls, factory = CodecConfig, Codec
+        with torch.device("meta"):
+            raw = _complete_codec_file(state, raw)
+    else:
+        from .prior import build_prior
+
+        config_cls, factory = PriorConfig, build_prior
+    try:
+        config = build(config_cls, raw, kind)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: config does not fit this vqaudio ({e})") from None
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    return metadata, config, skeleton(path, config, factory, shapes)
 
 
 def load_codec(path: str | Path | None = None, device: str | torch.device = "cpu"):

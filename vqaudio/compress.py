@@ -27,7 +27,14 @@ import numpy as np
 import torch
 
 from . import audio, entropy
-from .bitstream import Header, VqaReader, VqaWriter, pack_chunk
+from .bitstream import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    Header,
+    VqaReader,
+    VqaWriter,
+    pack_chunk,
+)
 from .codes import Codes
 from .config import CodecConfig
 from .errors import AudioError, ConfigError, FormatError
@@ -145,6 +152,15 @@ def compress(
     info = audio.info(source)
     if info.num_samples == 0:
         raise AudioError(f"{source}: holds no samples")
+    if info.channels > audio.MAX_CHANNELS:
+        raise AudioError(
+            f"{source}: has {info.channels} channels; .vqa files hold 1–{audio.MAX_CHANNELS}"
+        )
+    if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{source}: sample rate {info.sample_rate} Hz is outside "
+            f"{MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz; resample it first"
+        )
     duration = info.num_samples / info.sample_rate
     fallback = plan_levels(config, info.channels, bitrate, duration)
     chunk_blocks = chunk_blocks or _chunk_blocks(config)
@@ -238,7 +254,7 @@ def _header(
         codec_id=codec_id(codec),
         sample_rate=config.sample_rate,
         channels=info.channels,
-        num_samples=1,
+        num_samples=max(1, round(info.num_samples * config.sample_rate / info.sample_rate)),
         source_sample_rate=info.sample_rate,
         source_num_samples=info.num_samples,
         hop_length=config.hop_length,

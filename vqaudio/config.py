@@ -11,9 +11,8 @@ import math
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .strict import build, require, to_dict
+from .strict import require
 
-# build / to_dict live in strict.py; re-exported here for bitstream.py until it imports strict.py
 
 
 @dataclass(frozen=True)
@@ -226,4 +225,4 @@ class PriorConfig:
         return 1 + self.num_cycles * (self.kernel_size - 1) * (2**self.dilation_cycle - 1)
 
 
-__all__ = ["CodecConfig", "PriorConfig", "build", "require", "to_dict"]
+__all__ = ["CodecConfig", "PriorConfig"]

@@ -10,6 +10,11 @@ symbols seen, up to ``MAX_BATCH``.
 Bit-exactness: the probabilities handed to constriction are ``counts / counts.sum()`` in float64,
 an elementwise IEEE division of exact integers, so every machine computes the same table; the
 Rust side quantizes it deterministically (``perfect=False``, single-threaded).
+
+Canonical data: constriction's decoder reads zeros past the end of its data instead of failing,
+so a few bytes could "decode" to any number of symbols. :func:`decode` therefore accepts only the
+exact bytes :func:`encode` writes for the symbols it decoded (re-encoding costs about as much as
+decoding, a small share of a chunk's time), which refuses data that ends early or runs on.
 """
 
 from __future__ import annotations
@@ -54,7 +59,11 @@ def encode(streams: list[np.ndarray], alphabet_sizes: list[int]) -> bytes:
 
 
 def decode(data: bytes, lengths: list[int], alphabet_sizes: list[int]) -> list[np.ndarray]:
-    """Inverse of :func:`encode`: ``lengths[i]`` symbols of stream i, as int64 arrays."""
+    """Inverse of :func:`encode`: ``lengths[i]`` symbols of stream i, as int64 arrays.
+
+    Raises FormatError unless ``data`` is exactly what :func:`encode` makes of the result. The
+    caller bounds ``lengths`` (memory is ``8 * sum(lengths)`` bytes).
+    """
     if len(data) % 4:
         raise FormatError("entropy-coded data is not a whole number of 32-bit words")
     decoder = constriction.stream.queue.RangeDecoder(
@@ -72,4 +81,8 @@ def decode(data: bytes, lengths: list[int], alphabet_sizes: list[int]) -> list[n
             out[start:stop] = batch
             counts += INCREMENT * np.bincount(batch, minlength=size)
         streams.append(out)
+    if encode(streams, alphabet_sizes) != data:
+        raise FormatError(
+            "entropy-coded data does not match its symbols (it ends early or carries extra bytes)"
+        )
     return streams

@@ -34,18 +34,30 @@ def build_prior(config: PriorConfig) -> Prior:
     return TransformerPrior(config) if config.kind == "transformer" else WaveNetPrior(config)
 
 
-def save_prior(model: Prior, path: str | Path, codec_id: str, half: bool = False) -> str:
-    """Write the prior with its config and the id of the codec whose codes it models; returns the
-    file's id. ``half`` stores the weights in float16 (upcast to float32 on load)."""
+def save_prior(
+    model: Prior,
+    path: str | Path,
+    codec_id: str,
+    half: bool = False,
+    codec_path: str | Path | None = None,
+) -> str:
+    """Write the prior with its config and the id of the codec whose codes it models (and, with
+    ``codec_path``, where that codec file is, as an absolute path); returns the file's id.
+    ``half`` stores the weights in float16 (upcast to float32 on load)."""
     extra = {"vqaudio.codec_id": codec_id}
+    if codec_path is not None:
+        extra["vqaudio.codec_path"] = str(Path(codec_path).expanduser().resolve())
     return save_model(model, path, "prior", model.config, extra=extra, half=half)
 
 
 def load_prior(path: str | Path | None = None, device: str | torch.device = "cpu") -> Prior:
     """Load a prior file (None: the default shipped in the package), in eval mode.
 
-    The prior gets ``checkpoint_id``, ``checkpoint_path`` and ``codec_id`` (its codec's id).
+    The prior gets ``checkpoint_id``, ``checkpoint_path``, ``codec_id`` (its codec's id) and
+    ``codec_path`` (where that codec was when the prior was trained; None if not recorded).
     """
     prior, metadata = load_model(path, "prior", PriorConfig, build_prior, DEFAULT_PRIOR, device)
     prior.codec_id = metadata.get("vqaudio.codec_id")
+    recorded = metadata.get("vqaudio.codec_path")
+    prior.codec_path = Path(recorded) if recorded else None
     return prior

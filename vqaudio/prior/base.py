@@ -36,7 +36,9 @@ class Prior(nn.Module):
         mask.masked_fill_(ids[None, :] != levels[:, None], float("-inf"))
         self.register_buffer("level_mask", mask, persistent=False)  # (tokens_per_block, V)
         size = config.codebook_size
-        self.slot_ranges = [(int(k) * size, (int(k) + 1) * size) for k in levels]  # valid ids
+        with torch.device("cpu"):  # plain ints, also while a loader builds a skeleton on "meta"
+            slots = token_levels(config.level_strides).tolist()
+        self.slot_ranges = [(k * size, (k + 1) * size) for k in slots]  # valid ids
 
     @property
     def tokens_per_block(self) -> int:

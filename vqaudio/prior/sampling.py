@@ -37,9 +37,13 @@ def sample_next(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
 ) -> Tensor:
-    """Draw one token per row of logits (B, V) -> (B,) after temperature, top-k, then top-p."""
+    """Draw one token per row of logits (B, V) -> (B,) after temperature, top-k, then top-p.
+
+    With a list of B generators, row b draws from generator b alone, so a row's sample does not
+    depend on the other rows of the batch.
+    """
     logits = logits / temperature if temperature != 1.0 else logits
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
@@ -50,6 +54,9 @@ def sample_next(
         drop = probs.cumsum(dim=-1) - probs > top_p  # mass before a token already exceeds top_p
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = torch.softmax(logits, dim=-1)
+    if isinstance(generator, list):
+        rows = [torch.multinomial(p[None], 1, generator=g) for p, g in zip(probs, generator)]
+        return torch.cat(rows)[:, 0]
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
@@ -82,13 +89,15 @@ def sample_tokens(
     """Continue ``prompt`` (B, P) token ids (P may be 0) by ``num_tokens`` -> (B, P + num_tokens).
 
     Same seed, device and inputs give the same tokens; the cached and uncached paths see the
-    same windows. Progress is reported once per block. On CPU, sampling runs with
-    ``num_threads`` intra-op threads (None: torch's current setting), restored afterwards.
+    same windows. Row b draws from its own generator seeded ``seed + b``, so row b of a batch is
+    the row 0 of a batch of one with seed ``seed + b``. Progress is reported once per block. On
+    CPU, sampling runs with ``num_threads`` intra-op threads (None: torch's current setting),
+    restored afterwards.
     """
     check_sampling(temperature, top_k, top_p)
     batch, start = prompt.shape
     device = prompt.device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = [torch.Generator(device=device).manual_seed(seed + b) for b in range(batch)]
     tokens = torch.empty(batch, start + num_tokens, dtype=torch.long, device=device)
     tokens[:, :start] = prompt
     every = prior.config.tokens_per_block

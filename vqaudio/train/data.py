@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import audio
+from ..atomic import atomic_write
 from ..errors import ConfigError
 from ..recipe import DataConfig
 
@@ -73,13 +74,8 @@ def cache_file(path: Path, cache_dir: Path, sample_rate: int, mono: bool) -> Pat
     wav, _ = audio.read(path, sample_rate)
     if mono:
         wav = audio.mix_channels(wav, 1, str(path))
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(wav, dtype=np.float32), allow_pickle=False)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(target) as f:
+        np.save(f, np.ascontiguousarray(wav, dtype=np.float32), allow_pickle=False)
     return target
 
 

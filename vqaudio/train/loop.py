@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import atomic_write
 from ..errors import ConfigError
 from ..recipe import OptimConfig, Recipe, load_recipe, recipe_to_yaml
 from . import distributed, plots
@@ -89,9 +90,9 @@ def _prepare_run_dir(run_dir: Path, recipe: Recipe, resume: bool) -> None:
         for name in (STATE_FILE, METRICS_FILE, MODEL_FILE):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{RECIPE_FILE}.tmp"  # on resume too: --set overrides stick for the next one
-    tmp.write_text(recipe_to_yaml(recipe))
-    os.replace(tmp, run_dir / RECIPE_FILE)
+    # on resume too: --set overrides stick for the next one
+    with atomic_write(run_dir / RECIPE_FILE, "w") as f:
+        f.write(recipe_to_yaml(recipe))
 
 
 def _make_task(recipe: Recipe, run_dir: Path, device: str, on_message: MessageCallback):
@@ -263,6 +264,5 @@ def _append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = run_dir / f".{METRICS_FILE}.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, run_dir / METRICS_FILE)
+    with atomic_write(run_dir / METRICS_FILE, "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_path
 
 
 def _figure():
@@ -18,12 +19,8 @@ def _figure():
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
+    with atomic_path(path, suffix=".tmp.png") as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def log_mel(wav: np.ndarray, sample_rate: int, n_mels: int = 80) -> np.ndarray:

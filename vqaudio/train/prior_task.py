@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import audio
+from ..atomic import atomic_write
 from ..checkpoint import load_codec, load_into, read_model_file
 from ..errors import ConfigError
 from ..recipe import Recipe
@@ -132,13 +132,8 @@ class PriorTask:
             on_message(f"extracting codes: {path.name}")
             tokens = extract_tokens(self.codec, path, self.config.num_levels, device)
             cache.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            try:
-                with open(tmp, "wb") as f:
-                    np.save(f, tokens, allow_pickle=False)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
+            with atomic_write(target) as f:
+                np.save(f, tokens, allow_pickle=False)
         return np.load(target, mmap_mode="r", allow_pickle=False)
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> Tensor:
@@ -187,4 +182,4 @@ class PriorTask:
     def save(self, model: nn.Module, path: Path) -> str:
         from ..prior import save_prior
 
-        return save_prior(model, path, self.codec_id)
+        return save_prior(model, path, self.codec_id, codec_path=self.codec.checkpoint_path)

@@ -31,7 +31,7 @@ def save_train_state(
     rng: np.random.Generator,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write the training state atomically (temp file + os.replace)."""
+    """Write the training state atomically (``checkpoint.write_safetensors``)."""
     tensors = {
         f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
     }
