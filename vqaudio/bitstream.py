@@ -37,8 +37,8 @@ import numpy as np
 from . import entropy
 from .atomic import atomic_write
 from .audio import MAX_CHANNELS
-from .strict import build, to_dict
 from .errors import ConfigError, FormatError
+from .strict import build, to_dict
 
 MAGIC = b"VQAU"
 FORMAT_VERSION = 2

@@ -14,7 +14,6 @@ from .errors import ConfigError
 from .strict import require
 
 
-
 @dataclass(frozen=True)
 class CodecConfig:
     """Codec architecture and quantizer options.
