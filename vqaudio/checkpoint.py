@@ -144,7 +144,14 @@ def read_model_file(
 
 
 MAX_CONFIG_INT = 1 << 20  # no size, count or rate of a vqaudio model comes near this
-COUNT_FIELDS = ("num_layers", "istft_layers", "num_cycles", "dilation_cycle")  # modules each
+COUNT_FIELDS = (  # modules each
+    "num_layers",
+    "istft_layers",
+    "encoder_layers",
+    "spectral_layers",
+    "num_cycles",
+    "dilation_cycle",
+)
 
 
 def read_config(path: str | Path, metadata: dict[str, str]) -> dict[str, Any]:
@@ -174,8 +181,11 @@ def skeleton(path: str | Path, config: Any, factory, shapes: dict[str, tuple[int
             raise CheckpointError(
                 f"{path}: config {name} = {count} cannot fit a file of {len(shapes)} tensors"
             )
-    with torch.device("meta"):
-        model = factory(config)
+    try:
+        with torch.device("meta"):
+            model = factory(config)
+    except (RuntimeError, ValueError, TypeError) as e:  # e.g. a negative width
+        raise CheckpointError(f"{path}: config does not build a model ({e})") from None
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if expected != shapes:
         wrong = sorted(
@@ -195,7 +205,8 @@ def _complete_codec_file(state: dict[str, torch.Tensor], raw: dict[str, Any]) ->
     codebook (sums = the codebook, counts = 1). Fills ``state`` in place; returns the config."""
     if "normalize_values" not in raw:
         raw = {**raw, "normalize_values": raw.get("l2_normalize", True)}
-    if raw.get("ema_decay", 0) > 0:
+    decay = raw.get("ema_decay", 0)
+    if isinstance(decay, (int, float)) and decay > 0:
         for name in [k for k in state if k.endswith(".codebook")]:
             owner = name.removesuffix(".codebook")
             state.setdefault(f"{owner}.ema_sum", state[name].clone())

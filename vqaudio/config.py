@@ -79,6 +79,7 @@ class CodecConfig:
                 "each stride a multiple of the next (e.g. [4, 2, 1, 1])",
             )
         require(self.codebook_size >= 2, "codec.codebook_size must be >= 2")
+        require(self.codebook_dim >= 0, "codec.codebook_dim must be >= 0 (0: the latent's)")
         require(
             self.decoder in ("conv", "istft", "spectral"),
             "codec.decoder must be 'conv', 'istft' or 'spectral'",
@@ -91,9 +92,10 @@ class CodecConfig:
         )
         require(
             min(self.spectral_dim, self.encoder_layers, self.spectral_layers) >= 1
-            and self.griffin_lim_iters >= 0,
+            and 0 <= self.griffin_lim_iters <= 1000
+            and self.n_fft <= 65536,
             "codec.spectral_dim, encoder_layers and spectral_layers must be >= 1, "
-            "griffin_lim_iters >= 0",
+            "griffin_lim_iters in [0, 1000], n_fft <= 65536",
         )
         require(0.0 <= self.quantizer_bypass < 1.0, "codec.quantizer_bypass must be in [0, 1)")
         require(

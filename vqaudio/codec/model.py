@@ -166,5 +166,23 @@ class Codec(nn.Module):
         finally:
             self.train(was_training)
 
+    LINEAR_LR_SCALE = 0.1  # the PCA-initialised linear maps of the spectral pair move slowly
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimizer groups: the linear (principal-component) maps of a Fourier encoder and a
+        spectral decoder learn at ``LINEAR_LR_SCALE`` x the rate (Adam's first steps at the full
+        rate scramble them: measured chroma 0.87 -> 0.57 in 80 steps on synthetic chords)."""
+        slow = [
+            p
+            for part in (self.encoder, self.decoder)
+            if isinstance(part, (FourierEncoder, SpectralDecoder))
+            for p in part.linear.parameters()
+        ]
+        rest = [p for p in self.parameters() if all(p is not q for q in slow)]
+        groups = [{"params": rest, "lr_scale": 1.0}]
+        if slow:
+            groups.append({"params": slow, "lr_scale": self.LINEAR_LR_SCALE})
+        return groups
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -17,7 +17,7 @@ from ..codec.discriminator import (
     generator_losses,
 )
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
-from ..codec.spectral import SpectralLoss
+from ..codec.spectral import FourierEncoder, SpectralLoss, initialize_from_data
 from ..errors import ConfigError
 from ..metrics import chroma_correlation, si_sdr
 from ..recipe import Recipe
@@ -127,16 +127,23 @@ class CodecTask:
 
     @torch.no_grad()
     def _initialize_codebooks(self, wav: Tensor) -> None:
-        """k-means on the latents of many crops before the first step (not the first batch alone:
-        that is fewer vectors than codes at the coarse levels)."""
-        quantizer = self.model.quantizer
-        if not self.recipe.codec.kmeans_init or all(
+        """Data-dependent init before the first step: a Fourier encoder's principal components,
+        then k-means on the latents of many crops (not the first batch alone: that is fewer
+        vectors than codes at the coarse levels)."""
+        quantizer, encoder = self.model.quantizer, self.model.encoder
+        fresh_pca = isinstance(encoder, FourierEncoder) and not bool(encoder.initialized)
+        fresh_vq = self.recipe.codec.kmeans_init and not all(
             bool(vq.initialized) for vq in quantizer.levels
-        ):
+        )
+        if not (fresh_pca or fresh_vq) or "encoder" in self.model.frozen:
             return
         crops = torch.from_numpy(
             self.crops.batch(np.random.default_rng(12345), self.KMEANS_CROPS)
         ).to(wav.device)
+        if fresh_pca:  # a fresh Fourier encoder starts as a PCA of its features
+            initialize_from_data(encoder, self.model.decoder, crops[:64])
+        if not fresh_vq:
+            return
         z = torch.cat([self.model.latent(part) for part in crops.split(32)])
         frames = wav.shape[0] * wav.shape[-1] // self.recipe.codec.hop_length
         quantizer.initialize(z, frames)

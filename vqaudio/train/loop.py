@@ -167,8 +167,9 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
     model = task.model.to(device)
     model.train()
     optim = recipe.optim
+    groups = model.parameter_groups() if hasattr(model, "parameter_groups") else model.parameters()
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
+        groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
     )
     rng = np.random.default_rng([recipe.seed, world.rank])  # each rank draws its own crops
     torch.manual_seed(recipe.seed + 1 + world.rank)
@@ -208,7 +209,7 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
         step += 1
         lr = learning_rate(optim, step, total)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         batch = task.batch(rng, cfg.batch_size).to(device)
         loss, metrics = task.loss(forward_model, batch, autocast)
         if not torch.isfinite(loss):
