@@ -111,7 +111,7 @@ def _summary(quiet: bool, source: str, target: str, header, size: int) -> None:
     if quiet:
         return
     real = 8 * size / max(header.duration, 1e-9)
-    levels = "+".join(str(n) for n in header.levels)
+    levels = "+".join(str(n) for n in header.levels_per_channel)
     err.print(
         f"{source} -> {target}: {header.duration:.2f} s, {header.channels} ch "
         f"({header.channel_coding}, levels {levels}), advertised {header.bitrate / 1000:g} kbps, "

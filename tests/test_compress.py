@@ -12,9 +12,10 @@ from vqaudio import audio
 from vqaudio.bitstream import VqaReader
 from vqaudio.checkpoint import load_codec, save_codec
 from vqaudio.codec import Codec
-from vqaudio.compress import compress, decode_chunks, decompress, plan_levels
+from vqaudio.compress import compress, decode_chunks, decompress
 from vqaudio.config import CodecConfig
 from vqaudio.errors import AudioError, ConfigError, FormatError
+from vqaudio.rate import plan_levels
 
 from .conftest import diverse_codec, harmonic, tiny_codec_config
 
@@ -210,14 +211,14 @@ def test_entropy_coding_spends_its_savings_on_more_levels(tmp_path, codec):
     bitrate = config.bitrates[1] * 1.05
     fixed = compress(codec, src, tmp_path / "fixed.vqa", bitrate=bitrate, entropy_coded=False)
     coded = compress(codec, src, tmp_path / "coded.vqa", bitrate=bitrate, entropy_coded=True)
-    assert coded.levels[0] >= fixed.levels[0]
+    assert coded.levels_per_channel[0] >= fixed.levels_per_channel[0]
     assert 8 * (tmp_path / "coded.vqa").stat().st_size / coded.duration <= bitrate
     quiet = tmp_path / "quiet.wav"  # near-silence: a few codes dominate, entropy coding shines
     audio.write(quiet, 0.001 * audio.read(src)[0], 8000)
     budget = config.bitrates[-1] * 0.8  # all levels do not fit fixed-width
     few = compress(codec, quiet, tmp_path / "f.vqa", bitrate=budget, entropy_coded=False)
     many = compress(codec, quiet, tmp_path / "m.vqa", bitrate=budget, entropy_coded=True)
-    assert few.levels[0] < many.levels[0] == config.num_levels
+    assert few.levels_per_channel[0] < many.levels_per_channel[0] == config.num_levels
     assert 8 * (tmp_path / "m.vqa").stat().st_size / many.duration <= budget
 
 

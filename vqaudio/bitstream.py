@@ -1,6 +1,6 @@
 """.vqa container: preamble, JSON header with the chunk index, CRC-checked chunks, bit packing.
 
-Layout (format version 2, all integers big-endian; docs/FORMAT.md is the spec)::
+Layout (format version 3, all integers big-endian; docs/FORMAT.md is the spec)::
 
     preamble   4s magic b"VQAU" | B format version | I header length
     header     JSON (UTF-8), see :class:`Header`; holds ``chunk_bytes``, the index
@@ -9,8 +9,9 @@ Layout (format version 2, all integers big-endian; docs/FORMAT.md is the spec)::
 
 A chunk payload is one coding byte (0 = bit-packed, 1 = entropy-coded) and the codes of its
 blocks, stream by stream: channel-major, then level coarse -> fine. Chunks decode independently,
-and ``chunk_bytes`` lets a reader seek to chunk k without touching the others. Version 1 (still
-read) differs only in its chunk CRC, which covers the payload alone.
+and ``chunk_bytes`` lets a reader seek to chunk k without touching the others. Versions 1 and 2
+(still read) call the header field ``levels_per_channel`` ``levels``, and version 1's chunk CRC
+covers the payload alone.
 
 A reader may be pointed at any bytes: every header field is checked for type, range and
 consistency with the others before anything is allocated from it, so a crafted file with valid
@@ -37,17 +38,18 @@ import numpy as np
 from . import entropy
 from .atomic import atomic_write
 from .audio import MAX_CHANNELS
+from .channels import CHANNEL_CODINGS, SOURCE_CHANNELS, coded_channels
 from .errors import ConfigError, FormatError
 from .strict import build, to_dict
 
 MAGIC = b"VQAU"
-FORMAT_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)
+RENAMED_KEYS = {"levels": "levels_per_channel"}  # old key -> new, in versions before 3
 PREAMBLE = struct.Struct("!4sBI")
 CRC = struct.Struct("!I")
 MAX_HEADER_BYTES = 1 << 20  # ~100k chunks in the index: 280 hours at the writer's 10 s chunks
 ENTROPY_CODERS = ("none", "adaptive-range")
-CHANNEL_CODINGS = ("mono", "mid_side", "separate")
 PACKED, ENTROPY_CODED = 0, 1
 # Plausibility limits of a header. Together they bound what a reader allocates per chunk.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000  # Hz, as `vqaudio decompress --sample-rate`
@@ -75,7 +77,7 @@ class Header:
     hop_length: int
     codebook_size: int
     level_strides: tuple[int, ...]  # of the levels kept by the first coded channel
-    levels: tuple[int, ...]  # levels kept per coded channel (mid_side: mid, side)
+    levels_per_channel: tuple[int, ...]  # level counts kept per coded channel (mid, side; ...)
     channel_coding: str  # mono | mid_side | separate
     chunk_blocks: int  # coarse frames per chunk (the last one may hold fewer)
     entropy_coder: str  # none | adaptive-range
@@ -120,7 +122,8 @@ class Header:
     def stream_lengths(self, num_blocks: int) -> list[int]:
         """Codes per stream (channel-major, then level) for ``num_blocks`` coarse frames."""
         block = self.level_strides[0]
-        return [num_blocks * block // s for n in self.levels for s in self.level_strides[:n]]
+        strides = self.level_strides
+        return [num_blocks * block // s for n in self.levels_per_channel for s in strides[:n]]
 
     def packed_bytes(self, num_blocks: int) -> int:
         """Payload bytes of a bit-packed chunk of ``num_blocks`` blocks, coding byte included."""
@@ -199,25 +202,22 @@ def _check_fields(h: Header) -> None:
     _require(math.isfinite(h.bitrate) and h.bitrate > 0, "bitrate", h.bitrate, "a positive number")
 
 
-_CODED_CHANNELS = {"mono": lambda c: 1, "mid_side": lambda c: 2, "separate": lambda c: c}
-_SOURCE_CHANNELS = {"mono": (1, 1), "mid_side": (2, 2), "separate": (3, MAX_CHANNELS)}
-
-
 def _check_consistency(h: Header) -> None:
-    low, high = _SOURCE_CHANNELS[h.channel_coding]
+    low, high = SOURCE_CHANNELS[h.channel_coding]
     _require(
         _in(h.channels, low, high),
         "channels",
         h.channels,
         f"{low}–{high} with channel_coding {h.channel_coding}",
     )
-    coded = _CODED_CHANNELS[h.channel_coding](h.channels)
+    coded = coded_channels(h.channel_coding, h.channels)
+    levels = h.levels_per_channel
     _require(
-        len(h.levels) == coded
-        and all(_in(n, 1, len(h.level_strides)) for n in h.levels)
-        and max(h.levels) == len(h.level_strides),
-        "levels",
-        h.levels,
+        len(levels) == coded
+        and all(_in(n, 1, len(h.level_strides)) for n in levels)
+        and max(levels) == len(h.level_strides),
+        "levels_per_channel",
+        levels,
         f"{coded} level count(s) of 1–{len(h.level_strides)}, the largest "
         f"{len(h.level_strides)} (one per stride in level_strides)",
     )
@@ -278,9 +278,14 @@ class BitPacker:
         self._parts: list[np.ndarray] = []
 
     def write(self, values: np.ndarray, width: int) -> None:
-        assert 1 <= width <= 16
-        values = np.asarray(values, dtype=np.uint32).ravel()
-        assert values.size == 0 or int(values.max()) < (1 << width)
+        if not 1 <= width <= 16:
+            raise ValueError(f"bit width {width}; expected 1–16")
+        values = np.asarray(values).ravel()
+        if values.size and (int(values.min()) < 0 or int(values.max()) >= 1 << width):
+            raise ValueError(
+                f"values {int(values.min())}–{int(values.max())} do not fit in {width} bits"
+            )
+        values = values.astype(np.uint32)
         bits = (values[:, None] >> np.arange(width, dtype=np.uint32)) & 1
         self._parts.append(bits.astype(np.uint8).ravel())
 
@@ -448,6 +453,8 @@ class VqaReader:
             raise self._fail(f"header is not JSON ({e})") from None
         if not isinstance(raw, dict):
             raise self._fail(f"header is a JSON {type(raw).__name__}, expected an object")
+        if self.version < 3:
+            raw = self._rename_old_keys(raw)
         missing = [key for key in REQUIRED_KEYS if key not in raw]
         if missing:
             raise self._fail(f"header is missing field(s) {', '.join(missing)}")
@@ -455,6 +462,13 @@ class VqaReader:
             return build(Header, raw, "header")
         except (ConfigError, FormatError) as e:
             raise self._fail(f"invalid header: {e}") from None
+
+    def _rename_old_keys(self, raw: dict) -> dict:
+        """A version 1-2 header with today's keys; it must not hold today's keys itself."""
+        new = [key for key in RENAMED_KEYS.values() if key in raw]
+        if new:
+            raise self._fail(f"version {self.version} header has field(s) {', '.join(new)}")
+        return {RENAMED_KEYS.get(key, key): value for key, value in raw.items()}
 
     def _check_size(self) -> None:
         expected = self._data_start + sum(self.header.chunk_bytes)
