@@ -174,6 +174,22 @@ def test_codec_mismatch_names_both_ids(tmp_path, codec, codec_path):
     assert not (tmp_path / "out.wav").exists()
 
 
+def test_decompress_checks_the_codec_once(tmp_path, codec, monkeypatch):
+    """An unsaved codec's id hashes all its weights: decompress asks for it once, not per layer."""
+    src = _music(tmp_path / "a.wav", 0.5)
+    unsaved = Codec(codec.config).eval()
+    unsaved.load_state_dict(codec.state_dict())
+    compress(unsaved, src, tmp_path / "song.vqa")
+    calls = []
+    module = sys.modules["vqaudio.compress"]  # the attribute vqaudio.compress is the function
+    hash_weights = module.checkpoint_id
+    monkeypatch.setattr(module, "checkpoint_id", lambda m: calls.append(m) or hash_weights(m))
+    decompress(tmp_path / "song.vqa", tmp_path / "out.wav", unsaved)
+    assert len(calls) == 1
+    with VqaReader(tmp_path / "song.vqa") as reader:  # decode_chunks alone still checks
+        assert len(list(decode_chunks(reader, unsaved))) == reader.num_chunks and len(calls) == 2
+
+
 def test_bad_audio_leaves_no_output(tmp_path, codec):
     wav = np.zeros((1, 8000), dtype=np.float32)
     wav[0, 7000] = np.nan
