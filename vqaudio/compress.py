@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from . import audio, rate, streaming
-from .bitstream import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Header, VqaReader, VqaWriter, pack_chunk
+from .bitstream import VqaReader, VqaWriter, pack_chunk
 from .checkpoint import checkpoint_id
 from .config import CodecConfig
 from .errors import AudioError, FormatError
+from .header import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Header
 from .rate import Plan
 from .streaming import Progress
 

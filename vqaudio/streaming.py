@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from . import audio
-from .bitstream import Header, VqaReader
+from .bitstream import VqaReader
 from .channels import from_coded, to_coded
 from .codes import Codes
 from .config import CodecConfig
+from .header import Header
 from .margins import decoder_margin_blocks, encoder_margin_blocks, with_margin
 from .memory import release_freed_memory
 
