@@ -82,7 +82,7 @@ def main() -> None:
                     out = tmp / f"{k}-{coded}.vqa"
                     header = compress(model, path, out, bitrate=kbps * 1000, entropy_coded=coded)
                     bits += out.stat().st_size * 8
-                    levels.append(max(header.levels))
+                    levels.append(max(header.levels_per_channel))
                 files.append(
                     {
                         "target_kbps": kbps,

@@ -59,7 +59,7 @@ def child(args: argparse.Namespace) -> None:
             entropy_coded=not args.no_entropy,
         )
         extra = {
-            "levels": list(header.levels),
+            "levels": list(header.levels_per_channel),
             "duration": header.duration,
             "bytes": Path(args.dst).stat().st_size,
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +60,32 @@ def _outputs(inputs: list[str], output: str | None, suffix: str) -> list[str]:
     return [output]
 
 
+def _checked_outputs(
+    inputs: list[str], output: str | None, suffix: str, force: bool, check=None
+) -> list[str]:
+    """:func:`_outputs`, refused before any work if two coincide, one exists (without --force)
+    or ``check(target)`` raises."""
+    targets = _outputs(inputs, output, suffix)
+    check_distinct(targets)
+    for target in targets:
+        if check:
+            check(target)
+        check_output(target, force)
+    return targets
+
+
+@contextlib.contextmanager
+def _file_job(source: str, target: str, quiet: bool) -> Iterator[tuple[Path, Path, Callable]]:
+    """(input path, temporary output path, progress callback) for one input: stdin spooled to a
+    file, the output renamed into place only if the body succeeds."""
+    with (
+        spooled_input(source) as path,
+        atomic_output(target) as tmp,
+        _bar(quiet, source) as cb,
+    ):
+        yield path, tmp, cb
+
+
 def _audio_format(target: str) -> str:
     """'wav' or 'flac' from the output name ('-' writes wav)."""
     if target == "-":
@@ -111,7 +137,7 @@ def _summary(quiet: bool, source: str, target: str, header, size: int) -> None:
     if quiet:
         return
     real = 8 * size / max(header.duration, 1e-9)
-    levels = "+".join(str(n) for n in header.levels)
+    levels = "+".join(str(n) for n in header.levels_per_channel)
     err.print(
         f"{source} -> {target}: {header.duration:.2f} s, {header.channels} ch "
         f"({header.channel_coding}, levels {levels}), advertised {header.bitrate / 1000:g} kbps, "
@@ -145,17 +171,10 @@ def register(app: typer.Typer) -> None:
 
         Example: vqaudio compress song.wav --bitrate 6 -o song.vqa
         """
-        targets = _outputs(inputs, output, ".vqa")
-        check_distinct(targets)
-        for target in targets:
-            check_output(target, force)
+        targets = _checked_outputs(inputs, output, ".vqa", force)
         model = _load_codec(codec, device)
         for source, target in zip(inputs, targets, strict=False):
-            with (
-                spooled_input(source) as path,
-                atomic_output(target) as tmp,
-                _bar(quiet, source) as cb,
-            ):
+            with _file_job(source, target, quiet) as (path, tmp, cb):
                 header = _encode(model, path, tmp, bitrate, no_entropy, cb)
                 size = os.path.getsize(tmp)
             _summary(quiet, source, target, header, size)
@@ -192,18 +211,10 @@ def register(app: typer.Typer) -> None:
         """
         from vqaudio.compress import decompress as run
 
-        targets = _outputs(inputs, output, ".wav")
-        check_distinct(targets)
-        for target in targets:
-            _audio_format(target)
-            check_output(target, force)
+        targets = _checked_outputs(inputs, output, ".wav", force, check=_audio_format)
         model = _load_codec(codec, device)
         for source, target in zip(inputs, targets, strict=False):
-            with (
-                spooled_input(source) as path,
-                atomic_output(target) as tmp,
-                _bar(quiet, source) as cb,
-            ):
+            with _file_job(source, target, quiet) as (path, tmp, cb):
                 run(
                     path,
                     tmp,

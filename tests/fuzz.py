@@ -64,7 +64,7 @@ HOSTILE = [
     {},
     list(range(70)),
 ]
-LIST_FIELDS = ("level_strides", "levels", "chunk_bytes")
+LIST_FIELDS = ("level_strides", "levels_per_channel", "chunk_bytes")
 
 
 @dataclass
@@ -139,7 +139,8 @@ def _crafted_two_fields(rng, data: bytes) -> bytes:
     elif choice == 3:
         h["chunk_blocks"] = int(rng.choice([1, 10**6, 2**31]))
     elif choice == 4:
-        h["levels"], h["level_strides"] = [1] * len(h["levels"]), h["level_strides"][:1]
+        levels = [1] * len(h["levels_per_channel"])
+        h["levels_per_channel"], h["level_strides"] = levels, h["level_strides"][:1]
     else:
         del h[str(rng.choice(sorted(h)))]
     return split.to_bytes(fix_index=False)

@@ -44,7 +44,7 @@ def _header(**overrides) -> Header:
         source_num_samples=1,
         codebook_size=16,
         level_strides=(2, 1),
-        levels=(2,),
+        levels_per_channel=(2,),
         channel_coding="mono",
         chunk_blocks=4,
         entropy_coder="adaptive-range",
@@ -122,10 +122,10 @@ def test_wrong_magic_and_unknown_version(tmp_path):
     # a well-formed file of a future version (CRC recomputed) must still be refused by version
     _, _, length = struct.unpack("!4sBI", data[:9])
     head = bytearray(data[: 9 + length])
-    head[4] = 3
+    head[4] = 4
     bad.write_bytes(bytes(head) + struct.pack("!I", zlib.crc32(bytes(head))) + data[13 + length :])
     with pytest.raises(
-        FormatError, match="unsupported .vqa format version 3; this vqaudio reads 1–2"
+        FormatError, match="unsupported .vqa format version 4; this vqaudio reads 1–3"
     ):
         VqaReader(bad)
 

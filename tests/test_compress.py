@@ -12,9 +12,10 @@ from vqaudio import audio
 from vqaudio.bitstream import VqaReader
 from vqaudio.checkpoint import load_codec, save_codec
 from vqaudio.codec import Codec
-from vqaudio.compress import compress, decode_chunks, decompress, plan_levels
+from vqaudio.compress import compress, decode_chunks, decompress
 from vqaudio.config import CodecConfig
 from vqaudio.errors import AudioError, ConfigError, FormatError
+from vqaudio.rate import plan_levels
 
 from .conftest import diverse_codec, harmonic, tiny_codec_config
 
@@ -173,6 +174,22 @@ def test_codec_mismatch_names_both_ids(tmp_path, codec, codec_path):
     assert not (tmp_path / "out.wav").exists()
 
 
+def test_decompress_checks_the_codec_once(tmp_path, codec, monkeypatch):
+    """An unsaved codec's id hashes all its weights: decompress asks for it once, not per layer."""
+    src = _music(tmp_path / "a.wav", 0.5)
+    unsaved = Codec(codec.config).eval()
+    unsaved.load_state_dict(codec.state_dict())
+    compress(unsaved, src, tmp_path / "song.vqa")
+    calls = []
+    module = sys.modules["vqaudio.compress"]  # the attribute vqaudio.compress is the function
+    hash_weights = module.checkpoint_id
+    monkeypatch.setattr(module, "checkpoint_id", lambda m: calls.append(m) or hash_weights(m))
+    decompress(tmp_path / "song.vqa", tmp_path / "out.wav", unsaved)
+    assert len(calls) == 1
+    with VqaReader(tmp_path / "song.vqa") as reader:  # decode_chunks alone still checks
+        assert len(list(decode_chunks(reader, unsaved))) == reader.num_chunks and len(calls) == 2
+
+
 def test_bad_audio_leaves_no_output(tmp_path, codec):
     wav = np.zeros((1, 8000), dtype=np.float32)
     wav[0, 7000] = np.nan
@@ -210,14 +227,14 @@ def test_entropy_coding_spends_its_savings_on_more_levels(tmp_path, codec):
     bitrate = config.bitrates[1] * 1.05
     fixed = compress(codec, src, tmp_path / "fixed.vqa", bitrate=bitrate, entropy_coded=False)
     coded = compress(codec, src, tmp_path / "coded.vqa", bitrate=bitrate, entropy_coded=True)
-    assert coded.levels[0] >= fixed.levels[0]
+    assert coded.levels_per_channel[0] >= fixed.levels_per_channel[0]
     assert 8 * (tmp_path / "coded.vqa").stat().st_size / coded.duration <= bitrate
     quiet = tmp_path / "quiet.wav"  # near-silence: a few codes dominate, entropy coding shines
     audio.write(quiet, 0.001 * audio.read(src)[0], 8000)
     budget = config.bitrates[-1] * 0.8  # all levels do not fit fixed-width
     few = compress(codec, quiet, tmp_path / "f.vqa", bitrate=budget, entropy_coded=False)
     many = compress(codec, quiet, tmp_path / "m.vqa", bitrate=budget, entropy_coded=True)
-    assert few.levels[0] < many.levels[0] == config.num_levels
+    assert few.levels_per_channel[0] < many.levels_per_channel[0] == config.num_levels
     assert 8 * (tmp_path / "m.vqa").stat().st_size / many.duration <= budget
 
 

@@ -42,7 +42,7 @@ def test_each_crafted_header_field_is_refused_by_name(seeds, tmp_path):
         ("source_sample_rate", 10**9),
         ("level_strides", [0, 1]),
         ("chunk_blocks", 10**6),
-        ("levels", [2, 5]),
+        ("levels_per_channel", [2, 5]),
         ("codebook_size", 2**31),
         ("bitrate", float("nan")),
     ]:

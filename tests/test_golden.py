@@ -11,10 +11,12 @@ from vqaudio import entropy
 from vqaudio.bitstream import VqaReader
 from vqaudio.errors import FormatError
 
+from . import fuzz
+
 DATA = Path(__file__).parent / "golden"
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("coding", ["entropy", "packed"])
 def test_golden_vqa_decodes_to_its_codes(version, coding):
     expected = json.loads((DATA / "golden-v1-codes.json").read_text())[f"golden-v1-{coding}.vqa"]
@@ -40,7 +42,7 @@ def test_golden_entropy_payload_decodes_bit_exactly():
 
 def test_swapped_chunks_of_equal_size_are_caught_from_version_2_on(tmp_path):
     """Chunks 0 and 1 of the golden files have the same size; swap them, CRCs included."""
-    for version in (1, 2):
+    for version in (1, 2, 3):
         data = (DATA / f"golden-v{version}-entropy.vqa").read_bytes()
         with VqaReader(DATA / f"golden-v{version}-entropy.vqa") as reader:
             start, sizes = int(reader._offsets[0]), reader.header.chunk_bytes
@@ -55,3 +57,19 @@ def test_swapped_chunks_of_equal_size_are_caught_from_version_2_on(tmp_path):
             else:
                 with pytest.raises(FormatError, match="checksum mismatch in chunk 0"):
                     reader.read_chunk(0)
+
+
+@pytest.mark.parametrize(
+    "version, old, new", [(2, "levels", "levels_per_channel"), (3, "levels_per_channel", "levels")]
+)
+def test_level_counts_are_levels_before_version_3_and_levels_per_channel_from_it(
+    tmp_path, version, old, new
+):
+    """Versions 1-2 store Header.levels_per_channel as ``levels``; neither version reads the
+    other's key."""
+    split = fuzz.Split.of((DATA / f"golden-v{version}-packed.vqa").read_bytes())
+    header = {new if k == old else k: v for k, v in split.header.items()}
+    path = tmp_path / "renamed.vqa"
+    path.write_bytes(fuzz.Split(version, header, split.chunks).to_bytes())
+    with pytest.raises(FormatError, match="levels_per_channel"):
+        VqaReader(path)

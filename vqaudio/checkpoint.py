@@ -205,8 +205,8 @@ def _complete_codec_file(state: dict[str, torch.Tensor], raw: dict[str, Any]) ->
     codebook (sums = the codebook, counts = 1). Fills ``state`` in place; returns the config."""
     if "normalize_values" not in raw:
         raw = {**raw, "normalize_values": raw.get("l2_normalize", True)}
-    decay = raw.get("ema_decay", 0)
-    if isinstance(decay, (int, float)) and decay > 0:
+    ema_decay = raw.get("ema_decay", 0)  # type-checked later, when the config is built
+    if isinstance(ema_decay, (int, float)) and ema_decay > 0:
         for name in [k for k in state if k.endswith(".codebook")]:
             owner = name.removesuffix(".codebook")
             state.setdefault(f"{owner}.ema_sum", state[name].clone())

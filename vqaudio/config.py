@@ -113,6 +113,11 @@ class CodecConfig:
         require(self.activation in ("snake", "elu"), "codec.activation must be 'snake' or 'elu'")
         require(0.0 <= self.quantizer_dropout <= 1.0, "codec.quantizer_dropout must be in [0, 1]")
         require(0.0 <= self.ema_decay < 1.0, "codec.ema_decay must be in [0, 1)")
+        require(
+            min(self.encoder_dim, self.latent_dim, self.decoder_dim) >= 1
+            and self.codebook_dim >= 0,
+            "codec.encoder_dim, latent_dim and decoder_dim must be >= 1, codebook_dim >= 0",
+        )
 
     @property
     def hop_length(self) -> int:

@@ -49,7 +49,10 @@ def encode(streams: list[np.ndarray], alphabet_sizes: list[int]) -> bytes:
     encoder = constriction.stream.queue.RangeEncoder()
     for symbols, size in zip(streams, alphabet_sizes, strict=False):
         symbols = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
-        assert symbols.size == 0 or (symbols.min() >= 0 and symbols.max() < size)
+        if symbols.size and (symbols.min() < 0 or symbols.max() >= size):
+            raise ValueError(
+                f"symbols {symbols.min()}–{symbols.max()} outside the alphabet 0–{size - 1}"
+            )
         counts = np.full(size, PRIOR_COUNT, dtype=np.int64)
         for start, stop in _batches(symbols.size):
             batch = symbols[start:stop]

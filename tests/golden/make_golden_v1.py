@@ -1,4 +1,5 @@
-"""Made once with vqaudio at commit 7ba3c96 (format version 1 writer)."""
+"""Made once with vqaudio at commit 7ba3c96 (format version 1 writer; Header then took
+``levels``, now ``levels_per_channel``)."""
 
 import json
 

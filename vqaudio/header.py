@@ -1,0 +1,237 @@
+"""The .vqa header: its fields, their plausibility limits, and the checks run on them.
+
+A reader may be pointed at any bytes: every header field is checked for type, range and
+consistency with the others before anything is allocated from it, so a crafted file with valid
+CRCs is refused with a :class:`FormatError` naming the field, and decoding memory stays bounded
+by ``MAX_CHUNK_SECONDS`` / ``MAX_CHUNK_CODES`` whatever the header says. The container around it
+(preamble, CRCs, chunks, bit packing) is ``bitstream``; docs/FORMAT.md is the spec.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from dataclasses import dataclass, fields
+
+from .audio import MAX_CHANNELS
+from .channels import CHANNEL_CODINGS, SOURCE_CHANNELS, coded_channels
+from .errors import FormatError
+from .strict import to_dict
+
+CRC = struct.Struct("!I")  # the CRC32 after the header and after each chunk
+ENTROPY_CODERS = ("none", "adaptive-range")
+# Plausibility limits of a header. Together they bound what a reader allocates per chunk.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000  # Hz, as `vqaudio decompress --sample-rate`
+MAX_LEVELS = 64
+MAX_CODEBOOK_SIZE = 1 << 16  # codes are packed in at most 16 bits
+MAX_CHUNK_SECONDS = 20.0  # the writer makes 10 s chunks; decoding memory grows with this
+MAX_CHUNK_CODES = 1 << 20  # code indices per chunk, all streams together
+CODEC_ID = re.compile(r"[0-9a-f]{16}")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a reader needs before touching weights. Rates in Hz, lengths in samples.
+
+    Construction checks every field (see :meth:`check`); a violation is a :class:`FormatError`
+    naming the field.
+    """
+
+    codec_id: str
+    sample_rate: int  # the codec's
+    channels: int  # of the source; decompress writes this many
+    num_samples: int  # at sample_rate
+    source_sample_rate: int
+    source_num_samples: int  # at source_sample_rate
+    hop_length: int
+    codebook_size: int
+    level_strides: tuple[int, ...]  # of the levels kept by the first coded channel
+    levels_per_channel: tuple[int, ...]  # level counts kept per coded channel (mid, side; ...)
+    channel_coding: str  # mono | mid_side | separate
+    chunk_blocks: int  # coarse frames per chunk (the last one may hold fewer)
+    entropy_coder: str  # none | adaptive-range
+    bitrate: float  # advertised bits/s of the whole file
+    chunk_bytes: tuple[int, ...] = ()  # the index: bytes of each chunk, CRC included
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise FormatError naming the first field out of range or inconsistent with another.
+
+        Single fields first, so the consistency checks only ever compute with plausible numbers.
+        """
+        _check_fields(self)
+        _check_consistency(self)
+
+    @property
+    def block_samples(self) -> int:
+        return self.hop_length * self.level_strides[0]
+
+    @property
+    def num_blocks(self) -> int:
+        return -(-self.num_samples // self.block_samples)
+
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.num_blocks // self.chunk_blocks)
+
+    @property
+    def duration(self) -> float:
+        return self.source_num_samples / self.source_sample_rate
+
+    @property
+    def bits_per_code(self) -> int:
+        return max(1, math.ceil(math.log2(self.codebook_size)))
+
+    def chunk_range(self, k: int) -> tuple[int, int]:
+        """(first block, end block) of chunk k."""
+        return k * self.chunk_blocks, min((k + 1) * self.chunk_blocks, self.num_blocks)
+
+    def stream_lengths(self, num_blocks: int) -> list[int]:
+        """Codes per stream (channel-major, then level) for ``num_blocks`` coarse frames."""
+        block = self.level_strides[0]
+        strides = self.level_strides
+        return [num_blocks * block // s for n in self.levels_per_channel for s in strides[:n]]
+
+    def packed_bytes(self, num_blocks: int) -> int:
+        """Payload bytes of a bit-packed chunk of ``num_blocks`` blocks, coding byte included."""
+        return 1 + -(-sum(self.stream_lengths(num_blocks)) * self.bits_per_code // 8)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(to_dict(self), separators=(",", ":"), sort_keys=True).encode()
+
+
+def _require(ok: bool, name: str, value, expected: str) -> None:
+    if not ok:
+        shown = repr(value) if not isinstance(value, tuple) else repr(list(value))
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        raise FormatError(f"header field {name} is {shown}; expected {expected}")
+
+
+def _in(value, low, high) -> bool:
+    return low <= value <= high
+
+
+def _check_fields(h: Header) -> None:
+    rates = f"{MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz"
+    _require(
+        isinstance(h.codec_id, str) and CODEC_ID.fullmatch(h.codec_id) is not None,
+        "codec_id",
+        h.codec_id,
+        "16 hex digits",
+    )
+    _require(
+        _in(h.sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE), "sample_rate", h.sample_rate, rates
+    )
+    _require(
+        _in(h.source_sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
+        "source_sample_rate",
+        h.source_sample_rate,
+        rates,
+    )
+    _require(_in(h.channels, 1, MAX_CHANNELS), "channels", h.channels, f"1–{MAX_CHANNELS}")
+    _require(h.num_samples >= 1, "num_samples", h.num_samples, "at least 1")
+    _require(h.source_num_samples >= 1, "source_num_samples", h.source_num_samples, "at least 1")
+    limit = int(MAX_CHUNK_SECONDS * MAX_SAMPLE_RATE)
+    _require(_in(h.hop_length, 1, limit), "hop_length", h.hop_length, f"1–{limit}")
+    _require(
+        _in(h.codebook_size, 2, MAX_CODEBOOK_SIZE),
+        "codebook_size",
+        h.codebook_size,
+        f"2–{MAX_CODEBOOK_SIZE}",
+    )
+    strides = h.level_strides
+    _require(
+        _in(len(strides), 1, MAX_LEVELS) and all(_in(s, 1, limit) for s in strides),
+        "level_strides",
+        strides,
+        f"1–{MAX_LEVELS} positive strides",
+    )
+    _require(
+        all(coarse % fine == 0 for coarse, fine in zip(strides, strides[1:])),
+        "level_strides",
+        strides,
+        "coarse -> fine, each stride a multiple of the next",
+    )
+    _require(h.chunk_blocks >= 1, "chunk_blocks", h.chunk_blocks, "at least 1")
+    _require(
+        h.channel_coding in CHANNEL_CODINGS,
+        "channel_coding",
+        h.channel_coding,
+        " or ".join(CHANNEL_CODINGS),
+    )
+    _require(
+        h.entropy_coder in ENTROPY_CODERS,
+        "entropy_coder",
+        h.entropy_coder,
+        " or ".join(ENTROPY_CODERS),
+    )
+    _require(math.isfinite(h.bitrate) and h.bitrate > 0, "bitrate", h.bitrate, "a positive number")
+
+
+def _check_consistency(h: Header) -> None:
+    low, high = SOURCE_CHANNELS[h.channel_coding]
+    _require(
+        _in(h.channels, low, high),
+        "channels",
+        h.channels,
+        f"{low}–{high} with channel_coding {h.channel_coding}",
+    )
+    coded = coded_channels(h.channel_coding, h.channels)
+    levels = h.levels_per_channel
+    _require(
+        len(levels) == coded
+        and all(_in(n, 1, len(h.level_strides)) for n in levels)
+        and max(levels) == len(h.level_strides),
+        "levels_per_channel",
+        levels,
+        f"{coded} level count(s) of 1–{len(h.level_strides)}, the largest "
+        f"{len(h.level_strides)} (one per stride in level_strides)",
+    )
+    # The source length at its rate and the coded length at the codec's rate describe the same
+    # audio: the resampler delivers round(n * rate / source rate) samples, give or take one.
+    _require(
+        abs(h.num_samples * h.source_sample_rate - h.source_num_samples * h.sample_rate)
+        <= 2 * h.source_sample_rate,
+        "source_num_samples",
+        h.source_num_samples,
+        f"about {round(h.num_samples * h.source_sample_rate / h.sample_rate)}, the length at "
+        f"{h.source_sample_rate} Hz of num_samples {h.num_samples} at {h.sample_rate} Hz",
+    )
+    chunk_samples = h.chunk_blocks * h.block_samples
+    _require(
+        chunk_samples <= MAX_CHUNK_SECONDS * h.sample_rate,
+        "chunk_blocks",
+        h.chunk_blocks,
+        f"chunks of at most {MAX_CHUNK_SECONDS:g} s ({chunk_samples} samples per chunk)",
+    )
+    codes = sum(h.stream_lengths(h.chunk_blocks))
+    _require(
+        codes <= MAX_CHUNK_CODES,
+        "chunk_blocks",
+        h.chunk_blocks,
+        f"at most {MAX_CHUNK_CODES} codes per chunk, not {codes}",
+    )
+    if h.chunk_bytes:  # the index (empty while a writer is still spooling chunks)
+        _require(
+            len(h.chunk_bytes) == h.num_chunks,
+            "chunk_bytes",
+            h.chunk_bytes,
+            f"{h.num_chunks} entries, one per chunk of num_samples {h.num_samples}",
+        )
+        for k, size in enumerate(h.chunk_bytes):
+            start, stop = h.chunk_range(k)
+            most = h.packed_bytes(stop - start) + CRC.size  # a writer never stores more
+            _require(
+                _in(size, 1 + CRC.size, most),
+                f"chunk_bytes[{k}]",
+                size,
+                f"{1 + CRC.size}–{most} bytes",
+            )
+
+
+REQUIRED_KEYS = tuple(f.name for f in fields(Header))

@@ -1,0 +1,124 @@
+"""Rate planning: which levels of which coded channels a file keeps for a bitrate.
+
+The bitrate is that of the whole file, all channels together, container included. Without
+entropy coding, :func:`plan_levels` picks the operating point that fits with the container
+overhead charged. With entropy coding, compress computes the codes of every level once (codes are
+small: ~5 MB per hour of stereo), and the file keeps the first of :func:`candidate_plans` whose
+:func:`estimate_bytes` fits. A plan is (channel coding, levels per coded channel).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import entropy
+from .channels import choose_coding
+from .config import CodecConfig
+from .errors import ConfigError
+
+DEFAULT_BITRATE = 6000.0
+CHUNK_SECONDS = 10.0
+SHORT_SECONDS = 5.0  # shorter files may exceed the bitrate: the header alone is ~450 bytes
+Plan = tuple[str, list[int]]
+
+
+def plan_levels(
+    config: CodecConfig, channels: int, bitrate: float, duration: float | None = None
+) -> Plan:
+    """(channel coding, levels per coded channel) for a whole-file ``bitrate`` in bits/s.
+
+    With ``duration`` (seconds) the container overhead is charged too, so the file's real bitrate
+    stays at or under ``bitrate``; files under ``SHORT_SECONDS`` still get the lowest operating
+    point when even that does not fit.
+    """
+    coding = choose_coding(channels)
+    rates = config.bitrates
+    lowest = rates[0] * channels
+    if bitrate < lowest * (1 - 1e-9):
+        raise ConfigError(
+            f"bitrate {bitrate / 1000:g} kbps is below this codec's lowest operating point for "
+            f"{channels} channel(s), {lowest / 1000:g} kbps; choose a higher --bitrate"
+        )
+    overhead = _overhead_rate(config, channels, duration)
+    budget = bitrate - overhead
+    if budget < lowest * (1 - 1e-9) and (duration or 0) >= SHORT_SECONDS:
+        raise ConfigError(
+            f"bitrate {bitrate / 1000:g} kbps leaves no room for this codec's lowest operating "
+            f"point for {channels} channel(s), {lowest / 1000:g} kbps, plus the file's container "
+            f"overhead, {overhead:.0f} bps; choose a higher --bitrate"
+        )
+
+    def most(limit: float) -> int:
+        return max([n for n, r in enumerate(rates, 1) if r <= limit * (1 + 1e-9)], default=1)
+
+    if coding == "mono":
+        return coding, [most(budget)]
+    if coding == "mid_side":
+        side = most(budget / 4)
+        mid = max(most(budget - rates[side - 1]), side)
+        while side > 1 and rates[mid - 1] + rates[side - 1] > budget:
+            side -= 1
+        return coding, [mid, side]
+    return coding, [most(budget / channels)] * channels
+
+
+def chunk_blocks(config: CodecConfig) -> int:
+    """Blocks (coarse frames) per chunk of the files compress writes: about ``CHUNK_SECONDS``."""
+    return max(1, round(CHUNK_SECONDS * config.sample_rate / config.block_samples))
+
+
+def _overhead_rate(config: CodecConfig, channels: int, duration: float | None) -> float:
+    """Bits/s spent on the header, index, chunk CRCs and block padding (an upper bound)."""
+    if not duration:
+        return 0.0
+    chunks = math.ceil(duration * config.sample_rate / config.block_samples / chunk_blocks(config))
+    header_bytes = 600 + 40 * channels + 8 * chunks  # JSON is ~450 bytes + the index
+    chunk_bytes = chunks * (1 + 4 + 2 * channels * config.num_levels)  # coding byte, CRC, bit tails
+    padding = config.block_samples / config.sample_rate  # at most one block of padding
+    return (
+        8 * (header_bytes + chunk_bytes) / duration
+        + config.bitrates[-1] * channels * padding / duration
+    )
+
+
+def candidate_plans(config: CodecConfig, channels: int, fallback: Plan) -> list[Plan]:
+    """Plans of ``fallback``'s coding from the most to the fewest codes, split across channels as
+    :func:`plan_levels` does; ``fallback`` comes last if no rate gives it."""
+    top, lowest = config.bitrates[-1] * channels, config.bitrates[0] * channels
+    rates = {r * m for r in config.bitrates for m in range(1, channels + 1)} | {top}
+    plans = []
+    for rate in sorted((r for r in rates if r >= lowest), reverse=True):
+        plan = plan_levels(config, channels, rate)
+        if plan[0] == fallback[0] and plan not in plans:
+            plans.append(plan)
+    if fallback not in plans:
+        plans.append(fallback)
+    return plans
+
+
+def stream_costs(streams: list[np.ndarray], codebook_size: int) -> list[int]:
+    """Entropy-coded bytes of each stream on its own (an upper bound of its share in a chunk)."""
+    return [len(entropy.encode([s], [codebook_size])) for s in streams]
+
+
+def select_streams(streams: list, stored: list[int], wanted: list[int]) -> list:
+    """The streams (or their costs) of the first ``wanted[c]`` levels of each coded channel c, out
+    of ``streams`` holding ``stored[c]`` levels of each, channel-major."""
+    out, start = [], 0
+    for have, want in zip(stored, wanted):
+        out += streams[start : start + want]
+        start += have
+    return out
+
+
+def estimate_bytes(plan: Plan, stored: list[int], costs: list[list[int]], channels: int) -> float:
+    """Conservative size of a file with this plan: header + index + chunks (flag, codes, CRC).
+
+    ``costs[k]`` holds the coded bytes of chunk k's streams, ``stored[c]`` levels per channel.
+    """
+    num_chunks = len(costs)
+    header_bytes = 600 + 40 * channels + 8 * num_chunks
+    chunk_bytes = sum(1 + 4 + sum(select_streams(c, stored, plan[1])) for c in costs)
+    return header_bytes + chunk_bytes
