@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
 OTHERS_PYTHON = HERE / ".venv-others" / "bin" / "python"
-INPUT_TRACK = "transience.ogg"  # a held-out track (see common.held_out_tracks)
+INPUT_TRACK = "traveling_minstrels.ogg"  # a held-out track (see common.held_out_tracks)
 # name -> (sample rate, bitrate label, needs the others venv)
 MODELS = {
     "vqaudio": (None, "6 kbps", False),
@@ -162,7 +162,7 @@ def _result(encode: tuple, decode: tuple, parameters: int | None, **extra) -> di
 def _input(sample_rate: int, seconds: float):
     from vqaudio import audio
 
-    wav, _ = audio.read(common.MUSIC / INPUT_TRACK, sample_rate=sample_rate, channels=1)
+    wav, _ = audio.read(common.find_tracks([INPUT_TRACK])[0], sample_rate=sample_rate, channels=1)
     return common.looped(wav, int(seconds * sample_rate))
 
 

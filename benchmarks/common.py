@@ -21,8 +21,10 @@ from vqaudio.atomic import atomic_write
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-MUSIC = Path("/usr/share/games/wesnoth/1.16/data/core/music")  # GPL, Debian wesnoth-1.16-music
-HELD_OUT = 3  # whole tracks the codec recipes hold out (recipes/music-24k-codec.yaml val_files)
+# Wesnoth and Warzone 2100 soundtracks (GPL; Debian wesnoth-1.16-music, warzone2100-music), the
+# same glob as recipes/music-24k-codec.yaml's data.path
+MUSIC = "/usr/share/games/w*/**/music/**/*.o*"
+HELD_OUT = 4  # whole tracks the codec recipes hold out (recipes/music-24k-codec.yaml val_files)
 
 
 def cpu_model() -> str:
@@ -159,7 +161,10 @@ def find_tracks(names: list[str] | None) -> list[Path]:
     """Track files or names in MUSIC; none given: the held-out tracks."""
     if not names:
         return held_out_tracks()
-    return [Path(t) if Path(t).exists() else MUSIC / t for t in names]
+    from vqaudio.train.data import find_audio
+
+    by_name = {p.name: p for p in find_audio(MUSIC)}
+    return [Path(t) if Path(t).exists() else by_name.get(t, Path(t)) for t in names]
 
 
 def describe_clips(clips: list, seconds: float, sample_rate: int, tracks: list[Path]) -> str:

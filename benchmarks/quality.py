@@ -4,7 +4,9 @@ Each 10 s clip of the held-out tracks (24 kHz mono reference) goes through
 - vqaudio: `compress` at 1.5 / 3 / 6 kbps, then `decompress`; the bitrate is the .vqa file's size;
 - Opus: `opusenc --bitrate B --hard-cbr` at 6 / 12 / 16 / 24 kbps, then `opusdec`;
 - MP3: `lame --cbr -b B` at 8 / 16 / 32 kbps, then `lame --decode`;
-and is scored by vqaudio.metrics.score (delay compensated) at 24 kHz mono. Real bitrate = encoded
+and is scored by vqaudio.metrics.score (delay compensated) at 24 kHz mono: mel distance, SI-SDR,
+and whether the notes survive (chroma correlation, with its time-shifted control: the reference
+rolled by half its length, what a codec that keeps no notes scores). Real bitrate = encoded
 file size * 8 / duration, container included. With a random-init codec (--random) the vqaudio rows
 only prove the pipeline; quality needs a trained checkpoint.
 
@@ -34,6 +36,8 @@ COLUMNS = [
     ("real_kbps", "real kbps", "{:.2f}"),
     ("mel_distance", "mel dist ↓", "{:.3f}"),
     ("si_sdr_db", "SI-SDR dB ↑", "{:.2f}"),
+    ("chroma_correlation", "chroma ↑", "{:.3f}"),
+    ("chroma_control", "chroma ctrl", "{:.3f}"),
     ("spectral_convergence", "spec conv ↓", "{:.3f}"),
     ("mel_other_clip", "mel vs another clip", "{:.3f}"),
     ("clips", "clips", ""),
@@ -97,6 +101,8 @@ def evaluate(name: str, run, kbps: float, clips, tmp: Path) -> dict:
         "real_kbps",
         "mel_distance",
         "si_sdr_db",
+        "chroma_correlation",
+        "chroma_control",
         "spectral_convergence",
         "mel_other_clip",
     ):

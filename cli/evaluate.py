@@ -25,6 +25,8 @@ COLUMNS = (  # (key, header, format)
     ("mel_distance", "mel dist ↓", "{:.3f}"),
     ("spectral_convergence", "spec conv ↓", "{:.3f}"),
     ("si_sdr_db", "SI-SDR dB ↑", "{:.2f}"),
+    ("chroma_correlation", "chroma ↑", "{:.3f}"),
+    ("chroma_control", "chroma ctrl", "{:.3f}"),
     ("level_difference_db", "level dB", "{:+.2f}"),
     ("delay_ms", "delay ms", "{:.2f}"),
     ("duration_s", "seconds", "{:.1f}"),

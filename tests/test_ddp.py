@@ -69,3 +69,44 @@ def test_two_gloo_ranks_hold_identical_weights(tmp_path):
     assert all(bool(rank1[k]) for k in rank1 if k.endswith("initialized"))
     steps = [r["step"] for r in read_metrics(tmp_path / "run") if r["kind"] == "train"]
     assert steps == [1, 2, 3, 4]  # one writer (rank 0): no duplicated lines
+
+
+def _ema_worker(rank: int, world_size: int, tmp: str) -> None:
+    from vqaudio.codec.quantize import VectorQuantizer
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp}/ema-rendezvous", rank=rank, world_size=world_size
+    )
+    try:
+        torch.manual_seed(0)
+        vq = VectorQuantizer(4, 16, ema_decay=0.9).train()
+        batch = torch.load(Path(tmp) / "batch.pt", weights_only=True)
+        for _ in range(3):
+            vq(batch.chunk(world_size)[rank])  # each rank sees its half of the batch
+        save_file(
+            {k: v.contiguous() for k, v in vq.state_dict().items()},
+            str(Path(tmp) / f"ema{rank}.safetensors"),
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ema_codebooks_under_ddp_equal_one_process_on_the_whole_batch(tmp_path):
+    """EMA statistics are all-reduced: two ranks on halves = one process on the concatenation
+    (before, each rank kept the EMA of its own half and rank 0's was broadcast)."""
+    from vqaudio.codec.quantize import VectorQuantizer
+
+    torch.manual_seed(1)
+    batch = torch.randn(4, 4, 32) * torch.tensor([1.0, 2.0, 3.0, 4.0]).view(4, 1, 1)
+    torch.save(batch, tmp_path / "batch.pt")
+    mp.spawn(_ema_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    torch.manual_seed(0)
+    alone = VectorQuantizer(4, 16, ema_decay=0.9).train()
+    for _ in range(3):
+        alone(batch)
+    rank0 = load_file(tmp_path / "ema0.safetensors")
+    rank1 = load_file(tmp_path / "ema1.safetensors")
+    for name in ("codebook", "ema_sum", "ema_count", "usage_ema"):
+        torch.testing.assert_close(rank0[name], alone.state_dict()[name], msg=name)
+        torch.testing.assert_close(rank1[name], rank0[name], msg=name)

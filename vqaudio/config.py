@@ -79,7 +79,6 @@ class CodecConfig:
                 "each stride a multiple of the next (e.g. [4, 2, 1, 1])",
             )
         require(self.codebook_size >= 2, "codec.codebook_size must be >= 2")
-        require(self.codebook_dim >= 0, "codec.codebook_dim must be >= 0 (0: the latent's)")
         require(
             self.decoder in ("conv", "istft", "spectral"),
             "codec.decoder must be 'conv', 'istft' or 'spectral'",
