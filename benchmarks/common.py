@@ -24,6 +24,7 @@ RESULTS = HERE / "results"
 # Wesnoth and Warzone 2100 soundtracks (GPL; Debian wesnoth-1.16-music, warzone2100-music), the
 # same glob as recipes/music-24k-codec.yaml's data.path
 MUSIC = "/usr/share/games/w*/**/music/**/*.o*"
+SILENT_RMS = 10 ** (-50 / 20)  # clips quieter than -50 dBFS are skipped (see music_clips)
 HELD_OUT = 4  # whole tracks the codec recipes hold out (recipes/music-24k-codec.yaml val_files)
 
 
@@ -198,7 +199,13 @@ def music_clips(
         for k in range(per_track):
             start = int(span * (k + 1) / (per_track + 1) // sample_rate) * sample_rate
             start = max(start, 0)
-            clips.append((f"{track.stem}@{start // sample_rate}s", wav[:, start : start + length]))
+            clip = wav[:, start : start + length]
+            name = f"{track.stem}@{start // sample_rate}s"
+            # a silent clip (Wesnoth's held-out "silence" track is digital near-silence, -103
+            # dBFS) has no notes to keep: its chroma is noise, so it is left out; so is a repeat
+            if np.sqrt(np.mean(clip**2)) < SILENT_RMS or name in {c[0] for c in clips}:
+                continue
+            clips.append((name, clip))
     return clips
 
 
