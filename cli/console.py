@@ -28,8 +28,8 @@ err = Console(stderr=True)
 
 BUG_REPORT = (
     "vqaudio hit a bug (not a problem with your input). Please report it with the command you "
-    "ran, `vqaudio --version` and the traceback below at "
-    "https://github.com/vqaudio/vqaudio/issues"
+    "ran, `vqaudio --version` and the traceback below on the issue tracker of the repository "
+    "you installed vqaudio from"
 )
 
 
