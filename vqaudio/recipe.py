@@ -118,6 +118,7 @@ class LossConfig:
     # spectral decoder only (its loss is on the predicted magnitude; mel above weighs its mel term)
     log_magnitude: float = 1.0  # L1 of log |STFT| at the codec's n_fft
     convergence: float = 1.0  # spectral convergence at the codec's n_fft
+    chroma: float = 0.0  # 1 - per-frame chroma correlation at the codec's n_fft (pitch-aware)
 
     def __post_init__(self) -> None:
         require(

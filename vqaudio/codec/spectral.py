@@ -262,12 +262,22 @@ class SpectralLoss(nn.Module):
         mel_weight: float = 15.0,
         convergence_weight: float = 1.0,
         n_mels: tuple[int, ...] = (64, 128),
+        chroma_weight: float = 0.0,
     ):
         super().__init__()
         from .losses import _mel_basis
 
         self.n_fft, self.hop = n_fft, hop
-        self.weights = {"logmag": log_weight, "mel": mel_weight, "sc": convergence_weight}
+        self.weights = {
+            "logmag": log_weight,
+            "mel": mel_weight,
+            "sc": convergence_weight,
+            "chroma": chroma_weight,
+        }
+        import librosa
+
+        chroma = librosa.filters.chroma(sr=sample_rate, n_fft=n_fft)
+        self.register_buffer("chroma_basis", torch.from_numpy(chroma).float(), persistent=False)
         bins = pitch_weights(sample_rate, n_fft)
         self.register_buffer("bin_weights", (bins / bins.mean()).view(-1, 1), persistent=False)
         for n in n_mels:
@@ -288,5 +298,20 @@ class SpectralLoss(nn.Module):
             mel = mel + F.l1_loss(x, y)
         terms["mel"] = mel / len(self.n_mels)
         terms["sc"] = torch.linalg.norm(mag - mag_hat) / torch.linalg.norm(mag).clamp(min=1e-7)
+        if self.weights["chroma"] > 0:
+            terms["chroma"] = self._chroma_loss(mag_hat, mag)
         terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
         return terms
+
+    def _chroma_loss(self, mag_hat: Tensor, mag: Tensor) -> Tensor:
+        """1 - the per-frame Pearson correlation of the two chroma vectors (librosa's chroma
+        filters on the power spectrum), over the frames within 40 dB of each clip's loudest: the
+        quantity ``metrics.chroma_correlation`` reports, at the codec's own window."""
+        c_hat = torch.matmul(self.chroma_basis, mag_hat.pow(2))  # (B, C, 12, T)
+        c = torch.matmul(self.chroma_basis, mag.pow(2))
+        c_hat = c_hat - c_hat.mean(dim=-2, keepdim=True)
+        c = c - c.mean(dim=-2, keepdim=True)
+        corr = (c_hat * c).sum(-2) / (c_hat.norm(dim=-2) * c.norm(dim=-2)).clamp(min=1e-8)
+        energy = mag.pow(2).sum(-2)  # (B, C, T)
+        loud = (energy >= energy.amax(-1, keepdim=True) * 1e-4).float()
+        return ((1 - corr) * loud).sum() / loud.sum().clamp(min=1)

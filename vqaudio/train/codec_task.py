@@ -87,6 +87,7 @@ class CodecTask:
                 weights.log_magnitude,
                 weights.mel,
                 weights.convergence,
+                chroma_weight=weights.chroma,
             )
         else:
             self.loss_fn = ReconstructionLoss(
