@@ -204,3 +204,12 @@ def test_decoder_depends_on_its_codes():
     ref = wav[0].numpy()
     assert chroma_correlation(ref, true, RATE) > chroma_correlation(ref, shuffled, RATE) + 0.1
     assert not math.isnan(float(true.sum()))
+
+
+def test_chroma_loss_is_zero_on_the_input_and_grows_with_a_wrong_chord():
+    loss = SpectralLoss(RATE, 512, 128, chroma_weight=1.0)
+    wav = chord(220.0, 1.0)
+    other = chord(311.1, 1.0)  # a tritone away: other pitch classes
+    target = log_magnitude(wav, 512, 128)
+    assert float(loss(target, wav)["chroma"]) < 1e-4
+    assert float(loss(log_magnitude(other, 512, 128), wav)["chroma"]) > 0.5
