@@ -50,6 +50,25 @@ def test_identical_files_score_perfect(tmp_path):
     assert row["delay_samples"] == 0
 
 
+def test_eval_reports_whether_the_notes_survive(tmp_path):
+    """A decoded file with other notes scores chroma far below the same notes; the control
+    (reference rolled by half) is reported beside it."""
+    from tests.test_spectral import chord
+
+    a = chord(220.0, 4.0)[0, 0].numpy()
+    b = chord(311.1, 4.0)[0, 0].numpy()  # a tritone away
+    sf.write(tmp_path / "ref.wav", a, 8000)
+    sf.write(tmp_path / "same.wav", a, 8000)
+    sf.write(tmp_path / "other.wav", b, 8000)
+    same = run_json(str(tmp_path / "ref.wav"), str(tmp_path / "same.wav"))["files"][0]
+    other = run_json(str(tmp_path / "ref.wav"), str(tmp_path / "other.wav"))["files"][0]
+    assert same["chroma_correlation"] > 0.99
+    assert other["chroma_correlation"] < same["chroma_correlation"] - 0.5
+    assert "chroma_control" in same
+    result = runner.invoke(app, ["eval", str(tmp_path / "ref.wav"), str(tmp_path / "other.wav")])
+    assert result.exit_code == 0 and "chroma" in result.stdout
+
+
 def test_folders_are_matched_by_stem(tmp_path):
     (tmp_path / "ref").mkdir()
     (tmp_path / "dec").mkdir()
