@@ -213,3 +213,14 @@ def test_chroma_loss_is_zero_on_the_input_and_grows_with_a_wrong_chord():
     target = log_magnitude(wav, 512, 128)
     assert float(loss(target, wav)["chroma"]) < 1e-4
     assert float(loss(log_magnitude(other, 512, 128), wav)["chroma"]) > 0.5
+
+
+def test_rendered_chroma_loss_has_finite_gradients_and_prefers_the_right_notes():
+    loss = SpectralLoss(RATE, 512, 128, rendered_chroma_weight=1.0)
+    wav = torch.cat([chord(220.0, 1.0), torch.zeros(1, 1, RATE)])  # a chord and digital silence
+    right = log_magnitude(wav, 512, 128).requires_grad_(True)
+    wrong = log_magnitude(torch.cat([chord(311.1, 1.0), torch.zeros(1, 1, RATE)]), 512, 128)
+    terms = loss(right, wav)
+    terms["total"].backward()
+    assert torch.isfinite(right.grad).all()
+    assert float(terms["rchroma"]) + 0.3 < float(loss(wrong, wav)["rchroma"])

@@ -119,6 +119,7 @@ class LossConfig:
     log_magnitude: float = 1.0  # L1 of log |STFT| at the codec's n_fft
     convergence: float = 1.0  # spectral convergence at the codec's n_fft
     chroma: float = 0.0  # 1 - per-frame chroma correlation at the codec's n_fft (pitch-aware)
+    rendered_chroma: float = 0.0  # the same of the audio a few Griffin-Lim iterations render
 
     def __post_init__(self) -> None:
         require(

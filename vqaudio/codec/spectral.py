@@ -75,7 +75,8 @@ def griffin_lim(magnitude: Tensor, n_fft: int, hop: int, iters: int, momentum: f
         rebuilt = torch.stft(wav, n_fft, hop, window=window, return_complex=True)
         angles = rebuilt - (momentum / (1 + momentum)) * previous
         previous = rebuilt
-        angles = angles / angles.abs().clamp(min=1e-8)
+        # |z| with a floor inside the square root: finite gradients where a bin is zero
+        angles = angles / (angles.real.pow(2) + angles.imag.pow(2) + 1e-16).sqrt()
     wav = torch.istft(magnitude * angles, n_fft, hop, window=window, length=length)
     return wav[..., :wanted]
 
@@ -263,6 +264,8 @@ class SpectralLoss(nn.Module):
         convergence_weight: float = 1.0,
         n_mels: tuple[int, ...] = (64, 128),
         chroma_weight: float = 0.0,
+        rendered_chroma_weight: float = 0.0,
+        rendered_iters: int = 8,
     ):
         super().__init__()
         from .losses import _mel_basis
@@ -273,7 +276,10 @@ class SpectralLoss(nn.Module):
             "mel": mel_weight,
             "sc": convergence_weight,
             "chroma": chroma_weight,
+            "rchroma": rendered_chroma_weight,
         }
+        self.rendered_iters = rendered_iters
+        self.sample_rate = sample_rate
         import librosa
 
         chroma = librosa.filters.chroma(sr=sample_rate, n_fft=n_fft)
@@ -300,15 +306,49 @@ class SpectralLoss(nn.Module):
         terms["sc"] = torch.linalg.norm(mag - mag_hat) / torch.linalg.norm(mag).clamp(min=1e-7)
         if self.weights["chroma"] > 0:
             terms["chroma"] = self._chroma_loss(mag_hat, mag)
+        if self.weights["rchroma"] > 0:
+            terms["rchroma"] = self._rendered_chroma_loss(mag_hat, wav)
         terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
         return terms
 
-    def _chroma_loss(self, mag_hat: Tensor, mag: Tensor) -> Tensor:
+    def _rendered_chroma_loss(self, mag_hat: Tensor, wav: Tensor) -> Tensor:
+        """The chroma loss of what the listener gets: the predicted magnitude rendered by a few
+        (differentiable) Griffin-Lim iterations, analysed at the metric's 4096-sample window."""
+        batch, channels, bins, frames = mag_hat.shape
+        rendered = griffin_lim(
+            (mag_hat - LOG_FLOOR).clamp(min=0).reshape(-1, bins, frames),
+            self.n_fft,
+            self.hop,
+            self.rendered_iters,
+        )
+        length = min(rendered.shape[-1], wav.shape[-1])
+        reference = wav.reshape(-1, wav.shape[-1])[:, :length]
+        basis = self._chroma_4096()
+        window = torch.hann_window(4096, device=wav.device)
+
+        def magnitude(x: Tensor) -> Tensor:
+            spec = torch.stft(x, 4096, 1024, window=window, return_complex=True)
+            return (spec.real.pow(2) + spec.imag.pow(2) + 1e-12).sqrt().unsqueeze(1)
+
+        return self._chroma_loss(
+            magnitude(rendered[:, :length]), magnitude(reference.float()), basis
+        )
+
+    def _chroma_4096(self) -> Tensor:
+        if not hasattr(self, "_basis_4096"):
+            import librosa
+
+            chroma = librosa.filters.chroma(sr=self.sample_rate, n_fft=4096)
+            self._basis_4096 = torch.from_numpy(chroma).float()
+        return self._basis_4096
+
+    def _chroma_loss(self, mag_hat: Tensor, mag: Tensor, basis: Tensor | None = None) -> Tensor:
         """1 - the per-frame Pearson correlation of the two chroma vectors (librosa's chroma
         filters on the power spectrum), over the frames within 40 dB of each clip's loudest: the
         quantity ``metrics.chroma_correlation`` reports, at the codec's own window."""
-        c_hat = torch.matmul(self.chroma_basis, mag_hat.pow(2))  # (B, C, 12, T)
-        c = torch.matmul(self.chroma_basis, mag.pow(2))
+        basis = self.chroma_basis if basis is None else basis.to(mag.device)
+        c_hat = torch.matmul(basis, mag_hat.pow(2))  # (B, C, 12, T)
+        c = torch.matmul(basis, mag.pow(2))
         c_hat = c_hat - c_hat.mean(dim=-2, keepdim=True)
         c = c - c.mean(dim=-2, keepdim=True)
         corr = (c_hat * c).sum(-2) / (c_hat.norm(dim=-2) * c.norm(dim=-2)).clamp(min=1e-8)

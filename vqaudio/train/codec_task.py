@@ -88,6 +88,7 @@ class CodecTask:
                 weights.mel,
                 weights.convergence,
                 chroma_weight=weights.chroma,
+                rendered_chroma_weight=weights.rendered_chroma,
             )
         else:
             self.loss_fn = ReconstructionLoss(
