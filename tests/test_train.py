@@ -311,3 +311,37 @@ def test_loss_weights_come_from_the_recipe(tmp_path, songs):
     assert rows[0]["loss"] == pytest.approx(15.0 * rows[0]["mel"] + rows[0]["vq"], rel=1e-4)
     with pytest.raises(ConfigError, match="loss weights"):
         load_recipe(RECIPES / "tiny-codec.yaml", ["loss.mel=-1"])
+
+
+def test_best_checkpoint_keeps_the_evaluation_with_the_most_notes(tmp_path, songs, monkeypatch):
+    """best.safetensors is rewritten only when held-out chroma beats every earlier evaluation."""
+    import vqaudio.train.loop as loop
+
+    recipe = load_recipe(
+        RECIPES / "tiny-codec.yaml",
+        tiny_overrides(
+            tmp_path,
+            songs,
+            **{"train.eval_every": 2, "train.steps": 6, "eval.clip_seconds": 1.0},
+        ),
+    )
+    seen = []
+    original = loop._keep_best
+
+    def spy(task, model, run_dir, history, row):
+        saved = original(task, model, run_dir, history, row)
+        seen.append((row["val_chroma"], saved is not None))
+        if saved:
+            seen[-1] += (load_file(run_dir / "best.safetensors"),)
+        return saved
+
+    monkeypatch.setattr(loop, "_keep_best", spy)
+    train(recipe, tmp_path / "run", device="cpu")
+    assert len(seen) == 3 and seen[0][1]  # the first evaluation is the best so far
+    best = seen[0][0]
+    for chroma, saved, *_ in seen[1:]:
+        assert saved == (chroma > best)
+        best = max(best, chroma)
+    final = load_file(tmp_path / "run" / "best.safetensors")
+    last_saved = [s for s in seen if s[1]][-1][2]
+    assert all(torch.equal(final[k], last_saved[k]) for k in final)

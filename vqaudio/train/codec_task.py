@@ -32,6 +32,7 @@ class CodecTask:
     """Everything stage-specific about training a codec; the loop in loop.py drives it."""
 
     plot_keys = ("loss", "mel", "val_mel")
+    best_key = "val_chroma"  # best.safetensors: the evaluation that kept the most notes
 
     def __init__(self, recipe: Recipe, on_message: Callable[[str], None], device: str = "cpu"):
         self.recipe = recipe

@@ -248,6 +248,9 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
                 history.append(row)
                 _append_metrics(run_dir, row)
                 say(f"eval step {step}: {task.describe_eval(result)}")
+                best = _keep_best(task, model, run_dir, history, row)
+                if best:
+                    say(f"best so far by {task.best_key}: {best}")
             plots.plot_losses(history, run_dir / "loss.png", task.plot_keys)
         if (step % cfg.checkpoint_every == 0 or step == total) and world.is_main:
             save_train_state(run_dir / STATE_FILE, model, optimizer, step, rng)
@@ -256,6 +259,27 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
             say(f"checkpoint step {step}: {run_dir / MODEL_FILE} (id {model_id})")
         tick += time.perf_counter() - paused
     return run_dir / MODEL_FILE
+
+
+BEST_FILE = "best.safetensors"
+
+
+def _keep_best(task, model, run_dir: Path, history: list[dict], row: dict) -> str | None:
+    """Save the model as best.safetensors when this evaluation's ``task.best_key`` (higher is
+    better; a codec: held-out chroma at the top operating point) beats every earlier one of the
+    run, resumed parts included. Spectral losses can keep falling while the notes are lost."""
+    key = getattr(task, "best_key", None)
+    if key is None or key not in row:
+        return None
+    earlier = [
+        r[key]
+        for r in [*read_metrics(run_dir), *history]
+        if r.get("kind") == "eval" and key in r and r is not row and r.get("step") != row["step"]
+    ]
+    if earlier and row[key] <= max(earlier):
+        return None
+    model_id = task.save(model, run_dir / BEST_FILE)
+    return f"{run_dir / BEST_FILE} (step {row['step']}, {key} {row[key]:.3f}, id {model_id})"
 
 
 def _append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
