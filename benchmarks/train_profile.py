@@ -95,16 +95,6 @@ class Timed:
         return time.perf_counter() - start
 
 
-def stage_rms(codec, wav: torch.Tensor) -> list[float]:
-    record: list[torch.Tensor] = []
-    with torch.no_grad():
-        was = codec.training
-        codec.eval()
-        z = codec.encoder(codec._pad(wav), record)
-        codec.train(was)
-    return [float(x.pow(2).mean().sqrt()) for x in [*record, z]]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", required=True, help="recipe of the old codec")
@@ -149,7 +139,7 @@ def main() -> None:
             "steps_per_s": 1 / wall,
             "audio_s_per_s": audio_s / wall,
             "fresh_stage_rms": " ".join(
-                f"{r:.3g}" for r in stage_rms(timed.codec, torch.from_numpy(music[None]))
+                f"{r:.3g}" for r in timed.codec.stage_rms(torch.from_numpy(music[None]))
             ),
         }
         for part in PARTS:
@@ -158,7 +148,7 @@ def main() -> None:
     for label, path in (("before", args.before_codec), ("after", args.after_codec)):
         if path:
             codec = load_codec(path)
-            rms = stage_rms(codec, torch.from_numpy(music[None]))
+            rms = codec.stage_rms(torch.from_numpy(music[None]))
             next(r for r in rows if r["recipe"] == label)["trained_stage_rms"] = " ".join(
                 f"{r:.3g}" for r in rms
             )

@@ -86,3 +86,30 @@ def diverse_codec(seed: int = 0) -> Codec:
     with torch.no_grad():
         codec.train()(wav, num_levels=2)
     return codec.eval()
+
+
+def assert_chunked_decode_is_one_pass(
+    codec: Codec, wav: torch.Tensor, rate: int, tmp_path, chunk_blocks: int, min_chunks: int = 1
+) -> None:
+    """Compress ``wav`` (1, 1, T) in small chunks; decoding chunk by chunk (each with its
+    margins) must give the decode of all the file's codes in one pass."""
+    import numpy as np
+
+    from vqaudio import audio
+    from vqaudio.bitstream import VqaReader
+    from vqaudio.codes import Codes
+    from vqaudio.compress import compress, decode_chunks
+
+    audio.write(tmp_path / "a.wav", wav[0].numpy(), rate)
+    compress(codec, tmp_path / "a.wav", tmp_path / "a.vqa", bitrate=1e5, chunk_blocks=chunk_blocks)
+    with VqaReader(tmp_path / "a.vqa") as reader:
+        assert reader.num_chunks >= min_chunks
+        pieces = list(decode_chunks(reader, codec))
+        chunks = [reader.read_chunk(k) for k in range(reader.num_chunks)]
+        num_samples = reader.header.num_samples
+    strides = codec.config.level_strides
+    levels = [
+        torch.from_numpy(np.concatenate([c[i] for c in chunks]))[None] for i in range(len(strides))
+    ]
+    one_pass = codec.decode(Codes(levels, strides, num_samples))[0].numpy()
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), one_pass, atol=1e-4)

@@ -2,21 +2,23 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from vqaudio.bitstream import VqaReader
 from vqaudio.checkpoint import load_codec, save_codec
 from vqaudio.codec import Codec
 from vqaudio.codec.losses import MultiScaleMelLoss, ReconstructionLoss
-from vqaudio.compress import compress, decode_chunks
 from vqaudio.errors import ConfigError
 from vqaudio.recipe import load_recipe
 from vqaudio.train import train
 
-from .conftest import diverse_codec, harmonic, tiny_codec_config
+from .conftest import (
+    assert_chunked_decode_is_one_pass,
+    diverse_codec,
+    harmonic,
+    tiny_codec_config,
+)
 from .test_train import RECIPES, tiny_overrides, write_songs
 
 
@@ -118,9 +120,6 @@ def test_half_storage_keeps_codes_exact_and_halves_only_the_decoder(tmp_path):
 
 
 def test_istft_chunked_decoding_matches_one_pass(tmp_path):
-    from vqaudio import audio
-    from vqaudio.codes import Codes
-
     torch.manual_seed(0)
     codec = Codec(istft_config(kmeans_init=True))
     n = 16000
@@ -128,15 +127,7 @@ def test_istft_chunked_decoding_matches_one_pass(tmp_path):
     with torch.no_grad():
         codec.train()(wav)
     codec.eval()
-    audio.write(tmp_path / "a.wav", wav[0].numpy(), 8000)
-    compress(codec, tmp_path / "a.wav", tmp_path / "a.vqa", bitrate=1e5, chunk_blocks=5)
-    with VqaReader(tmp_path / "a.vqa") as reader:
-        pieces = list(decode_chunks(reader, codec))
-        chunks = [reader.read_chunk(k) for k in range(reader.num_chunks)]
-        num_samples = reader.header.num_samples
-    levels = [torch.from_numpy(np.concatenate([c[i] for c in chunks]))[None] for i in range(2)]
-    one_pass = codec.decode(Codes(levels, (2, 1), num_samples))[0].numpy()
-    np.testing.assert_allclose(np.concatenate(pieces, axis=1), one_pass, atol=1e-4)
+    assert_chunked_decode_is_one_pass(codec, wav, 8000, tmp_path, chunk_blocks=5)
 
 
 @pytest.mark.parametrize(

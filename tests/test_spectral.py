@@ -3,7 +3,6 @@ keep the notes, is it well conditioned, and does chunked decoding equal one pass
 
 import math
 
-import numpy as np
 import torch
 
 from vqaudio.codec import Codec
@@ -18,7 +17,7 @@ from vqaudio.config import CodecConfig
 from vqaudio.metrics import chroma_correlation
 from vqaudio.recipe import load_recipe
 
-from .conftest import harmonic, tiny_codec_config
+from .conftest import assert_chunked_decode_is_one_pass, harmonic, tiny_codec_config
 
 RATE = 8000
 
@@ -123,13 +122,6 @@ def test_briefly_trained_tiny_codec_keeps_chords_apart():
     assert own_a > 0.5 and own_b > 0.5
 
 
-def _stage_rms(codec: Codec, wav: torch.Tensor) -> list[float]:
-    record = []
-    with torch.no_grad():
-        z = codec.encoder(codec._pad(wav), record)
-    return [float(x.pow(2).mean().sqrt()) for x in [*record, z]]
-
-
 def test_shipped_recipe_codec_is_well_conditioned_fresh_and_after_50_steps():
     """Every encoder stage's RMS stays of order one on a music-like signal (the old conv encoder
     grew 0.12 -> 13.7 fresh and to 4e4 after training)."""
@@ -138,7 +130,7 @@ def test_shipped_recipe_codec_is_well_conditioned_fresh_and_after_50_steps():
     config = recipe.codec
     codec = Codec(config)
     wav = torch.cat([harmonic(24000, 24000, f, seed=i) for i, f in enumerate((110, 220, 330))])
-    rms = _stage_rms(codec, wav)
+    rms = codec.stage_rms(wav)
     assert all(0.05 <= r <= 20 for r in rms), rms
     loss_fn = SpectralLoss(24000, config.n_fft, config.hop_length)
     optimizer = torch.optim.AdamW(codec.parameters(), lr=recipe.optim.lr)
@@ -148,16 +140,11 @@ def test_shipped_recipe_codec_is_well_conditioned_fresh_and_after_50_steps():
         optimizer.zero_grad()
         (loss["total"] + out.vq_loss).backward()
         optimizer.step()
-    rms = _stage_rms(codec, wav)
+    rms = codec.stage_rms(wav)
     assert all(0.05 <= r <= 20 for r in rms), rms
 
 
 def test_spectral_chunked_decoding_matches_one_pass(tmp_path):
-    from vqaudio import audio
-    from vqaudio.bitstream import VqaReader
-    from vqaudio.codes import Codes
-    from vqaudio.compress import compress, decode_chunks
-
     torch.manual_seed(0)
     codec = Codec(spectral_config(kmeans_init=True, griffin_lim_iters=4))
     n = 3 * RATE
@@ -165,16 +152,7 @@ def test_spectral_chunked_decoding_matches_one_pass(tmp_path):
     with torch.no_grad():
         codec.train()(wav)
     codec.eval()
-    audio.write(tmp_path / "a.wav", wav[0].numpy(), RATE)
-    compress(codec, tmp_path / "a.wav", tmp_path / "a.vqa", bitrate=1e5, chunk_blocks=20)
-    with VqaReader(tmp_path / "a.vqa") as reader:
-        assert reader.num_chunks >= 3
-        pieces = list(decode_chunks(reader, codec))
-        chunks = [reader.read_chunk(k) for k in range(reader.num_chunks)]
-        num_samples = reader.header.num_samples
-    levels = [torch.from_numpy(np.concatenate([c[i] for c in chunks]))[None] for i in range(2)]
-    one_pass = codec.decode(Codes(levels, (2, 1), num_samples))[0].numpy()
-    np.testing.assert_allclose(np.concatenate(pieces, axis=1), one_pass, atol=1e-4)
+    assert_chunked_decode_is_one_pass(codec, wav, RATE, tmp_path, chunk_blocks=20, min_chunks=3)
 
 
 def test_spectral_output_length_equals_input_length():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -91,13 +93,8 @@ class Codec(nn.Module):
     def encode(self, wav: Tensor, bitrate: float | None = None) -> Codes:
         """wav (B, C, T) -> Codes of the levels that fit ``bitrate`` bits/s (None: all levels)."""
         num_levels = self.config.levels_for_bitrate(bitrate)
-        was_training = self.training
-        self.eval()  # encoding never changes the model (BatchNorm statistics of old codecs)
-        try:
-            z = self.encoder(self._pad(wav))
-            codes = self.quantizer.encode(z, num_levels)
-        finally:
-            self.train(was_training)
+        with self._eval_mode():  # encoding never changes the model (BatchNorm of old codecs)
+            codes = self.quantizer.encode(self.encoder(self._pad(wav)), num_levels)
         codes.num_samples = wav.shape[-1]
         return codes
 
@@ -159,10 +156,24 @@ class Codec(nn.Module):
     @torch.no_grad()
     def latent(self, wav: Tensor) -> Tensor:
         """wav (B, C, T) -> the encoder's unquantized latent z (B, D, frames), in eval mode."""
+        with self._eval_mode():
+            return self.encoder(self._pad(wav))
+
+    @torch.no_grad()
+    def stage_rms(self, wav: Tensor) -> list[float]:
+        """RMS of each encoder stage's output, then of z, in eval mode: the health figure that
+        training logs (a well-conditioned encoder keeps every stage of order one)."""
+        record: list[Tensor] = []
+        with self._eval_mode():
+            z = self.encoder(self._pad(wav), record)
+        return [float(x.float().pow(2).mean().sqrt()) for x in [*record, z]]
+
+    @contextmanager
+    def _eval_mode(self) -> Iterator[None]:
         was_training = self.training
         self.eval()
         try:
-            return self.encoder(self._pad(wav))
+            yield
         finally:
             self.train(was_training)
 

@@ -16,8 +16,8 @@ with 32 iterations of fast Griffin-Lim 0.92-0.95 (``runs/probe`` scripts in the 
   STFT, trained directly on spectral losses (no phase in the loss, so training needs no inverse
   STFT); at inference the waveform comes from fast Griffin-Lim (Perraudin et al. 2013) started
   from zero phase. Zero phase makes the reconstruction translation-invariant and every iteration
-  only couples frames whose windows overlap, so a chunk decoded with ``margin_frames`` of context
-  either side equals a one-pass decode (compress.py relies on it).
+  only couples frames whose windows overlap, so a chunk decoded with the context
+  ``margins.decoder_margin_blocks`` computes either side equals a one-pass decode.
 """
 
 from __future__ import annotations
@@ -176,14 +176,6 @@ class SpectralDecoder(nn.Module):
         self.head = nn.Linear(dim, config.channels * self.bins)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-
-    @property
-    def margin_frames(self) -> int:
-        """Frames of context either side that make a chunked decode equal a one-pass decode:
-        conv_in and the ConvNeXt blocks (3 frames each side apiece), then every Griffin-Lim
-        iteration couples frames whose windows overlap."""
-        overlap = -(-self.n_fft // self.hop)
-        return 3 * (1 + len(self.blocks)) + 1 + overlap * (self.iters + 1)
 
     def log_magnitude(self, z_q: Tensor) -> Tensor:
         """z_q (B, D, T') -> predicted log(|STFT| + LOG_FLOOR) (B, C, bins, T' + 1)."""

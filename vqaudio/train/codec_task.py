@@ -151,13 +151,6 @@ class CodecTask:
         frames = wav.shape[0] * wav.shape[-1] // self.recipe.codec.hop_length
         quantizer.initialize(z, frames)
 
-    def _stage_rms(self, wav: Tensor) -> list[float]:
-        """RMS of each encoder stage's output (then of z) on this batch: a health figure."""
-        record: list[Tensor] = []
-        with torch.no_grad():
-            z = self.model.encoder(self.model._pad(wav), record)
-        return [float(x.float().pow(2).mean().sqrt()) for x in [*record, z]]
-
     def loss(self, model: nn.Module, wav: Tensor, autocast) -> tuple[Tensor, dict[str, float]]:
         if self._step == 0:
             self._initialize_codebooks(wav)
@@ -185,7 +178,7 @@ class CodecTask:
         metrics["usage"] = list(out.usage)
         metrics["perplexity"] = list(out.perplexity)
         if self._step % self.recipe.train.log_every == 0:
-            metrics["stage_rms"] = self._stage_rms(wav)
+            metrics["stage_rms"] = self.model.stage_rms(wav)
         return loss, metrics
 
     def _adversarial_on(self) -> bool:
