@@ -61,6 +61,10 @@ def tiny_prior_config(kind: str = "transformer", **overrides) -> PriorConfig:
         residual_channels=16,
         dilation_cycle=3,
         num_cycles=1,
+        depth_dim=16,
+        depth_layers=2,
+        depth_heads=2,
+        frame_embedding_dim=8,
     )
     base.update(overrides)
     return PriorConfig(**base)

@@ -16,7 +16,7 @@ from vqaudio.prior.sampling import decode_codes, sample_next, sample_tokens
 
 from .conftest import harmonic, tiny_codec_config, tiny_prior
 
-KINDS = ("transformer", "wavenet")
+KINDS = ("transformer", "frames", "wavenet")
 
 
 def random_tokens(config: PriorConfig, num_blocks: int, batch: int = 2, seed: int = 0):
@@ -66,17 +66,34 @@ def test_loss_is_the_cross_entropy_of_every_token_including_the_first(kind):
     assert tokens_per_second(24000, 480, (4, 4, 2, 1, 1)) == 150.0
 
 
-def test_kv_cache_equals_full_forward_through_window_slides():
-    prior = tiny_prior("transformer")
+@pytest.mark.parametrize("kind", ("transformer", "frames"))
+@pytest.mark.parametrize("prompt", (0, 3, 4))
+def test_kv_cache_equals_full_forward_through_window_slides(kind, prompt):
+    prior = tiny_prior(kind)
     tokens = random_tokens(prior.config, 11)  # 33 tokens; context is 12, so the window slides
     with torch.inference_mode():
-        stream = prior.stream(tokens[:, :3])
-        for t in range(3, tokens.shape[1]):
+        stream = prior.stream(tokens[:, :prompt])
+        for t in range(prompt, tokens.shape[1]):
             if t < prior.config.context_tokens:  # before the first slide: one plain forward
-                torch.testing.assert_close(stream.logits, prior(tokens[:, :t])[:, -1])
+                full = prior.window_logits(tokens[:, :t])[:, -1]
+                torch.testing.assert_close(stream.logits, full)
             torch.testing.assert_close(stream.logits, prior.next_logits(tokens[:, :t]))
             stream.push(tokens[:, t])
     assert prior.window_start(tokens.shape[1]) > 0  # the slide really happened
+
+
+def test_frame_prior_scores_each_level_over_its_own_codebook():
+    prior = tiny_prior("frames", context_blocks=6)
+    tokens = random_tokens(prior.config, 6)
+    logits = prior.window_logits(tokens)[:, :-1]
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens[..., None])[..., 0]
+    torch.testing.assert_close(prior.token_nll(tokens), -logp)  # the fast path == the full one
+    changed = tokens.clone()
+    changed[:, 7] = tokens[:, 7] + (1 if tokens[0, 7] % 16 < 15 else -1)  # frame 2, slot 1
+    nll, other = prior.token_nll(tokens), prior.token_nll(changed)
+    torch.testing.assert_close(other[:, :7], nll[:, :7])  # earlier slots and frames unchanged
+    assert not torch.allclose(other[:, 8:9], nll[:, 8:9])  # the depth sees the frame's tokens
+    assert not torch.allclose(other[:, 9:], nll[:, 9:])  # the temporal sees earlier frames
 
 
 def test_window_slides_keep_whole_blocks():

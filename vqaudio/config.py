@@ -178,7 +178,7 @@ class PriorConfig:
     the prior is trained on, never set by hand.
     """
 
-    kind: str = "transformer"  # transformer | wavenet
+    kind: str = "transformer"  # transformer (flat) | frames (temporal + depth) | wavenet
     num_levels: int = 5  # codec levels modelled (5 = 1.5 kbps for the default codec)
     codebook_size: int = 1024
     level_strides: tuple[int, ...] = (4, 4, 2, 1, 1)  # of the modelled levels
@@ -187,6 +187,12 @@ class PriorConfig:
     num_heads: int = 4
     context_blocks: int = 64  # context length in coarse frames (blocks of the flatten order)
     dropout: float = 0.0
+    # frames only: a depth transformer of depth_layers x depth_dim predicts a frame's tokens one
+    # after another from the temporal transformer's state (dim x num_layers, over frames)
+    depth_dim: int = 128
+    depth_layers: int = 2
+    depth_heads: int = 4
+    frame_embedding_dim: int = 64  # per token; a frame's tokens are concatenated, then projected
     # wavenet only: gated dilated causal convs, dilations 1, 2, ... 2**(dilation_cycle - 1),
     # repeated num_cycles times; receptive field 1 + num_cycles * (kernel_size - 1) * (2**cycle - 1)
     residual_channels: int = 128
@@ -196,7 +202,12 @@ class PriorConfig:
 
     def __post_init__(self) -> None:
         require(
-            self.kind in ("transformer", "wavenet"), "prior.kind must be 'transformer' or 'wavenet'"
+            self.kind in ("transformer", "frames", "wavenet"),
+            "prior.kind must be 'transformer', 'frames' or 'wavenet'",
+        )
+        require(
+            self.depth_dim % max(self.depth_heads, 1) == 0,
+            "prior.depth_dim must be a multiple of prior.depth_heads",
         )
         require(
             len(self.level_strides) == self.num_levels,

@@ -1,7 +1,7 @@
 """Priors over flattened codes: build, save/load, sample.
 
-``build_prior(config)`` gives a :class:`TransformerPrior` or :class:`WaveNetPrior` (by
-``config.kind``); both take token ids of ``Codes.to_tokens`` and share the conventions of
+``build_prior(config)`` gives a :class:`TransformerPrior` (flat), :class:`FramePrior` (temporal
++ depth) or :class:`WaveNetPrior` (by ``config.kind``); both take token ids of ``Codes.to_tokens`` and share the conventions of
 :mod:`vqaudio.prior.base` (learned start token, next-slot embedding, per-level logit masks).
 """
 
@@ -14,11 +14,13 @@ import torch
 from ..checkpoint import DEFAULT_PRIOR, load_model, save_model
 from ..config import PriorConfig
 from .base import Prior
+from .frames import FramePrior
 from .sampling import generate
 from .transformer import TransformerPrior
 from .wavenet import WaveNetPrior
 
 __all__ = [
+    "FramePrior",
     "Prior",
     "TransformerPrior",
     "WaveNetPrior",
@@ -31,7 +33,8 @@ __all__ = [
 
 def build_prior(config: PriorConfig) -> Prior:
     """A fresh (randomly initialised) prior of ``config.kind``."""
-    return TransformerPrior(config) if config.kind == "transformer" else WaveNetPrior(config)
+    kinds = {"transformer": TransformerPrior, "frames": FramePrior, "wavenet": WaveNetPrior}
+    return kinds[config.kind](config)
 
 
 def save_prior(

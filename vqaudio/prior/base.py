@@ -56,6 +56,13 @@ class Prior(nn.Module):
         )
         return logits + self.level_mask[positions % self.tokens_per_block]
 
+    def window_start(self, num_tokens: int) -> int:
+        """First token of the window that predicts token ``num_tokens`` (block-aligned sliding:
+        a full window of ``context_blocks`` keeps its latest half and continues)."""
+        retained = self.config.context_blocks // 2 * self.tokens_per_block  # by a slide
+        slide = self.config.context_tokens - retained
+        return slide * max(0, (num_tokens - retained) // slide)
+
     def window_logits(self, tokens: Tensor) -> Tensor:
         """Logits (B, N + 1, V) of the window start token + ``tokens`` (B, N)."""
         raise NotImplementedError
@@ -63,10 +70,18 @@ class Prior(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         return self.window_logits(tokens)[:, 1:]
 
+    def token_nll(self, tokens: Tensor) -> Tensor:
+        """-log p (nats) of each token of ``tokens`` (B, N), a window starting at a block
+        boundary, the first one predicted from the start token -> (B, N)."""
+        logits = self.window_logits(tokens)[:, :-1]
+        nll = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), tokens.reshape(-1), reduction="none"
+        )
+        return nll.view(tokens.shape)
+
     def loss(self, tokens: Tensor) -> Tensor:
         """Mean cross-entropy (nats) of ``tokens`` (B, N), a window starting at a block boundary."""
-        logits = self.window_logits(tokens)[:, :-1]
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tokens.reshape(-1))
+        return self.token_nll(tokens).float().mean()
 
     def next_logits(self, tokens: Tensor) -> Tensor:
         """Logits (B, V) of token N given all ``tokens`` (B, N) so far, recomputed from scratch

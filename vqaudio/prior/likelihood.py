@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Prior
@@ -22,10 +21,7 @@ def bits_per_token(prior: Prior, tokens: Tensor) -> float:
     total, count = 0.0, 0
     for first in range(0, tokens.shape[1], context):
         window = tokens[:, first : first + context]
-        logits = prior.window_logits(window)[:, :-1]
-        nll = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), window.reshape(-1), reduction="sum"
-        )
+        nll = prior.token_nll(window).double().sum()
         total, count = total + float(nll), count + window.numel()
     return total / max(count, 1) / math.log(2)
 

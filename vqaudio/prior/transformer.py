@@ -87,6 +87,62 @@ class Block(nn.Module):
         return x + self.dropout(self.mlp(self.norm2(x)))
 
 
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+
+
+def block_weights(blocks: nn.ModuleList) -> list[tuple[Tensor, ...]]:
+    """Each block's tensors in the order :func:`step_blocks` takes them."""
+    return [
+        (
+            b.norm1.weight,
+            b.norm1.bias,
+            b.attn.qkv.weight,
+            b.attn.proj.weight,
+            b.norm2.weight,
+            b.norm2.bias,
+            b.mlp[0].weight,
+            b.mlp[0].bias,
+            b.mlp[2].weight,
+            b.mlp[2].bias,
+        )
+        for b in blocks
+    ]
+
+
+def step_blocks(
+    weights: list[tuple[Tensor, ...]],
+    caches,
+    x: Tensor,
+    rotation: Tensor,
+    position: int,
+    heads: int,
+) -> Tensor:
+    """One position x (B, D) through every block with plain functional calls, writing its keys and
+    values at ``position`` of each block's cache (k, v) (B, nh, max, hs) and attending to all
+    before it. At batch 1 the per-op Python overhead is what a step costs, so this path skips the
+    module calls, dropout and reshapes that the training forward needs (same arithmetic)."""
+    batch, dim = x.shape
+    for (n1w, n1b, qkv_w, proj_w, n2w, n2b, fc1_w, fc1_b, fc2_w, fc2_b), (
+        k_cache,
+        v_cache,
+    ) in zip(weights, caches, strict=True):
+        qkv = F.linear(F.layer_norm(x, (dim,), n1w, n1b), qkv_w).view(batch, 3, heads, -1)
+        qk = _rotate(qkv[:, :2], rotation)  # (B, 2, nh, hs)
+        k_cache[:, :, position] = qk[:, 1]
+        v_cache[:, :, position] = qkv[:, 2]
+        y = F.scaled_dot_product_attention(
+            qk[:, 0, :, None], k_cache[:, :, : position + 1], v_cache[:, :, : position + 1]
+        )  # (B, nh, 1, hs)
+        x = x + F.linear(y.view(batch, dim), proj_w)
+        h = F.gelu(F.linear(F.layer_norm(x, (dim,), n2w, n2b), fc1_w, fc1_b))
+        x = x + F.linear(h, fc2_w, fc2_b)
+    return x
+
+
 class TransformerPrior(Prior):
     """Causal transformer prior. tokens (B, N) -> logits (B, N, vocab_size)."""
 
@@ -97,16 +153,9 @@ class TransformerPrior(Prior):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
-        self.apply(self._init)
+        self.apply(_init_weights)
         rotation = _rotary_table(config.context_tokens + 1, config.dim // config.num_heads, "cpu")
         self.register_buffer("rotation", rotation, persistent=False)
-
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
 
     def _rotation(self, start: int, length: int) -> Tensor:
         if start + length > self.rotation.shape[0]:  # longer than the context: training may ask
@@ -126,12 +175,6 @@ class TransformerPrior(Prior):
 
     def window_logits(self, tokens: Tensor) -> Tensor:
         return self._run(self.with_start(tokens))
-
-    def window_start(self, num_tokens: int) -> int:
-        """First token of the window that predicts token ``num_tokens`` (block-aligned sliding)."""
-        retained = self.config.context_blocks // 2 * self.tokens_per_block  # by a slide
-        slide = self.config.context_tokens - retained
-        return slide * max(0, (num_tokens - retained) // slide)
 
     def next_logits(self, tokens: Tensor) -> Tensor:
         return self.window_logits(tokens[:, self.window_start(tokens.shape[1]) :])[:, -1]
@@ -166,21 +209,7 @@ class TransformerStream(Stream):
         self.vocab_size = config.vocab_size
         self.shape = (batch, config.dim, config.num_heads)
         self.rotation = torch.view_as_complex(prior.rotation.float().contiguous())
-        self.weights = [
-            (
-                b.norm1.weight,
-                b.norm1.bias,
-                b.attn.qkv.weight,
-                b.attn.proj.weight,
-                b.norm2.weight,
-                b.norm2.bias,
-                b.mlp[0].weight,
-                b.mlp[0].bias,
-                b.mlp[2].weight,
-                b.mlp[2].bias,
-            )
-            for b in prior.blocks
-        ]
+        self.weights = block_weights(prior.blocks)
         self._prefill()
 
     def _prefill(self) -> Tensor:
@@ -207,24 +236,10 @@ class TransformerStream(Stream):
         """One token at window ``position`` through every block, with plain functional calls:
         at batch 1 the per-op Python overhead is what a token costs, so this path skips module
         calls, dropout and reshapes that the training forward needs (same arithmetic)."""
-        prior, (batch, dim, heads) = self.prior, self.shape
+        prior, (_, dim, heads) = self.prior, self.shape
         slot = position % prior.tokens_per_block
         x = prior.token_embedding.weight[token] + prior.slot_embedding.weight[slot]  # (B, D)
-        rotation = self.rotation[position]
-        for (n1w, n1b, qkv_w, proj_w, n2w, n2b, fc1_w, fc1_b, fc2_w, fc2_b), (
-            k_cache,
-            v_cache,
-        ) in zip(self.weights, self.cache, strict=True):
-            qkv = F.linear(F.layer_norm(x, (dim,), n1w, n1b), qkv_w).view(batch, 3, heads, -1)
-            qk = _rotate(qkv[:, :2], rotation)  # (B, 2, nh, hs)
-            k_cache[:, :, position] = qk[:, 1]
-            v_cache[:, :, position] = qkv[:, 2]
-            y = F.scaled_dot_product_attention(
-                qk[:, 0, :, None], k_cache[:, :, : position + 1], v_cache[:, :, : position + 1]
-            )  # (B, nh, 1, hs)
-            x = x + F.linear(y.view(batch, dim), proj_w)
-            h = F.gelu(F.linear(F.layer_norm(x, (dim,), n2w, n2b), fc1_w, fc1_b))
-            x = x + F.linear(h, fc2_w, fc2_b)
+        x = step_blocks(self.weights, self.cache, x, self.rotation[position], position, heads)
         lo, hi = prior.slot_ranges[slot]
         x = F.layer_norm(x, (dim,), prior.norm.weight, prior.norm.bias)
         return self._set_logits(F.linear(x, prior.head.weight[lo:hi]), (lo, hi))

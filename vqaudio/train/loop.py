@@ -233,6 +233,7 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
         if step % cfg.log_every == 0 or step == total:
             elapsed = time.perf_counter() - tick
             row = {"step": step, "kind": "train", "lr": lr, **_mean_metrics(rows)}
+            row["time"] = round(time.time(), 1)  # wall clock: equal-time comparisons of runs
             row["steps_per_s"] = (step - tick_step) / max(elapsed, 1e-9)
             rows, tick, tick_step = [], time.perf_counter(), step
             if world.is_main:
@@ -276,7 +277,8 @@ def _keep_best(task, model, run_dir: Path, history: list[dict], row: dict) -> st
         for r in [*read_metrics(run_dir), *history]
         if r.get("kind") == "eval" and key in r and r is not row and r.get("step") != row["step"]
     ]
-    if earlier and row[key] <= max(earlier):
+    sign = -1.0 if getattr(task, "best_lower", False) else 1.0  # e.g. a prior's bits/token
+    if earlier and sign * row[key] <= max(sign * e for e in earlier):
         return None
     model_id = task.save(model, run_dir / BEST_FILE)
     return f"{run_dir / BEST_FILE} (step {row['step']}, {key} {row[key]:.3f}, id {model_id})"

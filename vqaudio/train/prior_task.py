@@ -55,6 +55,7 @@ class PriorTask:
     """Everything stage-specific about training a prior; the loop in loop.py drives it."""
 
     plot_keys = ("loss", "val_bits_per_token")
+    best_key, best_lower = "val_bits_per_token", True  # best.safetensors: fewest held-out bits
 
     def after_step(self, step: int) -> dict[str, float]:
         return {}

@@ -1,0 +1,249 @@
+"""Frame prior: a temporal transformer over coarse frames and a depth transformer within a frame.
+
+As in RQ-Transformer (Lee et al. 2022) and Moshi's Depformer: one *frame* (block) of the flatten
+order holds ``tokens_per_block`` tokens (12 for the default codec's first 5 levels, 80 ms). The
+temporal transformer (``dim`` x ``num_layers``) runs once per frame over the whole window, so
+``context_blocks`` frames of context (30 s = 375 frames) cost what 375 tokens cost the flat
+prior. Its input at frame f is the concatenated embeddings of frame f - 1's tokens, projected to
+``dim`` (a learned start vector at the window's first frame); its output h_f conditions the
+depth transformer (``depth_dim`` x ``depth_layers``), which predicts frame f's tokens one after
+another: depth position j sees W h_f + the slot's embedding + the embedding of token j - 1 (a
+learned start embedding at j = 0), causally within the frame. Each slot's logits cover its level's
+codebook only, as for every prior (:mod:`vqaudio.prior.base`).
+
+Windows slide as the flat transformer's do (``Prior.window_start``), so past ``context_blocks``
+the window keeps its latest half; the stream rebuilds the temporal cache then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..codes import token_levels
+from ..config import PriorConfig
+from .base import Prior, Stream
+from .transformer import Block, _init_weights, _rotary_table, block_weights, step_blocks
+
+
+class FramePrior(Prior):
+    """Temporal + depth transformer prior. tokens (B, N) -> logits (B, N, vocab_size)."""
+
+    def __init__(self, config: PriorConfig):
+        super().__init__(config)
+        per_block, width = config.tokens_per_block, config.frame_embedding_dim
+        depth = dataclasses.replace(config, dim=config.depth_dim, num_heads=config.depth_heads)
+        # one table for the frame input and the depth input; id vocab_size = start of a frame
+        self.token_embedding = nn.Embedding(config.vocab_size + 1, width)
+        self.frame_in = nn.Linear(per_block * width, config.dim)
+        self.frame_start = nn.Parameter(torch.zeros(config.dim))
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.norm = nn.LayerNorm(config.dim)
+        self.depth_in = nn.Linear(config.dim, config.depth_dim)
+        self.depth_token = nn.Linear(width, config.depth_dim, bias=False)
+        self.slot_embedding = nn.Embedding(per_block, config.depth_dim)
+        self.depth_blocks = nn.ModuleList(Block(depth) for _ in range(config.depth_layers))
+        self.depth_norm = nn.LayerNorm(config.depth_dim)
+        self.head = nn.Linear(config.depth_dim, config.vocab_size, bias=False)
+        self.apply(_init_weights)
+        head_dim = config.dim // config.num_heads
+        self.register_buffer(
+            "rotation", _rotary_table(config.context_blocks, head_dim, "cpu"), persistent=False
+        )
+        depth_rotation = _rotary_table(per_block, config.depth_dim // config.depth_heads, "cpu")
+        self.register_buffer("depth_rotation", depth_rotation, persistent=False)
+        with torch.device("cpu"):  # plain ints, also on a "meta" skeleton
+            levels = token_levels(config.level_strides).tolist()
+        self.level_slots = [
+            [j for j, k in enumerate(levels) if k == level] for level in range(config.num_levels)
+        ]
+
+    # --- the pieces ------------------------------------------------------------------------
+
+    def _frame_inputs(self, frames: Tensor) -> Tensor:
+        """frames (B, F, P) token ids -> temporal inputs (B, F, D): start, then frames 0..F-2."""
+        batch, count, per_block = frames.shape
+        previous = self.token_embedding(frames[:, :-1]).flatten(2)  # (B, F - 1, P * width)
+        start = self.frame_start.expand(batch, 1, -1)
+        return torch.cat([start, self.frame_in(previous)], dim=1)
+
+    def _temporal(self, x: Tensor, caches: list | None = None) -> Tensor:
+        """(B, F, D) inputs at window frames 0..F-1 -> normalised states h (B, F, D)."""
+        rotation = self._table(self.rotation, x.shape[1], self.config.dim // self.config.num_heads)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rotation, None if caches is None else caches[i], 0)
+        return self.norm(x)
+
+    def _table(self, table: Tensor, length: int, head_dim: int) -> Tensor:
+        if length > table.shape[0]:  # training may ask for more frames than the context
+            table = _rotary_table(length, head_dim, table.device)
+        return torch.view_as_complex(table[:length].float().contiguous())
+
+    def _depth_inputs(self, h: Tensor, frames: Tensor) -> Tensor:
+        """h (B, F, D), frames (B, F, P) -> depth inputs (B * F, P, d)."""
+        batch, count, per_block = frames.shape
+        start = frames.new_full((batch, count, 1), self.start_id)
+        previous = torch.cat([start, frames[:, :, :-1]], dim=2)  # token j - 1 at position j
+        x = self.depth_token(self.token_embedding(previous)) + self.slot_embedding.weight
+        x = x + self.depth_in(h)[:, :, None]
+        return x.reshape(batch * count, per_block, -1)
+
+    def _depth(self, x: Tensor) -> Tensor:
+        """(B * F, P, d) -> normalised depth outputs (B * F, P, d), causal within the frame."""
+        rotation = torch.view_as_complex(self.depth_rotation.float().contiguous())
+        for block in self.depth_blocks:
+            x = block(x, rotation)
+        return self.depth_norm(x)
+
+    def _outputs(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """tokens (B, N) -> (depth outputs (B, F, P, d), the padded frames (B, F, P)) for the
+        N + 1 predictions of the window (token 0 .. token N), F = N // P + 1."""
+        batch, length = tokens.shape
+        per_block = self.tokens_per_block
+        count = length // per_block + 1
+        padded = tokens.new_zeros(batch, count * per_block)  # later slots never reach earlier ones
+        padded[:, :length] = tokens
+        frames = padded.view(batch, count, per_block)
+        h = self._temporal(self._frame_inputs(frames))
+        out = self._depth(self._depth_inputs(h, frames))
+        return out.view(batch, count, per_block, -1), frames
+
+    # --- the Prior interface ------------------------------------------------------------------
+
+    def window_logits(self, tokens: Tensor) -> Tensor:
+        batch, length = tokens.shape
+        out, _ = self._outputs(tokens)
+        logits = self.head(out).reshape(batch, -1, self.config.vocab_size)[:, : length + 1]
+        return self.masked(logits)
+
+    def token_nll(self, tokens: Tensor) -> Tensor:
+        """-log p (nats) of each token (B, N), one level's codebook per slot: the vocabulary-wide
+        logits are never built (1/num_levels of the memory and the head's arithmetic)."""
+        batch, length = tokens.shape
+        per_block, size = self.tokens_per_block, self.config.codebook_size
+        if length % per_block:
+            return super().token_nll(tokens)
+        out, frames = self._outputs(tokens)
+        out, frames = out[:, :-1], frames[:, :-1]  # the extra frame predicts token N only
+        nll = torch.empty_like(frames, dtype=out.dtype)
+        for level, slots in enumerate(self.level_slots):
+            weight = self.head.weight[level * size : (level + 1) * size]
+            logits = (out[:, :, slots] @ weight.T).float()  # (B, F, S, size)
+            target = frames[:, :, slots] - level * size
+            nll[:, :, slots] = F.cross_entropy(
+                logits.reshape(-1, size), target.reshape(-1), reduction="none"
+            ).view(target.shape).to(nll.dtype)
+        return nll.reshape(batch, length)
+
+    def next_logits(self, tokens: Tensor) -> Tensor:
+        return self.window_logits(tokens[:, self.window_start(tokens.shape[1]) :])[:, -1]
+
+    def stream(self, tokens: Tensor) -> FrameStream:
+        return FrameStream(self, tokens)
+
+
+class FrameStream(Stream):
+    """KV-cached decoding: a temporal step once per frame, a depth step per token."""
+
+    def __init__(self, prior: FramePrior, tokens: Tensor):
+        config = prior.config
+        self.prior, self.vocab_size = prior, config.vocab_size
+        batch = tokens.shape[0]
+        weight = prior.head.weight
+        self.temporal_cache = torch.zeros(
+            (config.num_layers, 2, batch, config.num_heads, config.context_blocks)
+            + (config.dim // config.num_heads,),
+            dtype=weight.dtype,
+            device=weight.device,
+        )
+        self.depth_cache = torch.zeros(
+            (config.depth_layers, 2, batch, config.depth_heads, config.tokens_per_block)
+            + (config.depth_dim // config.depth_heads,),
+            dtype=weight.dtype,
+            device=weight.device,
+        )
+        self.temporal_weights = block_weights(prior.blocks)
+        self.depth_weights = block_weights(prior.depth_blocks)
+        self.rotation = torch.view_as_complex(prior.rotation.float().contiguous())
+        self.depth_rotation = torch.view_as_complex(prior.depth_rotation.float().contiguous())
+        self.window = tokens.new_zeros(batch, config.context_tokens)
+        self.num_tokens = tokens.shape[1]
+        self.start = prior.window_start(self.num_tokens)
+        kept = tokens[:, self.start :]
+        self.window[:, : kept.shape[1]] = kept
+        self._prefill()
+
+    def _prefill(self) -> Tensor:
+        """Temporal states of the window's frames (cache filled), then the current frame's
+        depth positions up to the next token."""
+        prior, per_block = self.prior, self.prior.tokens_per_block
+        length = self.num_tokens - self.start
+        count = length // per_block + 1
+        frames = self.window.new_zeros(self.window.shape[0], count * per_block)
+        frames[:, :length] = self.window[:, :length]
+        frames = frames.view(-1, count, per_block)
+        caches = [(layer[0], layer[1]) for layer in self.temporal_cache]
+        h = prior._temporal(prior._frame_inputs(frames), caches)[:, -1]  # (B, D)
+        self.frame = frames[:, -1].clone()  # (B, P), filled up to the slot of the next token
+        self.depth_bias = F.linear(h, prior.depth_in.weight, prior.depth_in.bias)
+        slot = length % per_block
+        for j in range(slot):
+            self._depth_step(j)
+        return self._depth_step(slot)
+
+    def _depth_step(self, slot: int) -> Tensor:
+        """Depth position ``slot`` of the current frame -> that slot's logits (B, V)."""
+        prior = self.prior
+        previous = self.frame[:, slot - 1] if slot > 0 else self.frame.new_full(
+            (self.frame.shape[0],), prior.start_id
+        )
+        x = F.linear(prior.token_embedding.weight[previous], prior.depth_token.weight)
+        x = x + self.depth_bias + prior.slot_embedding.weight[slot]
+        x = step_blocks(
+            self.depth_weights,
+            self.depth_cache,
+            x,
+            self.depth_rotation[slot],
+            slot,
+            prior.config.depth_heads,
+        )
+        x = F.layer_norm(x, x.shape[-1:], prior.depth_norm.weight, prior.depth_norm.bias)
+        lo, hi = prior.slot_ranges[slot]
+        return self._set_logits(F.linear(x, prior.head.weight[lo:hi]), (lo, hi))
+
+    def _frame_step(self, position: int) -> None:
+        """The frame just completed becomes the temporal input at window frame ``position``."""
+        prior = self.prior
+        previous = prior.token_embedding.weight[self.frame].flatten(1)  # (B, P * width)
+        x = F.linear(previous, prior.frame_in.weight, prior.frame_in.bias)
+        x = step_blocks(
+            self.temporal_weights,
+            self.temporal_cache,
+            x,
+            self.rotation[position],
+            position,
+            prior.config.num_heads,
+        )
+        h = F.layer_norm(x, x.shape[-1:], prior.norm.weight, prior.norm.bias)
+        self.depth_bias = F.linear(h, prior.depth_in.weight, prior.depth_in.bias)
+
+    def push(self, token: Tensor) -> Tensor:
+        prior, per_block = self.prior, self.prior.tokens_per_block
+        length = self.num_tokens - self.start  # window tokens before this one
+        self.window[:, length] = token
+        slot = length % per_block
+        self.frame[:, slot] = token
+        self.num_tokens += 1
+        if slot + 1 < per_block:
+            return self._depth_step(slot + 1)
+        start = prior.window_start(self.num_tokens)
+        if start != self.start:  # slide: keep the latest frames, rebuild the caches from them
+            kept = self.window[:, start - self.start : length + 1].clone()
+            self.window[:, : kept.shape[1]] = kept
+            self.start = start
+            return self._prefill()
+        self._frame_step((length + 1) // per_block)
+        return self._depth_step(0)
