@@ -133,9 +133,11 @@ class FramePrior(Prior):
             weight = self.head.weight[level * size : (level + 1) * size]
             logits = (out[:, :, slots] @ weight.T).float()  # (B, F, S, size)
             target = frames[:, :, slots] - level * size
-            nll[:, :, slots] = F.cross_entropy(
-                logits.reshape(-1, size), target.reshape(-1), reduction="none"
-            ).view(target.shape).to(nll.dtype)
+            nll[:, :, slots] = (
+                F.cross_entropy(logits.reshape(-1, size), target.reshape(-1), reduction="none")
+                .view(target.shape)
+                .to(nll.dtype)
+            )
         return nll.reshape(batch, length)
 
     def next_logits(self, tokens: Tensor) -> Tensor:
@@ -197,8 +199,10 @@ class FrameStream(Stream):
     def _depth_step(self, slot: int) -> Tensor:
         """Depth position ``slot`` of the current frame -> that slot's logits (B, V)."""
         prior = self.prior
-        previous = self.frame[:, slot - 1] if slot > 0 else self.frame.new_full(
-            (self.frame.shape[0],), prior.start_id
+        previous = (
+            self.frame[:, slot - 1]
+            if slot > 0
+            else self.frame.new_full((self.frame.shape[0],), prior.start_id)
         )
         x = F.linear(prior.token_embedding.weight[previous], prior.depth_token.weight)
         x = x + self.depth_bias + prior.slot_embedding.weight[slot]

@@ -51,6 +51,30 @@ def extract_tokens(codec, path: Path, num_levels: int, device: str) -> np.ndarra
     return tokens.astype(dtype)
 
 
+def cached_tokens(
+    codec,
+    path: Path,
+    num_levels: int,
+    cache: Path,
+    device: str = "cpu",
+    on_message: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """:func:`extract_tokens` of ``path``, kept in ``cache`` (memory-mapped on later calls) under a
+    name that changes with the file, the codec's id and ``num_levels``."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{codec.checkpoint_id}"
+    key += f"|{num_levels}"
+    target = cache / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npy"
+    if not target.is_file():
+        if on_message is not None:
+            on_message(f"extracting codes: {path.name}")
+        tokens = extract_tokens(codec, path, num_levels, device)
+        cache.mkdir(parents=True, exist_ok=True)
+        with atomic_write(target) as f:
+            np.save(f, tokens, allow_pickle=False)
+    return np.load(target, mmap_mode="r", allow_pickle=False)
+
+
 class PriorTask:
     """Everything stage-specific about training a prior; the loop in loop.py drives it."""
 
@@ -125,17 +149,7 @@ class PriorTask:
         )
 
     def _tokens(self, path: Path, cache: Path, device: str, on_message) -> np.ndarray:
-        stat = path.stat()
-        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.codec_id}"
-        key += f"|{self.config.num_levels}"
-        target = cache / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npy"
-        if not target.is_file():
-            on_message(f"extracting codes: {path.name}")
-            tokens = extract_tokens(self.codec, path, self.config.num_levels, device)
-            cache.mkdir(parents=True, exist_ok=True)
-            with atomic_write(target) as f:
-                np.save(f, tokens, allow_pickle=False)
-        return np.load(target, mmap_mode="r", allow_pickle=False)
+        return cached_tokens(self.codec, path, self.config.num_levels, cache, device, on_message)
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> Tensor:
         """(B, context_tokens) windows starting at random block boundaries of random files."""

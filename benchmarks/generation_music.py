@@ -1,0 +1,318 @@
+"""Does generated music sound like one piece? Priors scored beside held-out real music.
+
+For each prior (default: the shipped one), ``--num`` pieces of ``--seconds`` are sampled (seeds
+seed .. seed + num - 1, one batch) and decoded; the same number of real excerpts of the same
+length are cut from the held-out tracks (benchmarks/common.py HELD_OUT, the tracks no recipe
+trains on). Every figure is a mean over pieces with its [min, max] spread:
+
+- held-out bits per token (all levels and per level) and bits/s, on the held-out tracks' codes;
+- distinct level-0 codes per second, and KL(level-0 histogram || the training music's);
+- chroma flux (0.5 s blocks) and chroma self-similarity at 5-25 s (centred chroma,
+  vqaudio/structure.py), tempo spread over 10 s windows, the longest silent hole, clipping;
+- continuation margin: ``--num`` real prompts of 10 s, each continued by 10 s; the real next
+  10 s of each prompt give the real margin;
+- memorisation: the longest run of level-0 codes shared with the training codes, in seconds.
+
+    python benchmarks/generation_music.py                                   # the shipped prior
+    python benchmarks/generation_music.py --priors vqaudio/models/prior.safetensors \
+        runs/music-24k-prior-flat/model.safetensors --labels frames flat --top-k 250
+
+Prints the table, writes benchmarks/results/generation_music.json and, with --plot, a picture of
+spectrogram + chromagram of two generated pieces beside a real excerpt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402
+
+from vqaudio import load_codec, load_prior, structure  # noqa: E402
+from vqaudio.codes import Codes, token_levels  # noqa: E402
+from vqaudio.prior.sampling import decode_codes, generate, sample_tokens  # noqa: E402
+from vqaudio.train.data import find_audio, split_files  # noqa: E402
+from vqaudio.train.prior_task import cached_tokens  # noqa: E402
+
+PROMPT_SECONDS = 10.0
+
+
+def piece_metrics(wav: np.ndarray, level0: np.ndarray, rate: int, seconds: float) -> dict:
+    return {
+        "codes_per_s": len(np.unique(level0)) / seconds,
+        "flux": structure.chroma_flux(wav, rate),
+        "self_similarity": structure.chroma_self_similarity(wav, rate),
+        "tempo_spread": structure.tempo_spread(wav, rate),
+        "hole_s": structure.silent_holes(wav, rate),
+        "clipped": structure.clipped_fraction(wav),
+        "rms_db": float(20 * np.log10(np.sqrt(np.mean(np.square(wav))) + 1e-12)),
+    }
+
+
+def kl_divergence(codes: np.ndarray, reference: np.ndarray, size: int) -> float:
+    """KL(p || q) in bits of two code histograms, each with +0.5 counts (no infinite terms)."""
+    p = np.bincount(codes, minlength=size) + 0.5
+    q = np.bincount(reference, minlength=size) + 0.5
+    p, q = p / p.sum(), q / q.sum()
+    return float((p * np.log2(p / q)).sum())
+
+
+def level_bits(prior, tokens: np.ndarray) -> tuple[float, list[float]]:
+    """Held-out bits/token (all, per level) over consecutive windows of the prior's context."""
+    config = prior.config
+    levels = token_levels(config.level_strides)
+    total, count = np.zeros(config.num_levels), np.zeros(config.num_levels)
+    context = config.context_tokens
+    with torch.inference_mode():
+        for first in range(0, len(tokens) - context + 1, context):
+            window = torch.from_numpy(np.asarray(tokens[first : first + context], np.int64))
+            nll = prior.token_nll(window[None])[0].double().numpy() / np.log(2)
+            slot_levels = levels.repeat(len(nll) // len(levels)).numpy()
+            for k in range(config.num_levels):
+                total[k] += nll[slot_levels == k].sum()
+                count[k] += (slot_levels == k).sum()
+    return float(total.sum() / count.sum()), (total / np.maximum(count, 1)).tolist()
+
+
+def summarise(pieces: list[dict]) -> dict:
+    out = {}
+    for key in pieces[0]:
+        values = np.array([p[key] for p in pieces], dtype=float)
+        out[key] = float(np.nanmean(values))
+        out[key + "_range"] = [float(np.nanmin(values)), float(np.nanmax(values))]
+    return out
+
+
+def real_material(codec, tracks, seconds: float, num: int):
+    """``num`` excerpts of ``seconds`` and ``num`` (prompt, continuation) pairs of 10 + 10 s, cut
+    at evenly spaced offsets of the held-out tracks (mono, codec rate)."""
+    per_track = -(-num // len(tracks))
+    rate = codec.config.sample_rate
+    excerpts = [w for _, w in common.music_clips(tracks, seconds, per_track + 1, rate)][:num]
+    pairs = [w for _, w in common.music_clips(tracks, 2 * PROMPT_SECONDS, per_track + 1, rate)]
+    cut = round(PROMPT_SECONDS * rate)
+    return excerpts, [(w[:, :cut], w[:, cut : 2 * cut]) for w in pairs[:num]]
+
+
+def sample_pieces(prior, codec, seconds: float, num: int, seed: int, sampling: dict):
+    """(wav (num, T), level-0 codes (num, frames), seconds of sampling) for one batch."""
+    config = prior.config
+    rate, block = codec.config.sample_rate, codec.config.block_samples
+    samples = round(seconds * rate)
+    blocks = -(-samples // block)
+    began = time.perf_counter()
+    tokens = sample_tokens(
+        prior,
+        blocks * config.tokens_per_block,
+        torch.zeros(num, 0, dtype=torch.long),
+        seed,
+        **sampling,
+    )
+    took = time.perf_counter() - began
+    codes = Codes.from_tokens(tokens, config.level_strides, config.codebook_size, samples)
+    with torch.inference_mode():
+        wav = decode_codes(codec, codes)[:, 0].numpy()
+    return wav, codes.levels[0].numpy(), took
+
+
+def evaluate_prior(args, label, path, codec, held_tokens, train_level0, excerpts, pairs):
+    rate = codec.config.sample_rate
+    prior = load_prior(path)
+    sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
+    bits, per_level = zip(*(level_bits(prior, t) for t in held_tokens))
+    weights = np.array([len(t) for t in held_tokens], dtype=float)
+    row = {
+        "label": label,
+        "prior": str(path),
+        "kind": prior.config.kind,
+        "context_s": prior.config.context_blocks * codec.config.block_samples / rate,
+        "bits_per_token": float(np.average(bits, weights=weights)),
+        "bits_per_level": np.average(np.array(per_level), axis=0, weights=weights).tolist(),
+    }
+    row["bits_per_s"] = (
+        row["bits_per_token"] * prior.config.tokens_per_block * rate / (codec.config.block_samples)
+    )
+    wav, level0, took = sample_pieces(prior, codec, args.seconds, args.num, args.seed, sampling)
+    row["sampling_s"] = took
+    pieces = [piece_metrics(w, c, rate, args.seconds) for w, c in zip(wav, level0)]
+    row.update(summarise(pieces))
+    row["kl_level0"] = kl_divergence(level0.ravel(), train_level0, codec.config.codebook_size)
+    frame_rate = rate / codec.config.block_samples
+    runs = [structure.longest_shared_run(c, args.train_level0_tracks) for c in level0]
+    row["memorised_s"] = max(runs) / frame_rate
+    conts = []
+    for i, (prompt, _) in enumerate(pairs):
+        out = generate(
+            prior,
+            codec,
+            PROMPT_SECONDS,
+            seed=args.seed + i,
+            prompt_wav=torch.from_numpy(prompt),
+            prompt_seconds=PROMPT_SECONDS,
+            **sampling,
+        )[0].numpy()
+        conts.append(out[:, -round(PROMPT_SECONDS * rate) :])
+    row["continuation_margin"] = structure.continuation_margin(
+        [structure.mean_chroma(p, rate) for p, _ in pairs],
+        [structure.mean_chroma(c, rate) for c in conts],
+    )
+    return row, wav
+
+
+def plot(path: Path, real: np.ndarray, generated: list[tuple[str, np.ndarray]], rate: int):
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("real (held out)", real), *generated]
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 5.2), squeeze=False)
+    for col, (title, wav) in enumerate(panels):
+        mel = librosa.feature.melspectrogram(y=wav.astype(np.float32), sr=rate, n_mels=96)
+        axes[0, col].imshow(
+            librosa.power_to_db(mel, ref=np.max),
+            origin="lower",
+            aspect="auto",
+            vmin=-70,
+            extent=(0, len(wav) / rate, 0, 96),
+            cmap="magma",
+        )
+        axes[0, col].set_title(title, fontsize=10)
+        axes[0, col].set_ylabel("mel band")
+        chroma = structure.frame_chroma(wav, rate)
+        axes[1, col].imshow(
+            chroma,
+            origin="lower",
+            aspect="auto",
+            extent=(0, len(wav) / rate, 0, 12),
+            cmap="viridis",
+        )
+        axes[1, col].set_yticks(np.arange(12) + 0.5, list("C₀D₀EF₀G₀A₀B".replace("₀", "#")))
+        axes[1, col].set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
+
+
+COLUMNS = [
+    ("label", "", ""),
+    ("bits_per_token", "bits/tok", "{:.2f}"),
+    ("bits_per_s", "bits/s", "{:.0f}"),
+    ("codes_per_s", "L0 codes/s", "{:.2f}"),
+    ("kl_level0", "L0 KL", "{:.2f}"),
+    ("flux", "flux", "{:.3f}"),
+    ("self_similarity", "self-sim", "{:.3f}"),
+    ("tempo_spread", "tempo sd", "{:.1f}"),
+    ("hole_s", "hole s", "{:.2f}"),
+    ("clipped", "clip", "{:.4f}"),
+    ("continuation_margin", "cont. margin", "{:.3f}"),
+    ("memorised_s", "shared L0 s", "{:.2f}"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--priors", nargs="+", default=[None])
+    parser.add_argument("--labels", nargs="+")
+    parser.add_argument("--codec", default=None)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--num", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--plot", type=Path, help="write spectrogram + chromagram PNG here")
+    parser.add_argument("--name", default="generation_music", help="results file name")
+    parser.add_argument(
+        "--codes-cache",
+        type=Path,
+        default=Path("runs/music-24k-prior/codes"),
+        help="codes of the music, extracted once (the prior recipe's run folder shares them)",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    info = common.machine()
+    codec = load_codec(args.codec)
+    rate = codec.config.sample_rate
+    train_files, held = split_files(find_audio(common.MUSIC), common.HELD_OUT)
+    tracks = [t for t in held if t.stem != "silence"]  # digital near-silence (see common.py)
+    num_levels = 5
+    with torch.inference_mode():
+        held_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in tracks]
+        train_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in train_files]
+    per_block = int(len(token_levels(codec.config.level_strides[:num_levels])))
+    size = codec.config.codebook_size
+    args.train_level0_tracks = [np.asarray(t[::per_block], np.int64) for t in train_tokens]
+    train_level0 = np.concatenate(args.train_level0_tracks)
+    excerpts, pairs = real_material(codec, tracks, args.seconds, args.num)
+    with torch.inference_mode():
+        real_codes = [
+            codec.encode(torch.from_numpy(w)[None]).levels[0][0].numpy() for w in excerpts
+        ]
+    real = {"label": "real music", "kind": "held-out excerpts"}
+    real.update(
+        summarise([piece_metrics(w, c, rate, args.seconds) for w, c in zip(excerpts, real_codes)])
+    )
+    real["kl_level0"] = kl_divergence(np.concatenate(real_codes), train_level0, size)
+    frame_rate = rate / codec.config.block_samples
+    real["memorised_s"] = (
+        max(structure.longest_shared_run(c, args.train_level0_tracks) for c in real_codes)
+        / frame_rate
+    )
+    real["continuation_margin"] = structure.continuation_margin(
+        [structure.mean_chroma(p, rate) for p, _ in pairs],
+        [structure.mean_chroma(c, rate) for _, c in pairs],
+    )
+    rows, pictures = [real], []
+    labels = args.labels or [str(p or "shipped") for p in args.priors]
+    for label, path in zip(labels, args.priors, strict=True):
+        row, wav = evaluate_prior(
+            args, label, path, codec, held_tokens, train_level0, excerpts, pairs
+        )
+        rows.append(row)
+        pictures.append((label, wav))
+    spread = [
+        ("label", "", ""),
+        *[(f"{k}_range", f"{h} [min, max]", "") for k, h, _ in COLUMNS[3:4] + COLUMNS[5:10]],
+    ]
+    for row in rows:
+        for key in list(row):
+            if key.endswith("_range"):
+                row[key] = [round(v, 3) for v in row[key]]
+    notes = (
+        f"{args.num} pieces of {args.seconds:g} s per row (seeds {args.seed}..), real excerpts "
+        f"from {', '.join(t.name for t in tracks)}; sampling temperature {args.temperature:g}, "
+        f"top-k {args.top_k}, top-p {args.top_p}; {args.threads} threads",
+    )
+    common.report(
+        args.name,
+        "Generated music beside real music",
+        info,
+        rows,
+        COLUMNS,
+        notes=notes,
+        sampling={"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p},
+    )
+    common.print_table(rows, spread)
+    for row in rows[1:]:
+        per = ", ".join(f"L{k} {b:.2f}" for k, b in enumerate(row["bits_per_level"]))
+        print(f"{row['label']}: bits/token per level {per}; sampling {row['sampling_s']:.1f} s")
+    if args.plot:
+        first = [
+            (f"{label}, seed {args.seed + i}", w[i]) for label, w in pictures[:1] for i in (0, 1)
+        ]
+        plot(args.plot, excerpts[0][0], first, rate)
+        print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
