@@ -1,8 +1,9 @@
 """Priors over flattened codes: build, save/load, sample.
 
 ``build_prior(config)`` gives a :class:`TransformerPrior` (flat), :class:`FramePrior` (temporal
-+ depth) or :class:`WaveNetPrior` (by ``config.kind``); both take token ids of ``Codes.to_tokens`` and share the conventions of
-:mod:`vqaudio.prior.base` (learned start token, next-slot embedding, per-level logit masks).
++ depth) or :class:`WaveNetPrior` (by ``config.kind``); all take token ids of
+``Codes.to_tokens`` and share the conventions of :mod:`vqaudio.prior.base` (learned start
+token, next-slot embedding, per-level logit masks).
 """
 
 from __future__ import annotations

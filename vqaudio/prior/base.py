@@ -30,14 +30,16 @@ class Prior(nn.Module):
         super().__init__()
         self.config = config
         self.start_id = config.vocab_size
-        levels = token_levels(config.level_strides)  # (tokens_per_block,)
-        ids = torch.arange(config.vocab_size) // config.codebook_size
-        mask = torch.zeros(len(levels), config.vocab_size)
-        mask.masked_fill_(ids[None, :] != levels[:, None], float("-inf"))
+        # on the CPU even while a loader builds a skeleton on "meta": meta kernels of these ops
+        # import torch's Python decompositions, seconds of start-up for a few small tensors
+        with torch.device("cpu"):
+            levels = token_levels(config.level_strides)  # (tokens_per_block,)
+            ids = torch.arange(config.vocab_size) // config.codebook_size
+            mask = torch.zeros(len(levels), config.vocab_size)
+            mask.masked_fill_(ids[None, :] != levels[:, None], float("-inf"))
+            slots = levels.tolist()
         self.register_buffer("level_mask", mask, persistent=False)  # (tokens_per_block, V)
         size = config.codebook_size
-        with torch.device("cpu"):  # plain ints, also while a loader builds a skeleton on "meta"
-            slots = token_levels(config.level_strides).tolist()
         self.slot_ranges = [(k * size, (k + 1) * size) for k in slots]  # valid ids
 
     @property

@@ -26,7 +26,14 @@ from torch import Tensor, nn
 from ..codes import token_levels
 from ..config import PriorConfig
 from .base import Prior, Stream
-from .transformer import Block, _init_weights, _rotary_table, block_weights, step_blocks
+from .transformer import (
+    Block,
+    _init_weights,
+    _rotary_table,
+    block_weights,
+    rotated_qkv,
+    step_blocks,
+)
 
 
 class FramePrior(Prior):
@@ -168,9 +175,21 @@ class FrameStream(Stream):
             device=weight.device,
         )
         self.temporal_weights = block_weights(prior.blocks)
-        self.depth_weights = block_weights(prior.depth_blocks)
         self.rotation = torch.view_as_complex(prior.rotation.float().contiguous())
-        self.depth_rotation = torch.view_as_complex(prior.depth_rotation.float().contiguous())
+        # a depth step runs once per token at one of only P positions: fold each position's
+        # rotation into its own copy of the qkv weights, and the depth's token projection into
+        # the embedding table, so a token costs fewer, equally large ops
+        depth_rotation = torch.view_as_complex(prior.depth_rotation.float().contiguous())
+        heads = config.depth_heads
+        self.depth_weights = [
+            [
+                (w[0], w[1], rotated_qkv(w[2], depth_rotation[j], heads), *w[3:])
+                for w in block_weights(prior.depth_blocks)
+            ]
+            for j in range(config.tokens_per_block)
+        ]
+        self.depth_tokens = F.linear(prior.token_embedding.weight, prior.depth_token.weight)
+        self.head_rows = [prior.head.weight[lo:hi] for lo, hi in prior.slot_ranges]
         self.window = tokens.new_zeros(batch, config.context_tokens)
         self.num_tokens = tokens.shape[1]
         self.start = prior.window_start(self.num_tokens)
@@ -190,7 +209,7 @@ class FrameStream(Stream):
         caches = [(layer[0], layer[1]) for layer in self.temporal_cache]
         h = prior._temporal(prior._frame_inputs(frames), caches)[:, -1]  # (B, D)
         self.frame = frames[:, -1].clone()  # (B, P), filled up to the slot of the next token
-        self.depth_bias = F.linear(h, prior.depth_in.weight, prior.depth_in.bias)
+        self._set_depth_bias(h)
         slot = length % per_block
         for j in range(slot):
             self._depth_step(j)
@@ -199,24 +218,15 @@ class FrameStream(Stream):
     def _depth_step(self, slot: int) -> Tensor:
         """Depth position ``slot`` of the current frame -> that slot's logits (B, V)."""
         prior = self.prior
-        previous = (
-            self.frame[:, slot - 1]
-            if slot > 0
-            else self.frame.new_full((self.frame.shape[0],), prior.start_id)
-        )
-        x = F.linear(prior.token_embedding.weight[previous], prior.depth_token.weight)
-        x = x + self.depth_bias + prior.slot_embedding.weight[slot]
+        if slot > 0:
+            x = self.depth_tokens[self.frame[:, slot - 1]] + self.depth_bias[slot]
+        else:
+            x = self.depth_bias[0] + self.depth_tokens[prior.start_id]
         x = step_blocks(
-            self.depth_weights,
-            self.depth_cache,
-            x,
-            self.depth_rotation[slot],
-            slot,
-            prior.config.depth_heads,
+            self.depth_weights[slot], self.depth_cache, x, None, slot, prior.config.depth_heads
         )
         x = F.layer_norm(x, x.shape[-1:], prior.depth_norm.weight, prior.depth_norm.bias)
-        lo, hi = prior.slot_ranges[slot]
-        return self._set_logits(F.linear(x, prior.head.weight[lo:hi]), (lo, hi))
+        return self._set_logits(F.linear(x, self.head_rows[slot]), prior.slot_ranges[slot])
 
     def _frame_step(self, position: int) -> None:
         """The frame just completed becomes the temporal input at window frame ``position``."""
@@ -231,8 +241,13 @@ class FrameStream(Stream):
             position,
             prior.config.num_heads,
         )
-        h = F.layer_norm(x, x.shape[-1:], prior.norm.weight, prior.norm.bias)
-        self.depth_bias = F.linear(h, prior.depth_in.weight, prior.depth_in.bias)
+        self._set_depth_bias(F.layer_norm(x, x.shape[-1:], prior.norm.weight, prior.norm.bias))
+
+    def _set_depth_bias(self, h: Tensor) -> None:
+        """What every depth position of the frame adds: W h + b + its slot's embedding (P, B, d)."""
+        prior = self.prior
+        bias = F.linear(h, prior.depth_in.weight, prior.depth_in.bias)  # (B, d)
+        self.depth_bias = bias[None] + prior.slot_embedding.weight[:, None]
 
     def push(self, token: Tensor) -> Tensor:
         prior, per_block = self.prior, self.prior.tokens_per_block

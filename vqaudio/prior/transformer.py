@@ -113,25 +113,36 @@ def block_weights(blocks: nn.ModuleList) -> list[tuple[Tensor, ...]]:
     ]
 
 
+def rotated_qkv(weight: Tensor, rotation: Tensor, heads: int) -> Tensor:
+    """The qkv weight (3 D, D_in) with one position's rotary rotation (hs / 2,) complex folded into
+    its query and key rows: rotating a projection is the projection by rotated rows."""
+    dim = weight.shape[0] // 3
+    rows = weight.view(3, heads, dim // heads, -1).permute(0, 1, 3, 2)  # (3, nh, D_in, hs)
+    qk = _rotate(rows[:2].contiguous(), rotation)
+    return torch.cat([qk, rows[2:]]).permute(0, 1, 3, 2).reshape(weight.shape).contiguous()
+
+
 def step_blocks(
     weights: list[tuple[Tensor, ...]],
     caches,
     x: Tensor,
-    rotation: Tensor,
+    rotation: Tensor | None,
     position: int,
     heads: int,
 ) -> Tensor:
     """One position x (B, D) through every block with plain functional calls, writing its keys and
     values at ``position`` of each block's cache (k, v) (B, nh, max, hs) and attending to all
     before it. At batch 1 the per-op Python overhead is what a step costs, so this path skips the
-    module calls, dropout and reshapes that the training forward needs (same arithmetic)."""
+    module calls, dropout and reshapes that the training forward needs (same arithmetic).
+    ``rotation`` None: the qkv weights already hold this position's rotation
+    (:func:`rotated_qkv`)."""
     batch, dim = x.shape
     for (n1w, n1b, qkv_w, proj_w, n2w, n2b, fc1_w, fc1_b, fc2_w, fc2_b), (
         k_cache,
         v_cache,
     ) in zip(weights, caches, strict=True):
         qkv = F.linear(F.layer_norm(x, (dim,), n1w, n1b), qkv_w).view(batch, 3, heads, -1)
-        qk = _rotate(qkv[:, :2], rotation)  # (B, 2, nh, hs)
+        qk = qkv[:, :2] if rotation is None else _rotate(qkv[:, :2], rotation)  # (B, 2, nh, hs)
         k_cache[:, :, position] = qk[:, 1]
         v_cache[:, :, position] = qkv[:, 2]
         y = F.scaled_dot_product_attention(
