@@ -131,7 +131,7 @@ def evaluate(
 
 
 def _audio_files(folder: Path, vqa: bool = False) -> dict[str, Path]:
-    suffixes = set(audio.AUDIO_SUFFIXES) | ({".vqa"} if vqa else set())
+    suffixes = set(audio.audio_suffixes()) | ({".vqa"} if vqa else set())
     files = {}
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in suffixes:
@@ -191,7 +191,7 @@ def _roundtrip_pairs(paths: list[Path]) -> list[Pair]:
             found = list(_audio_files(path).values())
             if not found:
                 raise VqaudioError(
-                    f"{path}: holds no audio files ({', '.join(sorted(audio.AUDIO_SUFFIXES))})"
+                    f"{path}: holds no audio files ({', '.join(sorted(audio.audio_suffixes()))})"
                 )
             pairs += [Pair(p.stem, p) for p in found]
         else:
