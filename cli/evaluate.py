@@ -9,13 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from vqaudio import audio, metrics
-from vqaudio.atomic import atomic_path
 from vqaudio.errors import VqaudioError
 
 from .console import check_output, err, pick_device, progress, reports_errors
@@ -131,6 +128,8 @@ def evaluate(
 
 
 def _audio_files(folder: Path, vqa: bool = False) -> dict[str, Path]:
+    from vqaudio import audio
+
     suffixes = set(audio.audio_suffixes()) | ({".vqa"} if vqa else set())
     files = {}
     for path in sorted(folder.iterdir()):
@@ -185,6 +184,8 @@ def _matched_pairs(paths: list[Path], vqa: Path | None) -> list[Pair]:
 
 
 def _roundtrip_pairs(paths: list[Path]) -> list[Pair]:
+    from vqaudio import audio
+
     pairs = []
     for path in paths:
         if _existing(path, "input").is_dir():
@@ -220,6 +221,8 @@ def _load_codec(path: Path | None, device: str):
 
 
 def _score_pair(pair, model, bitrate, sample_rate, delay, tmp: Path, plots) -> dict:
+    from vqaudio import audio, metrics  # metrics imports torch and librosa: only when scoring
+
     rate = sample_rate or audio.info(pair.reference).sample_rate
     reference, _ = audio.read(pair.reference, sample_rate=rate, channels=1)
     bits, bitrate_source = None, None
@@ -270,7 +273,7 @@ def _mean_row(rows: list[dict]) -> dict:
     mean = {"name": "mean", "files": len(rows)}
     for key, _, _ in COLUMNS:
         values = [r[key] for r in rows if r.get(key) is not None]
-        mean[key] = float(np.mean(values)) if len(values) == len(rows) else None
+        mean[key] = sum(values) / len(values) if values and len(values) == len(rows) else None
     seconds = sum(r["duration_s"] for r in rows)
     if mean["bitrate_kbps"] is not None:  # total bits / total seconds, not a mean of ratios
         mean["bitrate_kbps"] = sum(r["bitrate_kbps"] * r["duration_s"] for r in rows) / seconds
@@ -309,6 +312,9 @@ def _finite(value):
 
 def _plot(reference, decoded, rate: int, delay: int, target: Path, name: str) -> None:
     import matplotlib
+
+    from vqaudio import metrics
+    from vqaudio.atomic import atomic_path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
