@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -17,17 +18,20 @@ from vqaudio.errors import VqaudioError
 
 from .console import check_output, err, pick_device, progress, reports_errors
 
-COLUMNS = (  # (key, header, format)
-    ("bitrate_kbps", "kbps", "{:.2f}"),
-    ("mel_distance", "mel dist ↓", "{:.3f}"),
-    ("spectral_convergence", "spec conv ↓", "{:.3f}"),
-    ("si_sdr_db", "SI-SDR dB ↑", "{:.2f}"),
-    ("chroma_correlation", "chroma ↑", "{:.3f}"),
-    ("chroma_control", "chroma ctrl", "{:.3f}"),
-    ("level_difference_db", "level dB", "{:+.2f}"),
-    ("delay_ms", "delay ms", "{:.2f}"),
-    ("duration_s", "seconds", "{:.1f}"),
+# (key, heading, format). Headings are two short lines and columns one space apart, so all nine
+# fit beside a file name in an 80-column terminal (the name folds if it is longer).
+COLUMNS = (
+    ("bitrate_kbps", "kbps\n", "{:.2f}"),
+    ("mel_distance", "mel\ndist ↓", "{:.3f}"),
+    ("spectral_convergence", "spec\nconv ↓", "{:.3f}"),
+    ("si_sdr_db", "SI-SDR\ndB ↑", "{:.2f}"),
+    ("chroma_correlation", "chroma\n↑", "{:.3f}"),
+    ("chroma_control", "chroma\nctrl", "{:.3f}"),
+    ("level_difference_db", "level\ndB", "{:+.2f}"),
+    ("delay_ms", "delay\nms", "{:.2f}"),
+    ("duration_s", "secs\n", "{:.1f}"),
 )
+TABLE_WIDTH = 80  # the table's layout fits this many columns; a wider terminal changes nothing
 
 
 @dataclass
@@ -283,8 +287,15 @@ def _mean_row(rows: list[dict]) -> dict:
 
 def _table(rows: list[dict], mean: dict, title: str) -> Table:
     keys = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in rows)]
-    table = Table(title=title, title_justify="left")
-    table.add_column("file")
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=0,  # the box leaves one space between columns
+        pad_edge=False,
+        show_edge=False,
+    )
+    table.add_column("file\n", overflow="fold", min_width=8)
     for _, header, _ in keys:
         table.add_column(header, justify="right", no_wrap=True)
     for row in rows + ([mean] if len(rows) > 1 else []):
