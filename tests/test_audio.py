@@ -71,6 +71,21 @@ def test_lengths_are_those_decoded_whatever_the_file_announces(
     assert rate == sample_rate and back.shape == wav.shape
 
 
+class ShortReads(Announcing):
+    """An open SoundFile whose reads return at most 1000 samples, as a decoder may mid-file."""
+
+    def read(self, frames=-1, **kwargs):
+        return self._file.read(1000 if frames < 0 else min(frames, 1000), **kwargs)
+
+
+def test_short_reads_mid_file_do_not_end_the_stream(tmp_path, codec, monkeypatch):
+    wav = _song(tmp_path / "a.wav", 13001, 8000)
+    real_open = audio._open
+    monkeypatch.setattr(audio, "_open", lambda path: ShortReads(real_open(path), 0))
+    header = compress(codec, tmp_path / "a.wav", tmp_path / "a.vqa", bitrate=1e5)
+    assert header.source_num_samples == header.num_samples == len(wav)
+
+
 def test_a_file_that_announces_samples_but_holds_none_is_refused(tmp_path, codec, monkeypatch):
     sf.write(tmp_path / "empty.wav", np.zeros((0, 1)), 8000)
     real_open = audio._open

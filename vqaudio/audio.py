@@ -167,7 +167,7 @@ class Stream:
             while True:
                 data = _read(f, read_size, self.path)
                 self.source_num_samples += len(data)
-                last = len(data) < read_size
+                last = len(data) == 0  # not a short read: decoders may return those mid-file
                 out = resampler(_check(np.ascontiguousarray(data.T), str(self.path)), last=last)
                 pending = np.concatenate([pending, out], axis=1)
                 while pending.shape[1] >= block_samples:
