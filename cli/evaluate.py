@@ -9,28 +9,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from vqaudio import audio, metrics
-from vqaudio.atomic import atomic_path
 from vqaudio.errors import VqaudioError
 
 from .console import check_output, err, pick_device, progress, reports_errors
 
-COLUMNS = (  # (key, header, format)
-    ("bitrate_kbps", "kbps", "{:.2f}"),
-    ("mel_distance", "mel dist ↓", "{:.3f}"),
-    ("spectral_convergence", "spec conv ↓", "{:.3f}"),
-    ("si_sdr_db", "SI-SDR dB ↑", "{:.2f}"),
-    ("chroma_correlation", "chroma ↑", "{:.3f}"),
-    ("chroma_control", "chroma ctrl", "{:.3f}"),
-    ("level_difference_db", "level dB", "{:+.2f}"),
-    ("delay_ms", "delay ms", "{:.2f}"),
-    ("duration_s", "seconds", "{:.1f}"),
+# (key, heading, format). Headings are two short lines and columns one space apart, so all nine
+# fit beside a file name in an 80-column terminal (the name folds if it is longer).
+COLUMNS = (
+    ("bitrate_kbps", "kbps\n", "{:.2f}"),
+    ("mel_distance", "mel\ndist ↓", "{:.3f}"),
+    ("spectral_convergence", "spec\nconv ↓", "{:.3f}"),
+    ("si_sdr_db", "SI-SDR\ndB ↑", "{:.2f}"),
+    ("chroma_correlation", "chroma\n↑", "{:.3f}"),
+    ("chroma_control", "chroma\nctrl", "{:.3f}"),
+    ("level_difference_db", "level\ndB", "{:+.2f}"),
+    ("delay_ms", "delay\nms", "{:.2f}"),
+    ("duration_s", "secs\n", "{:.1f}"),
 )
+TABLE_WIDTH = 80  # the table's layout fits this many columns; a wider terminal changes nothing
 
 
 @dataclass
@@ -131,7 +132,9 @@ def evaluate(
 
 
 def _audio_files(folder: Path, vqa: bool = False) -> dict[str, Path]:
-    suffixes = set(audio.AUDIO_SUFFIXES) | ({".vqa"} if vqa else set())
+    from vqaudio import audio
+
+    suffixes = set(audio.audio_suffixes()) | ({".vqa"} if vqa else set())
     files = {}
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in suffixes:
@@ -185,13 +188,15 @@ def _matched_pairs(paths: list[Path], vqa: Path | None) -> list[Pair]:
 
 
 def _roundtrip_pairs(paths: list[Path]) -> list[Pair]:
+    from vqaudio import audio
+
     pairs = []
     for path in paths:
         if _existing(path, "input").is_dir():
             found = list(_audio_files(path).values())
             if not found:
                 raise VqaudioError(
-                    f"{path}: holds no audio files ({', '.join(sorted(audio.AUDIO_SUFFIXES))})"
+                    f"{path}: holds no audio files ({', '.join(sorted(audio.audio_suffixes()))})"
                 )
             pairs += [Pair(p.stem, p) for p in found]
         else:
@@ -220,6 +225,8 @@ def _load_codec(path: Path | None, device: str):
 
 
 def _score_pair(pair, model, bitrate, sample_rate, delay, tmp: Path, plots) -> dict:
+    from vqaudio import audio, metrics  # metrics imports torch and librosa: only when scoring
+
     rate = sample_rate or audio.info(pair.reference).sample_rate
     reference, _ = audio.read(pair.reference, sample_rate=rate, channels=1)
     bits, bitrate_source = None, None
@@ -270,7 +277,7 @@ def _mean_row(rows: list[dict]) -> dict:
     mean = {"name": "mean", "files": len(rows)}
     for key, _, _ in COLUMNS:
         values = [r[key] for r in rows if r.get(key) is not None]
-        mean[key] = float(np.mean(values)) if len(values) == len(rows) else None
+        mean[key] = sum(values) / len(values) if values and len(values) == len(rows) else None
     seconds = sum(r["duration_s"] for r in rows)
     if mean["bitrate_kbps"] is not None:  # total bits / total seconds, not a mean of ratios
         mean["bitrate_kbps"] = sum(r["bitrate_kbps"] * r["duration_s"] for r in rows) / seconds
@@ -280,8 +287,15 @@ def _mean_row(rows: list[dict]) -> dict:
 
 def _table(rows: list[dict], mean: dict, title: str) -> Table:
     keys = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in rows)]
-    table = Table(title=title, title_justify="left")
-    table.add_column("file")
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=0,  # the box leaves one space between columns
+        pad_edge=False,
+        show_edge=False,
+    )
+    table.add_column("file\n", overflow="fold", min_width=8)
     for _, header, _ in keys:
         table.add_column(header, justify="right", no_wrap=True)
     for row in rows + ([mean] if len(rows) > 1 else []):
@@ -309,6 +323,9 @@ def _finite(value):
 
 def _plot(reference, decoded, rate: int, delay: int, target: Path, name: str) -> None:
     import matplotlib
+
+    from vqaudio import metrics
+    from vqaudio.atomic import atomic_path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

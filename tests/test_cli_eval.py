@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -188,3 +189,57 @@ def test_bad_input_exits_1_with_one_line(tmp_path, monkeypatch, args, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert "Traceback" not in result.output
     assert result.stdout == ""
+
+
+def _render(rows: list[dict], width: int = 80) -> list[str]:
+    from rich.console import Console
+    from vqaudio_cli.evaluate import _mean_row, _table
+
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(_table(rows, _mean_row(rows), "vqaudio eval: codec 0123456789abcdef at 6 kbps"))
+    return console.export_text().splitlines()
+
+
+WIDEST = {  # every column at its widest plausible value
+    "bitrate_kbps": 123.456,
+    "mel_distance": 12.3456,
+    "spectral_convergence": 1.2345,
+    "si_sdr_db": -100.123,
+    "chroma_correlation": -0.1234,
+    "chroma_control": -0.4567,
+    "level_difference_db": -12.345,
+    "delay_ms": -50.0,
+    "duration_s": 3600.04,
+}
+
+
+def test_eval_table_shows_every_name_and_number_in_80_columns():
+    from vqaudio_cli.evaluate import COLUMNS
+
+    name = "a_very_long_file_name_from_the_2024_remaster"
+    lines = _render([{"name": name, **WIDEST}])
+    assert max(len(line) for line in lines) <= 80
+    text = "\n".join(lines)
+    assert "…" not in text
+    for key, heading, fmt in COLUMNS:
+        for word in heading.split():
+            assert word in text, word
+        assert fmt.format(WIDEST[key]) in text, key
+    body = [line for line in lines[lines.index(next(x for x in lines if "──" in x)) + 1 :]]
+    assert "".join(line.split()[0] for line in body if line.strip()) == name  # folded, not cut
+
+
+def test_eval_cli_table_fits_80_columns(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    for folder in ("ref", "dec"):
+        (tmp_path / folder).mkdir()
+    for name in ("first_song", "second_song"):
+        sf.write(tmp_path / "ref" / f"{name}.wav", tone(3.0), RATE)  # long enough for chroma
+        sf.write(tmp_path / "dec" / f"{name}.wav", delayed(tone(3.0), 8, 0.8), RATE)
+    result = runner.invoke(app, ["eval", str(tmp_path / "ref"), str(tmp_path / "dec"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    for word in ("mel", "SI-SDR", "chroma", "ctrl", "level", "delay", "secs", "mean"):
+        assert word in result.stdout
+    assert "first_song" in result.stdout and "second_song" in result.stdout

@@ -1,36 +1,58 @@
-"""vqaudio: a neural audio codec with hierarchical multi-scale VQ codes, and priors over them."""
+"""vqaudio: a neural audio codec with hierarchical multi-scale VQ codes, and priors over them.
+
+The public names load on first use (PEP 562), so ``import vqaudio`` and what needs no model
+(the .vqa header and container, errors, configs) do not import torch: ``vqaudio --help`` and
+``vqaudio info song.vqa`` answer at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-from .checkpoint import checkpoint_id, load_codec, save_codec  # noqa: E402
-from .codec import Codec  # noqa: E402
-from .codes import Codes  # noqa: E402
-from .compress import compress, decompress  # noqa: E402
-from .config import CodecConfig  # noqa: E402
-from .errors import (  # noqa: E402
-    AudioError,
-    CheckpointError,
-    ConfigError,
-    FormatError,
-    VqaudioError,
-)
-from .prior import Prior, load_prior  # noqa: E402
+_PUBLIC = {  # name -> the submodule that defines it
+    "AudioError": "errors",
+    "CheckpointError": "errors",
+    "Codec": "codec",
+    "CodecConfig": "config",
+    "Codes": "codes",
+    "ConfigError": "errors",
+    "FormatError": "errors",
+    "Prior": "prior",
+    "VqaudioError": "errors",
+    "checkpoint_id": "checkpoint",
+    "compress": "compress",
+    "decompress": "compress",
+    "load_codec": "checkpoint",
+    "load_prior": "prior",
+    "save_codec": "checkpoint",
+}
+__all__ = sorted([*_PUBLIC, "__version__"])
 
-__all__ = [
-    "AudioError",
-    "CheckpointError",
-    "Codec",
-    "CodecConfig",
-    "Codes",
-    "ConfigError",
-    "FormatError",
-    "Prior",
-    "VqaudioError",
-    "__version__",
-    "checkpoint_id",
-    "compress",
-    "decompress",
-    "load_codec",
-    "load_prior",
-    "save_codec",
-]
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'vqaudio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``vqaudio.compress`` binds it as an attribute of the package; the
+    public ``vqaudio.compress`` is the function, so that binding is skipped."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _PUBLIC and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

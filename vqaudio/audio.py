@@ -1,6 +1,12 @@
 """Audio I/O: the only module that imports audio libraries (soundfile for files, soxr to resample).
 
+Files are read by libsndfile (WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF, ...), and where it cannot
+read one and ffmpeg is on the PATH, through ffmpeg (``vqaudio.ffmpeg``: .m4a/AAC, WMA, ...).
 Waveforms are float32 arrays/tensors shaped (C, T) in [-1, 1].
+
+A compressed file's announced length (``info().num_samples``: an Ogg file's last granule
+position, an MP3's estimate) is often off by some samples; only the samples decoded count, so
+:class:`Stream` counts them as it reads.
 """
 
 from __future__ import annotations
@@ -13,13 +19,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from . import ffmpeg
 from .atomic import atomic_path
 from .errors import AudioError
 
 MAX_CHANNELS = 8
 # file endings taken for audio where a folder is searched (training data, `vqaudio eval`): the
-# formats soundfile reads, the common ones first
+# formats soundfile reads, the common ones first, then those read through ffmpeg when it is there
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".oga", ".aiff", ".aif", ".au")
+FFMPEG_SUFFIXES = (".m4a", ".aac", ".wma", ".ape", ".wv", ".webm", ".mka")
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,12 @@ class AudioInfo:
         return self.num_samples / self.sample_rate
 
 
-def _open(path: str | Path) -> sf.SoundFile:
+def audio_suffixes() -> tuple[str, ...]:
+    """File endings taken for audio where a folder is searched: with ffmpeg's when it is there."""
+    return AUDIO_SUFFIXES + (FFMPEG_SUFFIXES if ffmpeg.available() else ())
+
+
+def _open(path: str | Path) -> sf.SoundFile | ffmpeg.FfmpegFile:
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -44,11 +57,19 @@ def _open(path: str | Path) -> sf.SoundFile:
     try:
         return sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioError(f"{path}: not a readable audio file ({e})") from None
+        if ffmpeg.available():
+            return ffmpeg.FfmpegFile(path)
+        kind = f"{path.suffix.lower()} files" if path.suffix else "this file's format"
+        raise AudioError(
+            f"{path}: libsndfile cannot read {kind} ({e}); install ffmpeg (vqaudio decodes "
+            "through it when it is on the PATH), or convert the file to FLAC or WAV"
+        ) from None
 
 
 def info(path: str | Path) -> AudioInfo:
-    """Sample rate, channels, length and format of an audio file, without reading samples."""
+    """Sample rate, channels, announced length and format of an audio file, without reading
+    samples (unless it announces no length). A compressed file's announced length may be off:
+    size a progress bar with it, nothing more; :class:`Stream` counts the real one."""
     with _open(path) as f:
         frames = f.frames
         if frames < 0 or frames > 2**62:  # some compressed streams report no length: count them
@@ -68,10 +89,7 @@ def read(
     """Read a whole file -> (wav (C, T) float32, sample_rate). Resamples/mixes when asked."""
     with _open(path) as f:
         source_rate = f.samplerate
-        try:
-            data = f.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as e:
-            raise AudioError(f"{path}: could not decode audio ({e})") from None
+        data = _read(f, -1, path)
     if data.shape[0] == 0:
         raise AudioError(f"{path}: holds no samples")
     wav = _check(np.ascontiguousarray(data.T), str(path))
@@ -120,32 +138,50 @@ class StreamResampler:
         return np.ascontiguousarray(out.T, dtype=np.float32)
 
 
-def stream(
-    path: str | Path, block_samples: int, sample_rate: int | None = None
-) -> Iterator[np.ndarray]:
-    """Yield (C, <=block_samples) float32 blocks of a file, resampled on the fly to ``sample_rate``.
+def _read(f: sf.SoundFile | ffmpeg.FfmpegFile, frames: int, path) -> np.ndarray:
+    try:
+        return f.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(f"{path}: could not decode audio ({e})") from None
 
-    Memory stays flat whatever the file length. Raises AudioError for NaN/Inf or unreadable data.
+
+class Stream:
+    """``for block in Stream(path, n, rate)``: (C, <=n) float32 blocks of a file, resampled on
+    the fly to ``sample_rate``; memory stays flat whatever the file length.
+
+    ``source_num_samples`` counts the samples decoded so far at the file's own rate: after the
+    loop, the file's true length, whatever it announced. Raises AudioError for NaN/Inf or
+    unreadable data.
     """
-    with _open(path) as f:
-        resampler = StreamResampler(f.samplerate, sample_rate or f.samplerate, f.channels)
-        pending = np.zeros((f.channels, 0), dtype=np.float32)
-        read_size = max(4096, block_samples)
-        while True:
-            try:
-                data = f.read(read_size, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as e:
-                raise AudioError(f"{path}: could not decode audio ({e})") from None
-            last = len(data) < read_size
-            out = resampler(_check(np.ascontiguousarray(data.T), str(path)), last=last)
-            pending = np.concatenate([pending, out], axis=1)
-            while pending.shape[1] >= block_samples:
-                yield pending[:, :block_samples]
-                pending = pending[:, block_samples:]
-            if last:
-                break
-        if pending.shape[1]:
-            yield pending
+
+    def __init__(self, path: str | Path, block_samples: int, sample_rate: int | None = None):
+        self.path, self.block_samples, self.sample_rate = path, block_samples, sample_rate
+        self.source_num_samples = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        block_samples = self.block_samples
+        with _open(self.path) as f:
+            resampler = StreamResampler(f.samplerate, self.sample_rate or f.samplerate, f.channels)
+            pending = np.zeros((f.channels, 0), dtype=np.float32)
+            read_size = max(4096, block_samples)
+            while True:
+                data = _read(f, read_size, self.path)
+                self.source_num_samples += len(data)
+                last = len(data) == 0  # not a short read: decoders may return those mid-file
+                out = resampler(_check(np.ascontiguousarray(data.T), str(self.path)), last=last)
+                pending = np.concatenate([pending, out], axis=1)
+                while pending.shape[1] >= block_samples:
+                    yield pending[:, :block_samples]
+                    pending = pending[:, block_samples:]
+                if last:
+                    break
+            if pending.shape[1]:
+                yield pending
+
+
+def stream(path: str | Path, block_samples: int, sample_rate: int | None = None) -> Stream:
+    """:class:`Stream` of ``path``: iterate it for blocks, then read its ``source_num_samples``."""
+    return Stream(path, block_samples, sample_rate)
 
 
 _SUBTYPES = {".wav": "PCM_16", ".flac": "PCM_16", ".ogg": "VORBIS"}

@@ -19,6 +19,7 @@ import torch
 
 from . import audio, rate, streaming
 from .bitstream import VqaReader, VqaWriter, pack_chunk
+from .channels import coded_channels
 from .checkpoint import checkpoint_id
 from .config import CodecConfig
 from .errors import AudioError, FormatError
@@ -38,26 +39,42 @@ def compress(
 ) -> Header:
     """Compress the audio file ``source`` into the .vqa file ``out`` (written atomically).
 
-    ``bitrate`` is bits/s of the whole file, container included. Without entropy coding the levels
-    are those of the operating point that fits with the overhead charged. With entropy coding the
-    codes of every level are computed once and the file keeps the most levels whose *coded* size
-    fits the budget (a trained codec's codes are far from uniform, so this is often well above the
-    nominal operating point). Progress is reported in seconds of audio. Returns the header written.
+    ``bitrate`` is bits/s of the whole file, container included. The codes of every level are
+    computed once (codes are small: ~5 MB per hour of stereo); without entropy coding the file
+    keeps the levels of the operating point that fits with the overhead charged, with entropy
+    coding the most levels whose *coded* size fits the budget (a trained codec's codes are far
+    from uniform, so this is often well above the nominal operating point). The lengths in the
+    header are those of the samples decoded: a file's announced length only sizes the progress
+    reports, in seconds of audio. Returns the header written.
     """
     info = _check_source(source)
-    duration = info.num_samples / info.sample_rate
-    fallback = rate.plan_levels(codec.config, info.channels, bitrate, duration)
-    chunk_blocks = chunk_blocks or rate.chunk_blocks(codec.config)
-    header = _header(codec, info, fallback, bitrate, entropy_coded, chunk_blocks)
-    if not entropy_coded:
-        return _write_plan(codec, source, out, header, on_progress, duration)
-    return _write_fitting(codec, source, out, header, on_progress, duration, fallback)
+    config: CodecConfig = codec.config
+    coding = rate.plan_levels(config, info.channels, bitrate)[0]  # a bitrate too low fails now
+    everything = [config.num_levels] * coded_channels(coding, info.channels)
+    chunk_blocks = chunk_blocks or rate.chunk_blocks(config)
+    full = _header(codec, info, (coding, everything), bitrate, entropy_coded, chunk_blocks)
+    chunks, full = _encode_all_levels(codec, source, full, on_progress, info.duration)
+    fallback = rate.plan_levels(config, info.channels, bitrate, full.duration)
+    plans = [fallback]
+    if entropy_coded:
+        budget = bitrate * full.duration / 8
+        costs = [rate.stream_costs(chunk, config.codebook_size) for chunk in chunks]
+        plans = [
+            plan
+            for plan in rate.candidate_plans(config, info.channels, fallback)
+            if rate.estimate_bytes(plan, everything, costs, info.channels) <= budget
+        ] or plans
+    for plan in plans:
+        header = _write(out, _with_plan(full, config, plan), chunks, everything)
+        if not entropy_coded or full.duration < rate.SHORT_SECONDS:
+            break
+        if Path(out).stat().st_size <= budget:
+            break  # the estimate is conservative; a rare miss steps down to the next plan
+    return header
 
 
 def _check_source(source: str | Path) -> audio.AudioInfo:
     info = audio.info(source)
-    if info.num_samples == 0:
-        raise AudioError(f"{source}: holds no samples")
     if info.channels > audio.MAX_CHANNELS:
         raise AudioError(
             f"{source}: has {info.channels} channels; .vqa files hold 1–{audio.MAX_CHANNELS}"
@@ -78,15 +95,17 @@ def _header(
     entropy_coded: bool,
     chunk_blocks: int,
 ) -> Header:
+    """The header of ``plan``, its lengths the announced ones until the samples are counted."""
     config: CodecConfig = codec.config
     coding, levels = plan
+    source_num_samples = max(1, info.num_samples)
     return Header(
         codec_id=checkpoint_id(codec),
         sample_rate=config.sample_rate,
         channels=info.channels,
-        num_samples=max(1, round(info.num_samples * config.sample_rate / info.sample_rate)),
+        num_samples=max(1, round(source_num_samples * config.sample_rate / info.sample_rate)),
         source_sample_rate=info.sample_rate,
-        source_num_samples=info.num_samples,
+        source_num_samples=source_num_samples,
         hop_length=config.hop_length,
         codebook_size=config.codebook_size,
         level_strides=config.level_strides[: max(levels)],
@@ -98,69 +117,44 @@ def _header(
     )
 
 
-def _write_plan(
+def _encode_all_levels(
     codec: torch.nn.Module,
     source: str | Path,
-    out: str | Path,
     header: Header,
     on_progress: Progress,
     duration: float,
+) -> tuple[list[list[np.ndarray]], Header]:
+    """(code streams of each chunk, ``header`` with the lengths of the samples decoded)."""
+    config: CodecConfig = codec.config
+    dtype = np.int16 if config.codebook_size <= 32768 else np.int32
+    lengths = streaming.Lengths()
+    chunks = [
+        [s.astype(dtype) for s in streams]  # codes only: ~5 MB per hour of stereo
+        for streams in streaming.encode_chunks(
+            codec, source, header, on_progress, duration, lengths
+        )
+    ]
+    return chunks, dataclasses.replace(
+        header,
+        num_samples=lengths.num_samples,
+        source_num_samples=lengths.source_num_samples,
+    )
+
+
+def _write(
+    out: str | Path, header: Header, chunks: list[list[np.ndarray]], stored: list[int]
 ) -> Header:
-    """Encode ``source`` with the levels of ``header`` and write the file chunk by chunk."""
+    """Write the levels of ``header`` out of ``chunks``, which hold ``stored`` levels each."""
     entropy_coded = header.entropy_coder != "none"
     writer = VqaWriter(out, header)
     try:
-        num_samples = 0
-        chunks = streaming.encode_chunks(codec, source, header, on_progress, duration)
-        for streams, num_samples in chunks:  # noqa: B007 (last value used below)
-            writer.write_chunk(pack_chunk(streams, header, entropy_coded))
+        for streams in chunks:
+            wanted = rate.select_streams(streams, stored, list(header.levels_per_channel))
+            writer.write_chunk(pack_chunk(wanted, header, entropy_coded))
     except BaseException:
         writer.abort()
         raise
-    return writer.close(num_samples=num_samples)
-
-
-def _write_fitting(
-    codec: torch.nn.Module,
-    source: str | Path,
-    out: str | Path,
-    fallback_header: Header,
-    on_progress: Progress,
-    duration: float,
-    fallback: Plan,
-) -> Header:
-    """Encode every level once, then write the most levels whose entropy-coded size fits."""
-    config: CodecConfig = codec.config
-    coding, channels = fallback[0], fallback_header.channels
-    everything = [config.num_levels] * len(fallback[1])
-    full = _with_plan(fallback_header, config, (coding, everything))
-    chunks, num_samples = [], 0
-    dtype = np.int16 if config.codebook_size <= 32768 else np.int32
-    for streams, num_samples in streaming.encode_chunks(  # noqa: B007 (last value used below)
-        codec, source, full, on_progress, duration
-    ):
-        chunks.append([s.astype(dtype) for s in streams])  # codes only: ~5 MB per hour of stereo
-    budget = full.bitrate * duration / 8
-    costs = [rate.stream_costs(chunk, config.codebook_size) for chunk in chunks]
-    fitting = [
-        plan
-        for plan in rate.candidate_plans(config, channels, fallback)
-        if rate.estimate_bytes(plan, everything, costs, channels) <= budget
-    ]
-    for plan in fitting or [fallback]:
-        header = _with_plan(fallback_header, config, plan)
-        writer = VqaWriter(out, header)
-        try:
-            for streams in chunks:
-                wanted = rate.select_streams(streams, everything, plan[1])
-                writer.write_chunk(pack_chunk(wanted, header, True))
-        except BaseException:
-            writer.abort()
-            raise
-        header = writer.close(num_samples=num_samples)
-        if Path(out).stat().st_size <= budget or duration < rate.SHORT_SECONDS:
-            break  # the estimate is conservative; a rare miss steps down to the next plan
-    return header
+    return writer.close()
 
 
 def _with_plan(header: Header, config: CodecConfig, plan: Plan) -> Header:

@@ -14,6 +14,7 @@ codec fits a file; ``compress.check_codec`` does, before decoding starts.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,21 @@ from .bitstream import VqaReader
 from .channels import from_coded, to_coded
 from .codes import Codes
 from .config import CodecConfig
+from .errors import AudioError
 from .header import Header
 from .margins import decoder_margin_blocks, encoder_margin_blocks, with_margin
 from .memory import release_freed_memory
 
 Progress = Callable[[float, float], None] | None
+
+
+@dataclass
+class Lengths:
+    """Samples decoded so far: ``num_samples`` at the codec's rate, ``source_num_samples`` at the
+    file's own; once the chunks are all out, the lengths a header records."""
+
+    num_samples: int = 0
+    source_num_samples: int = 0
 
 
 def encode_chunks(
@@ -37,36 +48,45 @@ def encode_chunks(
     header: Header,
     on_progress: Progress,
     duration: float,
-) -> Iterator[tuple[list[np.ndarray], int]]:
-    """Yield (code streams of chunk k, samples read so far) of the audio file ``source``.
+    lengths: Lengths | None = None,
+) -> Iterator[list[np.ndarray]]:
+    """Yield the code streams of chunk k of the audio file ``source``, k = 0, 1, ...
 
     Reads ``source`` at the codec's rate one chunk at a time, keeping one chunk and its margins in
-    memory; progress is reported in seconds of audio out of ``duration``.
+    memory. ``lengths`` counts the samples actually decoded (a file's announced length may be
+    off); ``duration``, the announced one in seconds, only sizes the progress reports.
     """
     config: CodecConfig = codec.config
+    lengths = lengths if lengths is not None else Lengths()
     block = config.block_samples
     chunk = header.chunk_blocks * block
     margin = encoder_margin_blocks(config) * block
     coded = len(header.levels_per_channel)
     buf = np.zeros((coded, 0), dtype=np.float32)
     buf_start = pos = total = 0
-    for piece in audio.stream(source, chunk, sample_rate=config.sample_rate):
+    pieces = audio.stream(source, chunk, sample_rate=config.sample_rate)
+    for piece in pieces:
         buf = np.concatenate([buf, to_coded(piece, header.channel_coding)], axis=1)
         total += piece.shape[1]
         while total >= pos + chunk + margin:
-            yield _encode_window(codec, header, buf, buf_start, pos, pos + chunk + margin), total
+            yield _encode_window(codec, header, buf, buf_start, pos, pos + chunk + margin)
             pos += chunk
             drop = max(0, pos - margin - buf_start)
             buf, buf_start = buf[:, drop:], buf_start + drop
             if on_progress:
-                on_progress(min(pos / config.sample_rate, duration), duration)
+                seconds = pos / config.sample_rate
+                on_progress(min(seconds, duration), max(duration, seconds))
+    if pieces.source_num_samples == 0:
+        raise AudioError(f"{source}: holds no samples")
     if total == 0:  # a file shorter than one output sample after resampling
         buf, total = np.zeros((coded, 1), dtype=np.float32), 1
+    lengths.num_samples, lengths.source_num_samples = total, pieces.source_num_samples
     while pos < total:
-        yield _encode_window(codec, header, buf, buf_start, pos, total), total
+        yield _encode_window(codec, header, buf, buf_start, pos, total)
         pos += chunk
     if on_progress:
-        on_progress(duration, duration)
+        seconds = pieces.source_num_samples / header.source_sample_rate
+        on_progress(seconds, seconds)
 
 
 def _encode_window(

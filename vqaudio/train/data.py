@@ -36,7 +36,7 @@ def find_audio(path: str | Path) -> list[Path]:
             )
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
         where = f"data.path {text} holds"
-    files = sorted(p for p in files if p.suffix.lower() in audio.AUDIO_SUFFIXES)
+    files = sorted(p for p in files if p.suffix.lower() in audio.audio_suffixes())
     if not files:
         raise ConfigError(
             f"{where} no audio files ({', '.join(audio.AUDIO_SUFFIXES[:4])}); "

@@ -1,0 +1,65 @@
+"""The CLI answers at once: --help, info of a .vqa file and usage errors import no torch.
+
+Measured by the modules loaded, not by time (which a busy test machine makes meaningless).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden"
+HEAVY = ("torch", "librosa", "matplotlib", "safetensors", "einops")
+
+RUN = """
+import json, sys
+from vqaudio_cli.main import app
+try:
+    app(sys.argv[1:], prog_name="vqaudio")
+except SystemExit as e:
+    code = e.code
+print(json.dumps({"code": code, "heavy": [m for m in HEAVY if m in sys.modules]}))
+"""
+
+
+def _run(*args: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{RUN}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (["--help"], 0),
+        (["--version"], 0),
+        (["compress", "--help"], 0),
+        (["info", str(GOLDEN / "golden-v3-entropy.vqa")], 0),
+        (["info", str(GOLDEN / "golden-v1-packed.vqa"), "--json"], 0),
+        (["compress"], 2),  # usage error: no input
+        (["compress", "x.wav", "--bitrate", "0"], 2),
+        (["eval", "--no-such-option"], 2),
+    ],
+)
+def test_quick_commands_import_no_torch(args, code):
+    result = _run(*args)
+    assert result == {"code": code, "heavy": []}
+
+
+def test_the_package_imports_no_torch_until_a_model_is_used():
+    check = (
+        "import sys, vqaudio\n"
+        "from vqaudio.bitstream import VqaReader\n"
+        "assert 'torch' not in sys.modules\n"
+        "assert callable(vqaudio.compress) and vqaudio.Codec.__name__ == 'Codec'\n"
+        "import vqaudio.compress\n"
+        "assert callable(vqaudio.compress), 'the submodule must not hide the function'\n"
+        "assert 'torch' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=120)
