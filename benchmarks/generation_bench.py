@@ -11,7 +11,7 @@ is timed once and added to every total.
 Times are wall clock and process CPU time: on a machine shared with other jobs, CPU time at one
 thread is the better estimate of what an idle machine would give.
 
-    python benchmarks/generation_bench.py                       # 30 s, 2 threads, both kinds
+    python benchmarks/generation_bench.py                       # 30 s, 2 threads, every kind
     python benchmarks/generation_bench.py --threads 1 2 --sizes 256x6 192x4 128x6 --max-tokens 900
 """
 
@@ -59,11 +59,20 @@ def time_tokens(prior, num_tokens: int, use_cache: bool) -> tuple[float, float]:
     return time.perf_counter() - began, time.process_time() - cpu
 
 
+def frame_recipe() -> dict:
+    """The prior section of recipes/music-24k-prior.yaml (the shipped frame prior's sizes)."""
+    from vqaudio.recipe import load_recipe
+
+    prior = load_recipe(HERE.parent / "recipes" / "music-24k-prior.yaml").prior
+    keep = ("dim", "num_layers", "num_heads", "depth_dim", "depth_layers", "depth_heads")
+    return {k: getattr(prior, k) for k in (*keep, "frame_embedding_dim", "context_blocks")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[2])
-    parser.add_argument("--kinds", nargs="+", default=["transformer", "wavenet"])
+    parser.add_argument("--kinds", nargs="+", default=["frames", "transformer", "wavenet"])
     parser.add_argument("--sizes", nargs="+", default=["256x6"], help="transformer DIMxLAYERS")
     parser.add_argument(
         "--max-tokens",
@@ -99,6 +108,9 @@ def main() -> None:
             sizes = sizes if kind == "transformer" else [(256, 0)]
             for dim, layers in sizes:
                 overrides = {"dim": dim, "num_layers": layers} if kind == "transformer" else {}
+                if kind == "frames":  # the shipped recipe's sizes
+                    overrides = frame_recipe()
+                    dim, layers = overrides["dim"], overrides["num_layers"]
                 prior = build_prior(PriorConfig(kind=kind, **overrides)).eval()
                 total_tokens = num_blocks * prior.config.tokens_per_block
                 for use_cache in (True, False) if not args.no_uncached else (True,):
