@@ -42,6 +42,7 @@ from vqaudio.train.data import find_audio, split_files  # noqa: E402
 from vqaudio.train.prior_task import cached_tokens  # noqa: E402
 
 PROMPT_SECONDS = 10.0
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 def piece_metrics(wav: np.ndarray, level0: np.ndarray, rate: int, seconds: float) -> dict:
@@ -195,7 +196,7 @@ def plot(path: Path, real: np.ndarray, generated: list[tuple[str, np.ndarray]], 
             extent=(0, len(wav) / rate, 0, 12),
             cmap="viridis",
         )
-        axes[1, col].set_yticks(np.arange(12) + 0.5, list("C₀D₀EF₀G₀A₀B".replace("₀", "#")))
+        axes[1, col].set_yticks(np.arange(12) + 0.5, PITCH_CLASSES, fontsize=7)
         axes[1, col].set_xlabel("seconds")
     fig.tight_layout()
     fig.savefig(path, dpi=72)

@@ -8,8 +8,9 @@ prior. Its input at frame f is the concatenated embeddings of frame f - 1's toke
 ``dim`` (a learned start vector at the window's first frame); its output h_f conditions the
 depth transformer (``depth_dim`` x ``depth_layers``), which predicts frame f's tokens one after
 another: depth position j sees W h_f + the slot's embedding + the embedding of token j - 1 (a
-learned start embedding at j = 0), causally within the frame. Each slot's logits cover its level's
-codebook only, as for every prior (:mod:`vqaudio.prior.base`).
+learned start embedding at j = 0) + the embedding of frame f - 1's token at slot j, causally within
+the frame. Each slot's logits cover its level's codebook only, as for every prior
+(:mod:`vqaudio.prior.base`).
 
 Windows slide as the flat transformer's do (``Prior.window_start``), so past ``context_blocks``
 the window keeps its latest half; the stream rebuilds the temporal cache then.
@@ -51,6 +52,9 @@ class FramePrior(Prior):
         self.norm = nn.LayerNorm(config.dim)
         self.depth_in = nn.Linear(config.dim, config.depth_dim)
         self.depth_token = nn.Linear(width, config.depth_dim, bias=False)
+        # the code at the same slot one frame earlier: music holds its codes for many frames, and
+        # through the temporal state alone that identity must survive a 12-token projection
+        self.depth_previous = nn.Linear(width, config.depth_dim, bias=False)
         self.slot_embedding = nn.Embedding(per_block, config.depth_dim)
         self.depth_blocks = nn.ModuleList(Block(depth) for _ in range(config.depth_layers))
         self.depth_norm = nn.LayerNorm(config.depth_dim)
@@ -98,7 +102,10 @@ class FramePrior(Prior):
         batch, count, per_block = frames.shape
         start = frames.new_full((batch, count, 1), self.start_id)
         previous = torch.cat([start, frames[:, :, :-1]], dim=2)  # token j - 1 at position j
+        first = frames.new_full((batch, 1, per_block), self.start_id)
+        earlier = torch.cat([first, frames[:, :-1]], dim=1)  # frame f - 1 at frame f
         x = self.depth_token(self.token_embedding(previous)) + self.slot_embedding.weight
+        x = x + self.depth_previous(self.token_embedding(earlier))
         x = x + self.depth_in(h)[:, :, None]
         return x.reshape(batch * count, per_block, -1)
 
@@ -193,6 +200,7 @@ class FrameStream(Stream):
             for j in range(config.tokens_per_block)
         ]
         self.depth_tokens = F.linear(prior.token_embedding.weight, prior.depth_token.weight)
+        self.depth_earlier = F.linear(prior.token_embedding.weight, prior.depth_previous.weight)
         self.head_rows = [prior.head.weight[lo:hi] for lo, hi in prior.slot_ranges]
         self.window = tokens.new_zeros(batch, config.context_tokens)
         self.num_tokens = tokens.shape[1]
@@ -213,7 +221,10 @@ class FrameStream(Stream):
         caches = [(layer[0], layer[1]) for layer in self.temporal_cache]
         h = prior._temporal(prior._frame_inputs(frames), caches)[:, -1]  # (B, D)
         self.frame = frames[:, -1].clone()  # (B, P), filled up to the slot of the next token
-        self._set_depth_bias(h)
+        self.earlier = (  # the frame before it (start ids at the window's first frame)
+            frames[:, -2] if count > 1 else torch.full_like(self.frame, prior.start_id)
+        )
+        self._set_depth_bias(h, self.earlier)
         slot = length % per_block
         for j in range(slot):
             self._depth_step(j)
@@ -245,13 +256,20 @@ class FrameStream(Stream):
             position,
             prior.config.num_heads,
         )
-        self._set_depth_bias(F.layer_norm(x, x.shape[-1:], prior.norm.weight, prior.norm.bias))
+        self.earlier = self.frame.clone()
+        h = F.layer_norm(x, x.shape[-1:], prior.norm.weight, prior.norm.bias)
+        self._set_depth_bias(h, self.earlier)
 
-    def _set_depth_bias(self, h: Tensor) -> None:
-        """What every depth position of the frame adds: W h + b + its slot's embedding (P, B, d)."""
+    def _set_depth_bias(self, h: Tensor, earlier: Tensor) -> None:
+        """What each depth position of the frame adds: W h + b + its slot's embedding + the code
+        at its slot one frame earlier -> (P, B, d)."""
         prior = self.prior
         bias = F.linear(h, prior.depth_in.weight, prior.depth_in.bias)  # (B, d)
-        self.depth_bias = bias[None] + prior.slot_embedding.weight[:, None]
+        self.depth_bias = (
+            bias[None]
+            + prior.slot_embedding.weight[:, None]
+            + self.depth_earlier[earlier].transpose(0, 1)
+        )
 
     def push(self, token: Tensor) -> Tensor:
         prior, per_block = self.prior, self.prior.tokens_per_block
