@@ -5,7 +5,8 @@ computes and adding what the current model has:
   are scaled to unit RMS and the frame input projection down by the same factor, so the temporal
   transformer computes exactly what it did, while the depth's token term grows to the scale of
   the rest of its input;
-- no previous-frame path (``depth_previous``): added at zero, so the model starts as it was.
+- no previous-frame path (``depth_previous``) or copy gate (``copy_gate``): added at zero, so
+  the model starts as it was.
 
     python scripts/warm_start_frame_prior.py runs/old/model.safetensors runs/warm.safetensors
 """
@@ -26,11 +27,12 @@ def main(source: str, target: str) -> None:
     state, raw, metadata = read_model_file(source, "prior")
     prior = build_prior(build(PriorConfig, raw, "prior"))
     missing, unexpected = prior.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - {"depth_previous.weight"}:
+    added = {"depth_previous.weight", "copy_gate.weight", "copy_gate.bias"}
+    if unexpected or set(missing) - added:
         raise SystemExit(f"{source}: not a frame prior this script knows ({missing}, {unexpected})")
     with torch.no_grad():
-        if missing:
-            prior.depth_previous.weight.zero_()
+        for name in missing:  # each added path starts at zero: the model computes what it did
+            prior.get_parameter(name).zero_()
         tokens = prior.token_embedding.weight[: prior.start_id]  # the start row keeps its scale
         scale = 1.0 / float(tokens.pow(2).mean().sqrt())
         if scale > 2.0:
