@@ -19,7 +19,7 @@ import torch
 
 from . import audio, rate, streaming
 from .bitstream import VqaReader, VqaWriter, pack_chunk
-from .checkpoint import checkpoint_id
+from .checkpoint import accepts, checkpoint_id
 from .config import CodecConfig
 from .errors import AudioError, FormatError
 from .header import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Header
@@ -82,6 +82,7 @@ def _header(
     coding, levels = plan
     return Header(
         codec_id=checkpoint_id(codec),
+        code_space_id=codec.code_space_id,
         sample_rate=config.sample_rate,
         channels=info.channels,
         num_samples=max(1, round(info.num_samples * config.sample_rate / info.sample_rate)),
@@ -175,13 +176,22 @@ def _with_plan(header: Header, config: CodecConfig, plan: Plan) -> Header:
 
 
 def check_codec(header: Header, codec: torch.nn.Module, name: str) -> None:
-    """Refuse a codec other than the one that made the file, naming both ids and the fix."""
+    """Refuse a codec of another code space than the file's, naming both ids and the fix.
+
+    A file records its code space from format 4 on; an older one decodes with the codec that
+    made it or with one that records that codec as of its code space (``codec_lineage``)."""
     have = checkpoint_id(codec)
     where = getattr(codec, "checkpoint_path", None) or "the given codec"
-    if have != header.codec_id:
+    if not accepts(codec, header.codec_id, header.code_space_id or None):
+        if header.code_space_id:
+            raise FormatError(
+                f"{name} was made with codec {header.codec_id[:8]}… (code space "
+                f"{header.code_space_id[:8]}…), but {where} is codec {have[:8]}… of code space "
+                f"{codec.code_space_id[:8]}…; pass --codec with a codec of the file's code space"
+            )
         raise FormatError(
-            f"{name} was made with codec {header.codec_id[:8]}…, but {where} is {have[:8]}…; "
-            "pass --codec"
+            f"{name} was made with codec {header.codec_id[:8]}…, but {where} is {have[:8]}… "
+            "and does not record it as one of its code space; pass --codec"
         )
     config: CodecConfig = codec.config
     if (config.sample_rate, config.hop_length, config.codebook_size) != (
