@@ -298,6 +298,21 @@ def encode_fields(raw: dict[str, Any]) -> bytes:
     return bytes(out)
 
 
+# Widest varints of a plausible header (``_check_fields``): the integers after the ids.
+_INTEGER_BYTES = 3 + 1 + 6 + 3 + 6 + 4 + 3 + 4  # rates 3, lengths 6 (~5 years at 768 kHz), ...
+PREAMBLE_AND_CRC = 9 + CRC.size
+
+
+def header_bytes_bound(num_levels: int, channels: int, chunk_bytes: list[int] | int) -> int:
+    """Upper bound of a format 4 file's preamble + header + header CRC: ``num_levels`` strides,
+    ``channels`` level counts and the index of ``chunk_bytes`` (chunk sizes, or just how many
+    chunks, each then counted as 3 bytes: chunks under 2 MB)."""
+    sizes = [1 << 20] * chunk_bytes if isinstance(chunk_bytes, int) else chunk_bytes
+    fixed = 16 + _INTEGER_BYTES + len(ENUM_FIELDS) + BITRATE.size
+    lists = (1 + 4 * num_levels) + (1 + channels) + 3 + sum(len(varint(n)) for n in sizes)
+    return PREAMBLE_AND_CRC + fixed + lists
+
+
 class _Cursor:
     def __init__(self, body: bytes) -> None:
         self.body, self.pos = body, 0
