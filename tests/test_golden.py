@@ -30,6 +30,20 @@ def test_golden_vqa_decodes_to_its_codes(version, coding):
             assert [s.tolist() for s in got] == streams
 
 
+def test_golden_context_range_file_decodes_to_its_codes():
+    """Format 4's context-range coder (the first three chunks context-coded, the short last
+    one packed: the smaller coding wins)."""
+    expected = json.loads((DATA / "golden-v1-codes.json").read_text())["golden-v1-entropy.vqa"]
+    with VqaReader(DATA / "golden-v4-context.vqa") as reader:
+        assert reader.version == 4 and reader.header.entropy_coder == "context-range"
+        codings = []
+        for k, streams in enumerate(expected):
+            assert [s.tolist() for s in reader.read_chunk(k)] == streams
+            reader._file.seek(int(reader._offsets[k]))
+            codings.append(reader._file.read(1))
+        assert codings[:3] == [b"\x01"] * 3  # entropy-coded
+
+
 def test_golden_entropy_payload_decodes_bit_exactly():
     expected = json.loads((DATA / "golden-entropy.json").read_text())
     data = (DATA / "golden-entropy.bin").read_bytes()

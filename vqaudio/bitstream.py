@@ -96,14 +96,20 @@ class BitUnpacker:
 
 
 def pack_chunk(streams: list[np.ndarray], header: Header, entropy_coded: bool) -> bytes:
-    """Codes of one chunk (one int array per stream) -> payload; the smaller coding wins."""
+    """Codes of one chunk (one int array per stream) -> payload; the smaller coding wins.
+    Entropy coding uses the model of ``header.entropy_coder``."""
     packer = BitPacker()
     for codes in streams:
         packer.write(codes, header.bits_per_code)
     packed = bytes([PACKED]) + packer.getvalue()
-    if not entropy_coded:
+    if not entropy_coded or header.entropy_coder == "none":
         return packed
-    coded = bytes([ENTROPY_CODED]) + entropy.encode(streams, [header.codebook_size] * len(streams))
+    sizes = [header.codebook_size] * len(streams)
+    if header.entropy_coder == "context-range":
+        parents = [None if p is None else streams[p] for p in header.stream_parents()]
+        coded = bytes([ENTROPY_CODED]) + entropy.encode_context(streams, sizes, parents)
+    else:
+        coded = bytes([ENTROPY_CODED]) + entropy.encode(streams, sizes)
     return coded if len(coded) < len(packed) else packed
 
 
@@ -123,11 +129,15 @@ def unpack_chunk(payload: bytes, header: Header, num_blocks: int) -> list[np.nda
         if unpacker.remaining().any():
             raise FormatError("packed chunk has non-zero padding bits")
     elif payload[0] == ENTROPY_CODED:
-        if header.entropy_coder != "adaptive-range":
+        if header.entropy_coder == "none":
             raise FormatError(
                 f"entropy-coded chunk in a file of entropy_coder {header.entropy_coder!r}"
             )
-        streams = entropy.decode(payload[1:], lengths, [header.codebook_size] * len(lengths))
+        sizes = [header.codebook_size] * len(lengths)
+        if header.entropy_coder == "context-range":
+            streams = entropy.decode_context(payload[1:], lengths, sizes, header.stream_parents())
+        else:
+            streams = entropy.decode(payload[1:], lengths, sizes)
     else:
         raise FormatError(f"unknown chunk coding {payload[0]}")
     if any(s.size and (s.min() < 0 or s.max() >= header.codebook_size) for s in streams):
@@ -238,6 +248,8 @@ class VqaReader:
             raise self._fail(f"header is a JSON {type(raw).__name__}, expected an object")
         if "code_space_id" in raw:
             raise self._fail(f"version {self.version} header has field code_space_id")
+        if raw.get("entropy_coder") == "context-range":
+            raise self._fail(f"version {self.version} header has entropy_coder context-range")
         if self.version < 3:
             raw = self._rename_old_keys(raw)
         missing = [key for key in REQUIRED_KEYS if key not in raw]

@@ -94,7 +94,7 @@ def _header(
         levels_per_channel=tuple(levels),
         channel_coding=coding,
         chunk_blocks=chunk_blocks,
-        entropy_coder="adaptive-range" if entropy_coded else "none",
+        entropy_coder="context-range" if entropy_coded else "none",
         bitrate=float(bitrate),
     )
 
@@ -142,7 +142,8 @@ def _write_fitting(
     ):
         chunks.append([s.astype(dtype) for s in streams])  # codes only: ~5 MB per hour of stereo
     budget = full.bitrate * duration / 8
-    costs = [rate.stream_costs(chunk, config.codebook_size) for chunk in chunks]
+    parents = full.stream_parents()
+    costs = [rate.stream_costs(chunk, config.codebook_size, parents) for chunk in chunks]
     fitting = [
         plan
         for plan in rate.candidate_plans(config, channels, fallback)

@@ -22,13 +22,16 @@ from .errors import FormatError
 from .strict import to_dict
 
 CRC = struct.Struct("!I")  # the CRC32 after the header and after each chunk
-ENTROPY_CODERS = ("none", "adaptive-range")
+ENTROPY_CODERS = ("none", "adaptive-range", "context-range")  # context-range: format 4 on
 # Plausibility limits of a header. Together they bound what a reader allocates per chunk.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000  # Hz, as `vqaudio decompress --sample-rate`
 MAX_LEVELS = 64
 MAX_CODEBOOK_SIZE = 1 << 16  # codes are packed in at most 16 bits
 MAX_CHUNK_SECONDS = 20.0  # the writer makes 10 s chunks; decoding memory grows with this
 MAX_CHUNK_CODES = 1 << 20  # code indices per chunk, all streams together
+# context-range decodes symbol by symbol, each model over the whole alphabet: codes per chunk
+# times codebook_size bounds a chunk's decoding time (~0.3 s); 20 s of the default codec: 2^23.8
+MAX_CONTEXT_WORK = 1 << 26
 CODEC_ID = re.compile(r"[0-9a-f]{16}")
 
 
@@ -52,7 +55,7 @@ class Header:
     levels_per_channel: tuple[int, ...]  # level counts kept per coded channel (mid, side; ...)
     channel_coding: str  # mono | mid_side | separate
     chunk_blocks: int  # coarse frames per chunk (the last one may hold fewer)
-    entropy_coder: str  # none | adaptive-range
+    entropy_coder: str  # none | adaptive-range | context-range (format 4 on)
     bitrate: float  # advertised bits/s of the whole file
     chunk_bytes: tuple[int, ...] = ()  # the index: bytes of each chunk, CRC included
     # what the codes mean (codec/code_space.py); "" in files of versions 1-3, which lack it
@@ -98,6 +101,15 @@ class Header:
         block = self.level_strides[0]
         strides = self.level_strides
         return [num_blocks * block // s for n in self.levels_per_channel for s in strides[:n]]
+
+    def stream_parents(self) -> list[int | None]:
+        """Per stream, the index of the stream of the coarser level of the same coded channel
+        (the context-range model's context), or None for a channel's first level."""
+        parents, start = [], 0
+        for n in self.levels_per_channel:
+            parents += [None] + list(range(start, start + n - 1))
+            start += n
+        return parents
 
     def packed_bytes(self, num_blocks: int) -> int:
         """Payload bytes of a bit-packed chunk of ``num_blocks`` blocks, coding byte included."""
@@ -227,6 +239,14 @@ def _check_consistency(h: Header) -> None:
         h.chunk_blocks,
         f"at most {MAX_CHUNK_CODES} codes per chunk, not {codes}",
     )
+    if h.entropy_coder == "context-range":
+        _require(
+            codes * h.codebook_size <= MAX_CONTEXT_WORK,
+            "chunk_blocks",
+            h.chunk_blocks,
+            f"at most {MAX_CONTEXT_WORK} codes x codebook_size per context-range chunk, not "
+            f"{codes} x {h.codebook_size}",
+        )
     if h.chunk_bytes:  # the index (empty while a writer is still spooling chunks)
         _require(
             len(h.chunk_bytes) == h.num_chunks,

@@ -99,9 +99,15 @@ def candidate_plans(config: CodecConfig, channels: int, fallback: Plan) -> list[
     return plans
 
 
-def stream_costs(streams: list[np.ndarray], codebook_size: int) -> list[int]:
-    """Entropy-coded bytes of each stream on its own (an upper bound of its share in a chunk)."""
-    return [len(entropy.encode([s], [codebook_size])) for s in streams]
+def stream_costs(
+    streams: list[np.ndarray], codebook_size: int, parents: list[int | None]
+) -> list[int]:
+    """Context-range coded bytes of each stream on its own, given its parent stream
+    (``Header.stream_parents``): about an upper bound of its share in a chunk."""
+    return [
+        len(entropy.encode_context([s], [codebook_size], [None if p is None else streams[p]]))
+        for s, p in zip(streams, parents, strict=True)
+    ]
 
 
 def select_streams(streams: list, stored: list[int], wanted: list[int]) -> list:

@@ -1,5 +1,6 @@
 """Made once with the format version 4 writer (issue 17: binary header with code_space_id), from the
-codes of golden-v1-codes.json, so every version's golden files hold the same codes."""
+codes of golden-v1-codes.json, so every version's golden files hold the same codes;
+golden-v4-context.vqa holds golden-v1-entropy.vqa's codes, coded with context-range."""
 
 import json
 
@@ -8,7 +9,11 @@ import numpy as np
 from vqaudio.bitstream import Header, VqaWriter, pack_chunk
 
 codes = json.load(open("tests/golden/golden-v1-codes.json"))
-for coding, coder in (("entropy", "adaptive-range"), ("packed", "none")):
+for coding, coder in (
+    ("entropy", "adaptive-range"),
+    ("packed", "none"),
+    ("context", "context-range"),
+):
     header = Header(
         codec_id="0123456789abcdef",
         code_space_id="fedcba9876543210",
@@ -27,6 +32,7 @@ for coding, coder in (("entropy", "adaptive-range"), ("packed", "none")):
         bitrate=6000.0,
     )
     writer = VqaWriter(f"tests/golden/golden-v4-{coding}.vqa", header)
-    for streams in codes[f"golden-v1-{coding}.vqa"]:
+    source = "entropy" if coding == "context" else coding  # context: the entropy file's codes
+    for streams in codes[f"golden-v1-{source}.vqa"]:
         writer.write_chunk(pack_chunk([np.array(s) for s in streams], header, coder != "none"))
     writer.close(num_samples=1000)
