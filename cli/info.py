@@ -61,6 +61,8 @@ def model_info(path: Path) -> dict[str, Any]:
         # trainable only; buffers excluded
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
+    if metadata["vqaudio.kind"] == "prior":  # its codec's code space (None: not recorded)
+        out["code_space_id"] = metadata.get("vqaudio.code_space_id")
     if metadata["vqaudio.kind"] == "codec":
         # files saved before vqaudio recorded it: computed from the encoder and quantizer
         out["code_space_id"] = metadata.get("vqaudio.code_space_id") or file_code_space_id(
