@@ -1,4 +1,4 @@
-"""Lossless second stage over code indices: adaptive integer-count models + constriction range coder.
+"""Lossless second stage over code indices: adaptive integer counts + constriction range coder.
 
 Two models, named by the .vqa header's ``entropy_coder``: ``adaptive-range`` (:func:`encode`,
 batched counts, below) and ``context-range`` (:func:`encode_context`, format 4: counts updated
@@ -106,7 +106,7 @@ CONTEXT_WEIGHT = 4
 
 
 class _ContextModel:
-    """The context-range model of one stream; :meth:`model` then :meth:`update`, symbol by symbol."""
+    """The context-range model of one stream: :meth:`model`, then :meth:`update`, per symbol."""
 
     def __init__(self, size: int, parent: np.ndarray | None, length: int) -> None:
         self.counts = np.full(size, PRIOR_COUNT, dtype=np.int64)
