@@ -2,7 +2,8 @@
 
 Two tables. (1) Same codes, two codings: for each operating point (levels kept) the held-out
 clips' codes are stored fixed-width (levels * log2(codebook_size) bits per code) and with the
-lossless adaptive range coder of the .vqa format; the difference is the free saving. (2) Whole
+lossless adaptive range coder of the .vqa format; the difference is the free saving. A third
+table gives each level's saving on its own, for both coders. (2) Whole
 files from `vqaudio.compress` at each target bitrate, with and without entropy coding: with it,
 the saving buys extra levels (the file keeps the most levels whose coded size fits), so compare
 the levels column. Format speed and memory on long files: benchmarks/format_bench.py.
@@ -43,21 +44,37 @@ def main() -> None:
     tracks = common.find_tracks(args.tracks)
     info = common.machine()
     config = model.config
-    rows, files = [], []
+    rows, files, per_level = [], [], []
     with tempfile.TemporaryDirectory(prefix="vqaudio-entropy-") as tmp_name:
         tmp = Path(tmp_name)
         clips = common.music_clips(tracks, args.seconds, args.clips_per_track, RATE)
         seconds = sum(wav.shape[-1] for _, wav in clips) / RATE
         codes = [model.encode(torch.from_numpy(wav)[None]) for _, wav in clips]
+        size = config.codebook_size
+        for k in range(config.num_levels):  # each level coded on its own, after its parent
+            streams = [c.levels[k][0].numpy() for c in codes]
+            parents = [c.levels[k - 1][0].numpy() if k else None for c in codes]
+            fixed = sum(s.size for s in streams) * config.bits_per_code
+            adaptive = 8 * sum(len(entropy.encode([s], [size])) for s in streams)
+            context = 8 * sum(
+                len(entropy.encode_context([s], [size], [p])) for s, p in zip(streams, parents)
+            )
+            per_level.append(
+                {
+                    "level": k + 1,
+                    "fixed_bps": fixed / seconds,
+                    "adaptive_saving_percent": 100 * (1 - adaptive / fixed),
+                    "context_saving_percent": 100 * (1 - context / fixed),
+                }
+            )
         for kbps in args.kbps:
             levels = config.levels_for_bitrate(kbps * 1000)
+            kept = [[lv[0].numpy() for lv in c.levels[:levels]] for c in codes]
+            sizes = [config.codebook_size] * levels
+            old_coded = sum(len(entropy.encode(streams, sizes)) for streams in kept)
             coded = sum(
-                len(
-                    entropy.encode(
-                        [lv[0].numpy() for lv in c.levels[:levels]], [config.codebook_size] * levels
-                    )
-                )
-                for c in codes
+                len(entropy.encode_context(streams, sizes, [None, *streams[:-1]]))
+                for streams in kept
             )
             fixed = config.bitrates[levels - 1] / 1000
             entropy_kbps = coded * 8 / seconds / 1000
@@ -66,6 +83,8 @@ def main() -> None:
                     "target_kbps": kbps,
                     "levels": levels,
                     "fixed_kbps": fixed,
+                    "adaptive_kbps": old_coded * 8 / seconds / 1000,
+                    "adaptive_saving_percent": 100 * (1 - old_coded * 8 / seconds / 1000 / fixed),
                     "entropy_kbps": entropy_kbps,
                     "saving_percent": 100 * (1 - entropy_kbps / fixed),
                 }
@@ -106,6 +125,8 @@ def main() -> None:
         notes=(common.describe_clips(clips, args.seconds, RATE, tracks),),
         clips=[c[0] for c in clips],
     )
+    note = common.describe_clips(clips, args.seconds, RATE, tracks)
+    _report_levels(per_level, info, label, note, [c[0] for c in clips])
     common.report(
         "entropy",
         f"entropy coding: the same codes fixed-width vs range coded (vqaudio: {label})",
@@ -115,12 +136,32 @@ def main() -> None:
             ("target_kbps", "operating point kbps", "{:g}"),
             ("levels", "levels", ""),
             ("fixed_kbps", "fixed-width kbps", "{:.3f}"),
-            ("entropy_kbps", "range-coded kbps", "{:.3f}"),
+            ("adaptive_kbps", "adaptive-range kbps", "{:.3f}"),
+            ("adaptive_saving_percent", "saving %", "{:.1f}"),
+            ("entropy_kbps", "context-range kbps", "{:.3f}"),
             ("saving_percent", "saving %", "{:.1f}"),
         ],
         model=label,
         notes=(common.describe_clips(clips, args.seconds, RATE, tracks),),
         clips=[c[0] for c in clips],
+    )
+
+
+def _report_levels(per_level, info, label, note, clips) -> None:
+    common.report(
+        "entropy_levels",
+        f"entropy coding per level: adaptive-range vs context-range (vqaudio: {label})",
+        info,
+        per_level,
+        [
+            ("level", "level", ""),
+            ("fixed_bps", "fixed-width bits/s", "{:.0f}"),
+            ("adaptive_saving_percent", "adaptive-range saving %", "{:.1f}"),
+            ("context_saving_percent", "context-range saving %", "{:.1f}"),
+        ],
+        model=label,
+        notes=(note,),
+        clips=clips,
     )
 
 

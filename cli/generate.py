@@ -63,8 +63,9 @@ def _progress(quiet: bool) -> Progress:
 
 def _load_models(prior_path: Path | None, codec_path: Path | None, device: str):
     """The prior and its codec: --codec, else the codec file the prior recorded when it was
-    trained (if it is still there), else the shipped one; its id must be the prior's codec's."""
-    from vqaudio.checkpoint import load_codec
+    trained (if it is still there), else the shipped one; it must be of the prior's code space
+    (``checkpoint.accepts``)."""
+    from vqaudio.checkpoint import accepts, load_codec
     from vqaudio.prior import load_prior
 
     prior = load_prior(prior_path, device)
@@ -73,13 +74,14 @@ def _load_models(prior_path: Path | None, codec_path: Path | None, device: str):
         if prior.codec_path.is_file():
             codec_path = where = prior.codec_path
     codec = load_codec(codec_path, device)
-    if prior.codec_id and prior.codec_id != codec.checkpoint_id:
+    if not accepts(codec, prior.codec_id, prior.code_space_id):
         where = where if where is not None else "the default codec"
         recorded = f" (recorded: {prior.codec_path})" if prior.codec_path is not None else ""
+        space = f" of code space {prior.code_space_id}" if prior.code_space_id else ""
         raise CheckpointError(
-            f"{prior.checkpoint_path.name} was trained on codec {prior.codec_id}{recorded}, but "
-            f"{where} is {codec.checkpoint_id}; pass --codec with the codec the prior was "
-            "trained on"
+            f"{prior.checkpoint_path.name} was trained on codec {prior.codec_id}{space}"
+            f"{recorded}, but {where} is {codec.checkpoint_id} of code space "
+            f"{codec.code_space_id}; pass --codec with a codec of the prior's code space"
         )
     return prior, codec
 

@@ -17,17 +17,21 @@ from .console import reports_errors
 
 
 def vqa_info(path: Path) -> dict[str, Any]:
-    """Header fields of a .vqa file plus duration, real bitrate and size."""
+    """Format version, header fields (the code-space id None where the file predates it) plus
+    duration, real bitrate and size of a .vqa file."""
     from vqaudio.bitstream import VqaReader
     from vqaudio.strict import to_dict
 
     with VqaReader(path) as reader:
-        header, size = reader.header, reader.file_bytes
+        header, size, version = reader.header, reader.file_bytes, reader.version
     fields = to_dict(header)
     index = fields.pop("chunk_bytes")
+    ids = {"codec_id": fields.pop("codec_id"), "code_space_id": fields.pop("code_space_id") or None}
     return {
         "file": str(path),
         "kind": "vqa",
+        "format": version,
+        **ids,
         **fields,
         "duration_s": round(header.duration, 6),
         "chunks": len(index),
@@ -42,7 +46,7 @@ def model_info(path: Path) -> dict[str, Any]:
     Reads the file's header only: the model is built on the meta device (no memory), after its
     config is checked against the file's tensors (vqaudio.checkpoint.inspect_model).
     """
-    from vqaudio.checkpoint import checkpoint_id, inspect_model
+    from vqaudio.checkpoint import checkpoint_id, file_code_space_id, inspect_model
     from vqaudio.strict import to_dict
 
     metadata, config, model = inspect_model(path)
@@ -57,14 +61,27 @@ def model_info(path: Path) -> dict[str, Any]:
         # trainable only; buffers excluded
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
+    if metadata["vqaudio.kind"] == "prior":  # its codec's code space (None: not recorded)
+        out["code_space_id"] = metadata.get("vqaudio.code_space_id")
     if metadata["vqaudio.kind"] == "codec":
+        # files saved before vqaudio recorded it: computed from the encoder and quantizer
+        out["code_space_id"] = metadata.get("vqaudio.code_space_id") or file_code_space_id(
+            path, config
+        )
         out["bitrates_bps"] = {str(n): b for n, b in enumerate(config.bitrates, start=1)}
         out["frame_rates_hz"] = list(config.frame_rates)
     extra = {
         k: v
         for k, v in metadata.items()
         if k.startswith("vqaudio.")
-        and k not in ("vqaudio.kind", "vqaudio.format", "vqaudio.version", "vqaudio.config")
+        and k
+        not in (
+            "vqaudio.kind",
+            "vqaudio.format",
+            "vqaudio.version",
+            "vqaudio.config",
+            "vqaudio.code_space_id",
+        )
     }
     out.update({k.removeprefix("vqaudio."): v for k, v in extra.items()})
     return out

@@ -8,11 +8,14 @@
 
 The codec is stored with its decoder in float16 and without its EMA codebook statistics (encoder
 and quantizer stay float32, so codes are exactly those of the trained file); the prior in float16.
-A prior records the id of the codec whose codes it models; when
-the new codec only has a new decoder (trained with ``train.freeze: [encoder, quantizer]``), the
-prior's codec is checked to have bit-identical encoder and quantizer weights and to give identical
-codes, and the prior is re-saved pointing at the new codec. Anything else is refused: a prior must
-then be trained on the new codec's codes.
+A prior records the id and the code space (encoder + quantizer,
+vqaudio/codec/code_space.py) of the codec whose codes it models; when the new codec only has a
+new decoder (trained with ``train.freeze: [encoder, quantizer]``), it has the prior's code space,
+the prior is re-saved pointing at the new codec (and checked to give identical codes where the
+prior's codec file is at hand). Anything else is refused: a prior must then be trained on the new
+codec's codes. The new codec file records the ids of the earlier codec files of its code space
+(the one shipped before it among them), so .vqa files made before files recorded the code space
+keep decoding.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from vqaudio.checkpoint import (
     DEFAULT_CODEC,
     EMA_STATISTICS,
+    accepts,
     checkpoint_id,
     load_codec,
     save_codec,
@@ -63,6 +67,13 @@ def main() -> int:
     torch.set_num_threads(1)
     codec = load_codec(args.codec)
     prior = load_prior(args.prior) if args.prior else None
+    current = args.out / "codec.safetensors"
+    if current.is_file():
+        shipped_before = load_codec(current)
+        space = codec.code_space_id
+        if shipped_before.code_space_id == space:  # a new decoder: keep the old files decodable
+            known = codec.code_space_codecs + shipped_before.code_space_codecs
+            codec.lineage = {space: tuple(dict.fromkeys(known))}
     with tempfile.TemporaryDirectory() as tmp:
         new_codec = Path(tmp) / "codec.safetensors"
         codec_id = save_codec(codec, new_codec, half=True)
@@ -85,16 +96,19 @@ def main() -> int:
             None,
         )
         if prior.codec_id != codec_id:
-            if old is None or not same_codes(load_codec(old), shipped):
+            if not accepts(shipped, prior.codec_id, prior.code_space_id) or (
+                old is not None and not same_codes(load_codec(old), shipped)
+            ):
                 print(
-                    f"error: {args.prior} models codec {prior.codec_id}, whose codes differ from "
-                    f"{args.codec}'s (or it is not at hand); train a prior on the new codec",
+                    f"error: {args.prior} models codec {prior.codec_id}, whose code space is not "
+                    f"{args.codec}'s ({shipped.code_space_id}); train a prior on the new codec",
                     file=sys.stderr,
                 )
                 return 1
-            print(f"codec {codec_id} gives the codes of {prior.codec_id}: re-pointing the prior")
+            print(f"codec {codec_id} has the code space of {prior.codec_id}: re-pointing the prior")
         new_prior = Path(tmp) / "prior.safetensors"
-        prior_id = save_prior(prior, new_prior, codec_id, half=True)
+        space = shipped.code_space_id
+        prior_id = save_prior(prior, new_prior, codec_id, half=True, code_space_id=space)
         args.out.mkdir(parents=True, exist_ok=True)
         shutil.move(new_codec, args.out / "codec.safetensors")
         shutil.move(new_prior, args.out / "prior.safetensors")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vqaudio import header as fields_v4
 from vqaudio.bitstream import CRC, PREAMBLE, VqaReader, _chunk_crc
 from vqaudio.compress import decompress
 from vqaudio.errors import FormatError
@@ -78,7 +79,8 @@ class Split:
     @classmethod
     def of(cls, data: bytes) -> Split:
         _, version, length = PREAMBLE.unpack(data[: PREAMBLE.size])
-        header = json.loads(data[PREAMBLE.size : PREAMBLE.size + length])
+        body = data[PREAMBLE.size : PREAMBLE.size + length]
+        header = fields_v4.decode_fields(body) if version >= 4 else json.loads(body)
         pos, chunks = PREAMBLE.size + length + CRC.size, []
         for size in header["chunk_bytes"]:
             chunks.append(data[pos : pos + size - CRC.size])
@@ -90,12 +92,54 @@ class Split:
         header = dict(self.header)
         if fix_index:
             header["chunk_bytes"] = [len(c) + CRC.size for c in self.chunks]
-        body = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+        if self.version >= 4:
+            body = encode_any(header)
+        else:
+            body = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
         preamble = PREAMBLE.pack(b"VQAU", self.version, len(body))
         out = [preamble, body, CRC.pack(zlib.crc32(preamble + body))]
         for k, payload in enumerate(self.chunks):
             out += [payload, CRC.pack(_chunk_crc(self.version, k, payload))]
         return b"".join(out)
+
+
+def _as_int(value) -> int:
+    """A hostile value of any type as the integer a format 4 record can carry (a negative or
+    non-finite one becomes one too long for a varint, a non-number 0)."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return int(value) if value >= 0 else 2**64
+    if isinstance(value, float):
+        return int(value) if np.isfinite(value) and value >= 0 else 2**64
+    return 0
+
+
+def encode_any(header: dict) -> bytes:
+    """``header.encode_fields`` for crafted fields: any value of any type is written as the
+    nearest thing the record holds (an unknown enum as 255), a missing field not at all."""
+    out = bytearray()
+    for name in fields_v4.ID_FIELDS:
+        if name in header:
+            value = header[name]
+            ok = isinstance(value, str) and fields_v4.CODEC_ID.fullmatch(value)
+            out += bytes.fromhex(value) if ok else b"\xff" * 8
+    for name in fields_v4.INTEGER_FIELDS:
+        if name in header:
+            out += fields_v4.varint(_as_int(header[name]))
+    for name, names in fields_v4.ENUM_FIELDS.items():
+        if name in header:
+            value = header[name]
+            out.append(names.index(value) if isinstance(value, str) and value in names else 255)
+    if "bitrate" in header:
+        value = header["bitrate"]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        out += fields_v4.BITRATE.pack(float(value) if ok else float("nan"))
+    for name in fields_v4.LIST_FIELDS:
+        if name in header:
+            value = header[name]
+            values = value if isinstance(value, list) else [value] if isinstance(value, int) else []
+            out += fields_v4.varint(len(values))
+            out += b"".join(fields_v4.varint(_as_int(v)) for v in values)
+    return bytes(out)
 
 
 def _flip(rng, data: bytes) -> bytes:
@@ -183,7 +227,7 @@ def _swap_chunks_keep_crcs(rng, data: bytes) -> bytes:
 def _crafted_preamble(rng, data: bytes) -> bytes:
     magic, version, length = PREAMBLE.unpack(data[: PREAMBLE.size])
     if rng.integers(2):
-        version = int(rng.choice([0, 1, 2, 3, 255]))
+        version = int(rng.choice([0, 1, 2, 3, 4, 5, 255]))
     else:
         length = int(rng.choice([0, 1, length - 1, length + 1, 2**20, 2**32 - 1]))
     return PREAMBLE.pack(magic, version, length) + data[PREAMBLE.size :]

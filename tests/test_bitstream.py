@@ -36,6 +36,7 @@ def test_bitpacker_round_trip_over_random_widths():
 def _header(**overrides) -> Header:
     base = dict(
         codec_id="0123456789abcdef",
+        code_space_id="fedcba9876543210",
         sample_rate=8000,
         channels=1,
         num_samples=1,
@@ -122,10 +123,10 @@ def test_wrong_magic_and_unknown_version(tmp_path):
     # a well-formed file of a future version (CRC recomputed) must still be refused by version
     _, _, length = struct.unpack("!4sBI", data[:9])
     head = bytearray(data[: 9 + length])
-    head[4] = 4
+    head[4] = 5
     bad.write_bytes(bytes(head) + struct.pack("!I", zlib.crc32(bytes(head))) + data[13 + length :])
     with pytest.raises(
-        FormatError, match="unsupported .vqa format version 4; this vqaudio reads 1–3"
+        FormatError, match="unsupported .vqa format version 5; this vqaudio reads 1–4"
     ):
         VqaReader(bad)
 

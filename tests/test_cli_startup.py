@@ -42,6 +42,7 @@ def _run(*args: str) -> dict:
         (["compress", "--help"], 0),
         (["info", str(GOLDEN / "golden-v3-entropy.vqa")], 0),
         (["info", str(GOLDEN / "golden-v1-packed.vqa"), "--json"], 0),
+        (["info", str(GOLDEN / "golden-v4-context.vqa"), "--json"], 0),  # binary header
         (["compress"], 2),  # usage error: no input
         (["compress", "x.wav", "--bitrate", "0"], 2),
         (["eval", "--no-such-option"], 2),

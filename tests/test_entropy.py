@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from vqaudio import entropy
+from vqaudio.errors import FormatError
 
 
 def _streams(seed: int) -> tuple[list[np.ndarray], list[int]]:
@@ -60,3 +61,31 @@ def test_data_that_ends_early_or_runs_on_is_refused():
             entropy.decode(bad, lengths, sizes)
     with pytest.raises(FormatError):  # more symbols than were coded
         entropy.decode(data, [n + 1000 for n in lengths], sizes)
+
+
+def test_context_range_round_trips_and_refuses_extra_bytes():
+    from vqaudio.entropy import decode_context, encode_context
+
+    rng = np.random.default_rng(3)
+    coarse = rng.integers(0, 8, 40)
+    fine = np.repeat(coarse, 2) * 2 + rng.integers(0, 2, 80)  # depends on its parent
+    other = rng.integers(0, 300, 50)  # a second channel's first level
+    streams, sizes = [coarse, fine, other], [16, 16, 300]
+    data = encode_context(streams, sizes, [None, coarse, None])
+    decoded = decode_context(data, [40, 80, 50], sizes, [None, 0, None])
+    assert [d.tolist() for d in decoded] == [s.tolist() for s in streams]
+    with pytest.raises(FormatError):
+        decode_context(data + b"\0\0\0\0", [40, 80, 50], sizes, [None, 0, None])
+    with pytest.raises(FormatError):
+        decode_context(data[:-4], [40, 80, 50], sizes, [None, 0, None])
+
+
+def test_context_range_beats_batched_counts_on_repetitive_codes():
+    from vqaudio.entropy import encode, encode_context
+
+    rng = np.random.default_rng(4)
+    coarse = rng.choice([3, 700, 12], 125)
+    fine = np.repeat(coarse, 4) + rng.integers(0, 3, 500)
+    batched = len(encode([coarse, fine], [1024, 1024]))
+    context = len(encode_context([coarse, fine], [1024, 1024], [None, coarse]))
+    assert context < 0.8 * batched

@@ -16,7 +16,7 @@ from . import fuzz
 DATA = Path(__file__).parent / "golden"
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 @pytest.mark.parametrize("coding", ["entropy", "packed"])
 def test_golden_vqa_decodes_to_its_codes(version, coding):
     expected = json.loads((DATA / "golden-v1-codes.json").read_text())[f"golden-v1-{coding}.vqa"]
@@ -28,6 +28,20 @@ def test_golden_vqa_decodes_to_its_codes(version, coding):
         for k, streams in enumerate(expected):
             got = reader.read_chunk(k)
             assert [s.tolist() for s in got] == streams
+
+
+def test_golden_context_range_file_decodes_to_its_codes():
+    """Format 4's context-range coder (the first three chunks context-coded, the short last
+    one packed: the smaller coding wins)."""
+    expected = json.loads((DATA / "golden-v1-codes.json").read_text())["golden-v1-entropy.vqa"]
+    with VqaReader(DATA / "golden-v4-context.vqa") as reader:
+        assert reader.version == 4 and reader.header.entropy_coder == "context-range"
+        codings = []
+        for k, streams in enumerate(expected):
+            assert [s.tolist() for s in reader.read_chunk(k)] == streams
+            reader._file.seek(int(reader._offsets[k]))
+            codings.append(reader._file.read(1))
+        assert codings[:3] == [b"\x01"] * 3  # entropy-coded
 
 
 def test_golden_entropy_payload_decodes_bit_exactly():
@@ -42,7 +56,7 @@ def test_golden_entropy_payload_decodes_bit_exactly():
 
 def test_swapped_chunks_of_equal_size_are_caught_from_version_2_on(tmp_path):
     """Chunks 0 and 1 of the golden files have the same size; swap them, CRCs included."""
-    for version in (1, 2, 3):
+    for version in (1, 2, 3, 4):
         data = (DATA / f"golden-v{version}-entropy.vqa").read_bytes()
         with VqaReader(DATA / f"golden-v{version}-entropy.vqa") as reader:
             start, sizes = int(reader._offsets[0]), reader.header.chunk_bytes

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vqaudio.checkpoint import load_codec, save_codec
+from vqaudio.checkpoint import checkpoint_id, load_codec, save_codec
 from vqaudio.codec import Codec
 from vqaudio.codec.losses import MultiScaleMelLoss, ReconstructionLoss
 from vqaudio.errors import ConfigError
@@ -170,6 +170,9 @@ def test_decoder_recipe_trains_a_new_decoder_on_the_same_codes(tmp_path):
     wav = harmonic(8000, first.sample_rate)
     a, b = first.encode(wav), second.encode(wav)
     assert all(torch.equal(x, y) for x, y in zip(a.levels, b.levels))
+    # the same code space, and the first codec's files and priors stay valid (issue 17)
+    assert second.code_space_id == first.code_space_id
+    assert first.checkpoint_id in second.code_space_codecs
     # a frozen part that does not fit is refused, naming it
     bad = load_recipe(
         RECIPES / "tiny-codec.yaml",
@@ -213,3 +216,5 @@ def test_a_compact_inference_file_can_start_a_frozen_run(tmp_path):
     wav = harmonic(8000, start.sample_rate)
     a, b = start.encode(wav), second.encode(wav)
     assert all(torch.equal(x, y) for x, y in zip(a.levels, b.levels))
+    assert second.code_space_id == start.code_space_id
+    assert checkpoint_id(tmp_path / "compact.safetensors") in second.code_space_codecs

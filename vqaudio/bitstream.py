@@ -1,17 +1,18 @@
 """.vqa container: preamble, JSON header with the chunk index, CRC-checked chunks, bit packing.
 
-Layout (format version 3, all integers big-endian; docs/FORMAT.md is the spec)::
+Layout (format version 4, all integers big-endian; docs/FORMAT.md is the spec)::
 
     preamble   4s magic b"VQAU" | B format version | I header length
-    header     JSON (UTF-8), see :class:`Header`; holds ``chunk_bytes``, the index
+    header     binary record of :class:`Header` (``header.encode_fields``; JSON in versions 1-3),
+               holds ``chunk_bytes``, the index
     header CRC I CRC32 of preamble + header
     chunk k    payload | I CRC32 of (I k) + payload    (chunk_bytes[k] bytes in all)
 
 A chunk payload is one coding byte (0 = bit-packed, 1 = entropy-coded) and the codes of its
 blocks, stream by stream: channel-major, then level coarse -> fine. Chunks decode independently,
-and ``chunk_bytes`` lets a reader seek to chunk k without touching the others. Versions 1 and 2
-(still read) call the header field ``levels_per_channel`` ``levels``, and version 1's chunk CRC
-covers the payload alone.
+and ``chunk_bytes`` lets a reader seek to chunk k without touching the others. Versions 1-3
+(still read) have a JSON header without ``code_space_id``; versions 1 and 2 call the header field
+``levels_per_channel`` ``levels``, and version 1's chunk CRC covers the payload alone.
 
 A reader may be pointed at any bytes: the header's fields are checked (``header``) before
 anything is allocated from them, the file's size against the index, each chunk against its CRC
@@ -34,12 +35,12 @@ import numpy as np
 from . import entropy
 from .atomic import atomic_write
 from .errors import ConfigError, FormatError
-from .header import CRC, REQUIRED_KEYS, Header
+from .header import CRC, REQUIRED_KEYS, Header, decode_fields
 from .strict import build, to_dict
 
 MAGIC = b"VQAU"
-FORMAT_VERSION = 3
-SUPPORTED_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
 RENAMED_KEYS = {"levels": "levels_per_channel"}  # old key -> new, in versions before 3
 PREAMBLE = struct.Struct("!4sBI")
 MAX_HEADER_BYTES = 1 << 20  # ~100k chunks in the index: 280 hours at the writer's 10 s chunks
@@ -95,14 +96,20 @@ class BitUnpacker:
 
 
 def pack_chunk(streams: list[np.ndarray], header: Header, entropy_coded: bool) -> bytes:
-    """Codes of one chunk (one int array per stream) -> payload; the smaller coding wins."""
+    """Codes of one chunk (one int array per stream) -> payload; the smaller coding wins.
+    Entropy coding uses the model of ``header.entropy_coder``."""
     packer = BitPacker()
     for codes in streams:
         packer.write(codes, header.bits_per_code)
     packed = bytes([PACKED]) + packer.getvalue()
-    if not entropy_coded:
+    if not entropy_coded or header.entropy_coder == "none":
         return packed
-    coded = bytes([ENTROPY_CODED]) + entropy.encode(streams, [header.codebook_size] * len(streams))
+    sizes = [header.codebook_size] * len(streams)
+    if header.entropy_coder == "context-range":
+        parents = [None if p is None else streams[p] for p in header.stream_parents()]
+        coded = bytes([ENTROPY_CODED]) + entropy.encode_context(streams, sizes, parents)
+    else:
+        coded = bytes([ENTROPY_CODED]) + entropy.encode(streams, sizes)
     return coded if len(coded) < len(packed) else packed
 
 
@@ -122,11 +129,15 @@ def unpack_chunk(payload: bytes, header: Header, num_blocks: int) -> list[np.nda
         if unpacker.remaining().any():
             raise FormatError("packed chunk has non-zero padding bits")
     elif payload[0] == ENTROPY_CODED:
-        if header.entropy_coder != "adaptive-range":
+        if header.entropy_coder == "none":
             raise FormatError(
                 f"entropy-coded chunk in a file of entropy_coder {header.entropy_coder!r}"
             )
-        streams = entropy.decode(payload[1:], lengths, [header.codebook_size] * len(lengths))
+        sizes = [header.codebook_size] * len(lengths)
+        if header.entropy_coder == "context-range":
+            streams = entropy.decode_context(payload[1:], lengths, sizes, header.stream_parents())
+        else:
+            streams = entropy.decode(payload[1:], lengths, sizes)
     else:
         raise FormatError(f"unknown chunk coding {payload[0]}")
     if any(s.size and (s.min() < 0 or s.max() >= header.codebook_size) for s in streams):
@@ -227,12 +238,18 @@ class VqaReader:
         return self._parse_header(body)
 
     def _parse_header(self, body: bytes) -> Header:
+        if self.version >= 4:
+            return self._parse_record(body)
         try:
             raw = json.loads(body)
         except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
             raise self._fail(f"header is not JSON ({e})") from None
         if not isinstance(raw, dict):
             raise self._fail(f"header is a JSON {type(raw).__name__}, expected an object")
+        if "code_space_id" in raw:
+            raise self._fail(f"version {self.version} header has field code_space_id")
+        if raw.get("entropy_coder") == "context-range":
+            raise self._fail(f"version {self.version} header has entropy_coder context-range")
         if self.version < 3:
             raw = self._rename_old_keys(raw)
         missing = [key for key in REQUIRED_KEYS if key not in raw]
@@ -242,6 +259,17 @@ class VqaReader:
             return build(Header, raw, "header")
         except (ConfigError, FormatError) as e:
             raise self._fail(f"invalid header: {e}") from None
+
+    def _parse_record(self, body: bytes) -> Header:
+        """A format 4 header: the binary record, checked, and exactly what a writer makes of it
+        (so a varint padded with zero bytes is refused too)."""
+        try:
+            header = build(Header, decode_fields(body), "header")
+        except (ConfigError, FormatError) as e:
+            raise self._fail(f"invalid header: {e}") from None
+        if header.to_bytes() != body:
+            raise self._fail("invalid header: not in the canonical form a writer makes")
+        return header
 
     def _rename_old_keys(self, raw: dict) -> dict:
         """A version 1-2 header with today's keys; it must not hold today's keys itself."""

@@ -2,13 +2,19 @@
 
 A model's identity is its ``checkpoint_id``: the first 16 hex digits of its file's sha256 (or, for
 a model never saved, of its weights). Whatever records which codec it was made with (a prior's
-metadata, a .vqa header) stores that codec's checkpoint_id under the key ``codec_id``.
+metadata, a .vqa header) stores that codec's checkpoint_id under the key ``codec_id``, and (from
+vqaudio 0.2) the codec's ``code_space_id`` (``codec/code_space.py``: encoder + quantizer), which
+is what decides whether another codec may decode it. A codec file records its code-space id in
+``vqaudio.code_space_id`` (computed from the weights for older files, and checked on load) and in
+``vqaudio.code_space_codecs`` the checkpoint ids of earlier codec files of the same code space
+(the decoders it replaced), so files that recorded only a codec_id stay decodable.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,7 @@ from torch import nn
 
 from . import __version__
 from .atomic import atomic_path
+from .codec.code_space import CODE_SPACE_PARTS, TRAINING_STATISTICS, code_space_id
 from .config import CodecConfig
 from .errors import CheckpointError, ConfigError
 from .strict import build, to_dict
@@ -227,12 +234,65 @@ EMA_STATISTICS = (".ema_sum", ".ema_count")  # EMA codebook training state, not 
 
 
 def save_codec(codec: nn.Module, path: str | Path, half: bool = False) -> str:
-    """``half`` writes a compact inference file: the decoder in float16, no EMA codebook
+    """Write a codec file with its code-space id (and the codec files known to share its code
+    space: ``codec.code_space_codecs``); returns the file's checkpoint id.
+
+    ``half`` writes a compact inference file: the decoder in float16, no EMA codebook
     statistics. The encoder and quantizer stay float32, so the codes are exactly those of the
     float32 model; training can start from the file (the statistics restart from the codebook)."""
+    state = {
+        k.removeprefix("_orig_mod.").removeprefix("module."): v
+        for k, v in codec.state_dict().items()
+    }
+    space = code_space_id(state, codec.config)
+    extra = {"vqaudio.code_space_id": space}
+    known = getattr(codec, "lineage", {}).get(space, ())
+    if known:
+        extra["vqaudio.code_space_codecs"] = ",".join(known)
     if not half:
-        return save_model(codec, path, "codec", codec.config)
-    return save_model(codec, path, "codec", codec.config, half=("decoder.",), drop=EMA_STATISTICS)
+        return save_model(codec, path, "codec", codec.config, extra=extra)
+    return save_model(
+        codec, path, "codec", codec.config, extra=extra, half=("decoder.",), drop=EMA_STATISTICS
+    )
+
+
+ID = re.compile(r"[0-9a-f]{16}")
+
+
+def codec_lineage(
+    path: str | Path, state: dict[str, torch.Tensor], config: CodecConfig, metadata: dict[str, str]
+) -> dict[str, tuple[str, ...]]:
+    """{code-space id: checkpoint ids of the codec files known to give its codes} of a codec
+    file: the ids it records and its own. Refuses a file whose recorded code-space id is not
+    that of its weights."""
+    space = code_space_id(state, config)
+    recorded = metadata.get("vqaudio.code_space_id")
+    if recorded is not None and recorded != space:
+        raise CheckpointError(
+            f"{path}: its metadata says code space {recorded}, but its encoder and quantizer "
+            f"give {space} (edited or corrupt file); save the codec again with save_codec"
+        )
+    known = metadata.get("vqaudio.code_space_codecs", "")
+    ids = tuple(known.split(",")) if known else ()
+    if not all(ID.fullmatch(i) for i in ids):
+        raise CheckpointError(
+            f"{path}: vqaudio.code_space_codecs is {known[:60]!r}; expected checkpoint ids "
+            "(16 hex digits) separated by commas"
+        )
+    return {space: tuple(dict.fromkeys((*ids, checkpoint_id(path))))}
+
+
+def file_code_space_id(path: str | Path, config: CodecConfig) -> str:
+    """The code-space id of a codec file, reading only its encoder and quantizer tensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        state = {
+            k: f.get_tensor(k)
+            for k in f.keys()
+            if k.startswith(CODE_SPACE_PARTS) and not k.endswith(TRAINING_STATISTICS)
+        }
+    return code_space_id(state, config)
 
 
 def load_model(
@@ -303,7 +363,23 @@ def inspect_model(path: str | Path) -> tuple[dict[str, str], Any, nn.Module]:
 
 
 def load_codec(path: str | Path | None = None, device: str | torch.device = "cpu"):
-    """Load a codec file (None: the default model shipped in the package), eval mode."""
+    """Load a codec file (None: the default model shipped in the package), eval mode.
+
+    Besides ``checkpoint_id`` and ``checkpoint_path``, the codec knows the codec files that share
+    its code space (``lineage``, see ``codec_lineage``)."""
     from .codec import Codec
 
-    return load_model(path, "codec", CodecConfig, Codec, DEFAULT_CODEC, device)[0]
+    codec, metadata = load_model(path, "codec", CodecConfig, Codec, DEFAULT_CODEC, device)
+    codec.lineage = codec_lineage(codec.checkpoint_path, codec.state_dict(), codec.config, metadata)
+    return codec
+
+
+def accepts(codec: nn.Module, codec_id: str | None, code_space: str | None) -> bool:
+    """Whether ``codec`` decodes what was made with codec ``codec_id`` of code space
+    ``code_space`` (either may be unknown: None). The code space decides when it is recorded;
+    otherwise the codec must be that codec file or one known to share its code space."""
+    if code_space:
+        return codec.code_space_id == code_space
+    if not codec_id:
+        return True
+    return codec_id == checkpoint_id(codec) or codec_id in getattr(codec, "code_space_codecs", ())

@@ -20,7 +20,7 @@ import torch
 from . import audio, rate, streaming
 from .bitstream import VqaReader, VqaWriter, pack_chunk
 from .channels import coded_channels
-from .checkpoint import checkpoint_id
+from .checkpoint import accepts, checkpoint_id
 from .config import CodecConfig
 from .errors import AudioError, FormatError
 from .header import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Header
@@ -58,7 +58,8 @@ def compress(
     plans = [fallback]
     if entropy_coded:
         budget = bitrate * full.duration / 8
-        costs = [rate.stream_costs(chunk, config.codebook_size) for chunk in chunks]
+        parents = full.stream_parents()
+        costs = [rate.stream_costs(chunk, config.codebook_size, parents) for chunk in chunks]
         plans = [
             plan
             for plan in rate.candidate_plans(config, info.channels, fallback)
@@ -101,6 +102,7 @@ def _header(
     source_num_samples = max(1, info.num_samples)
     return Header(
         codec_id=checkpoint_id(codec),
+        code_space_id=codec.code_space_id,
         sample_rate=config.sample_rate,
         channels=info.channels,
         num_samples=max(1, round(source_num_samples * config.sample_rate / info.sample_rate)),
@@ -112,7 +114,7 @@ def _header(
         levels_per_channel=tuple(levels),
         channel_coding=coding,
         chunk_blocks=chunk_blocks,
-        entropy_coder="adaptive-range" if entropy_coded else "none",
+        entropy_coder="context-range" if entropy_coded else "none",
         bitrate=float(bitrate),
     )
 
@@ -169,13 +171,22 @@ def _with_plan(header: Header, config: CodecConfig, plan: Plan) -> Header:
 
 
 def check_codec(header: Header, codec: torch.nn.Module, name: str) -> None:
-    """Refuse a codec other than the one that made the file, naming both ids and the fix."""
+    """Refuse a codec of another code space than the file's, naming both ids and the fix.
+
+    A file records its code space from format 4 on; an older one decodes with the codec that
+    made it or with one that records that codec as of its code space (``codec_lineage``)."""
     have = checkpoint_id(codec)
     where = getattr(codec, "checkpoint_path", None) or "the given codec"
-    if have != header.codec_id:
+    if not accepts(codec, header.codec_id, header.code_space_id or None):
+        if header.code_space_id:
+            raise FormatError(
+                f"{name} was made with codec {header.codec_id[:8]}… (code space "
+                f"{header.code_space_id[:8]}…), but {where} is codec {have[:8]}… of code space "
+                f"{codec.code_space_id[:8]}…; pass --codec with a codec of the file's code space"
+            )
         raise FormatError(
-            f"{name} was made with codec {header.codec_id[:8]}…, but {where} is {have[:8]}…; "
-            "pass --codec"
+            f"{name} was made with codec {header.codec_id[:8]}…, but {where} is {have[:8]}… "
+            "and does not record it as one of its code space; pass --codec"
         )
     config: CodecConfig = codec.config
     if (config.sample_rate, config.hop_length, config.codebook_size) != (

@@ -1,4 +1,5 @@
-"""The .vqa header: its fields, their plausibility limits, and the checks run on them.
+"""The .vqa header: its fields, their plausibility limits, the checks run on them, and (format 4)
+its compact binary form.
 
 A reader may be pointed at any bytes: every header field is checked for type, range and
 consistency with the others before anything is allocated from it, so a crafted file with valid
@@ -9,11 +10,11 @@ by ``MAX_CHUNK_SECONDS`` / ``MAX_CHUNK_CODES`` whatever the header says. The con
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import struct
 from dataclasses import dataclass, fields
+from typing import Any
 
 from .audio import MAX_CHANNELS
 from .channels import CHANNEL_CODINGS, SOURCE_CHANNELS, coded_channels
@@ -21,13 +22,16 @@ from .errors import FormatError
 from .strict import to_dict
 
 CRC = struct.Struct("!I")  # the CRC32 after the header and after each chunk
-ENTROPY_CODERS = ("none", "adaptive-range")
+ENTROPY_CODERS = ("none", "adaptive-range", "context-range")  # context-range: format 4 on
 # Plausibility limits of a header. Together they bound what a reader allocates per chunk.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000  # Hz, as `vqaudio decompress --sample-rate`
 MAX_LEVELS = 64
 MAX_CODEBOOK_SIZE = 1 << 16  # codes are packed in at most 16 bits
 MAX_CHUNK_SECONDS = 20.0  # the writer makes 10 s chunks; decoding memory grows with this
 MAX_CHUNK_CODES = 1 << 20  # code indices per chunk, all streams together
+# context-range decodes symbol by symbol, each model over the whole alphabet: codes per chunk
+# times codebook_size bounds a chunk's decoding time (~0.3 s); 20 s of the default codec: 2^23.8
+MAX_CONTEXT_WORK = 1 << 26
 CODEC_ID = re.compile(r"[0-9a-f]{16}")
 
 
@@ -51,9 +55,11 @@ class Header:
     levels_per_channel: tuple[int, ...]  # level counts kept per coded channel (mid, side; ...)
     channel_coding: str  # mono | mid_side | separate
     chunk_blocks: int  # coarse frames per chunk (the last one may hold fewer)
-    entropy_coder: str  # none | adaptive-range
+    entropy_coder: str  # none | adaptive-range | context-range (format 4 on)
     bitrate: float  # advertised bits/s of the whole file
     chunk_bytes: tuple[int, ...] = ()  # the index: bytes of each chunk, CRC included
+    # what the codes mean (codec/code_space.py); "" in files of versions 1-3, which lack it
+    code_space_id: str = ""
 
     def __post_init__(self) -> None:
         self.check()
@@ -96,12 +102,22 @@ class Header:
         strides = self.level_strides
         return [num_blocks * block // s for n in self.levels_per_channel for s in strides[:n]]
 
+    def stream_parents(self) -> list[int | None]:
+        """Per stream, the index of the stream of the coarser level of the same coded channel
+        (the context-range model's context), or None for a channel's first level."""
+        parents, start = [], 0
+        for n in self.levels_per_channel:
+            parents += [None] + list(range(start, start + n - 1))
+            start += n
+        return parents
+
     def packed_bytes(self, num_blocks: int) -> int:
         """Payload bytes of a bit-packed chunk of ``num_blocks`` blocks, coding byte included."""
         return 1 + -(-sum(self.stream_lengths(num_blocks)) * self.bits_per_code // 8)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(to_dict(self), separators=(",", ":"), sort_keys=True).encode()
+        """The format 4 header record (:func:`encode_fields`)."""
+        return encode_fields(to_dict(self))
 
 
 def _require(ok: bool, name: str, value, expected: str) -> None:
@@ -122,6 +138,13 @@ def _check_fields(h: Header) -> None:
         isinstance(h.codec_id, str) and CODEC_ID.fullmatch(h.codec_id) is not None,
         "codec_id",
         h.codec_id,
+        "16 hex digits",
+    )
+    _require(
+        isinstance(h.code_space_id, str)
+        and (h.code_space_id == "" or CODEC_ID.fullmatch(h.code_space_id) is not None),
+        "code_space_id",
+        h.code_space_id,
         "16 hex digits",
     )
     _require(
@@ -216,6 +239,14 @@ def _check_consistency(h: Header) -> None:
         h.chunk_blocks,
         f"at most {MAX_CHUNK_CODES} codes per chunk, not {codes}",
     )
+    if h.entropy_coder == "context-range":
+        _require(
+            codes * h.codebook_size <= MAX_CONTEXT_WORK,
+            "chunk_blocks",
+            h.chunk_blocks,
+            f"at most {MAX_CONTEXT_WORK} codes x codebook_size per context-range chunk, not "
+            f"{codes} x {h.codebook_size}",
+        )
     if h.chunk_bytes:  # the index (empty while a writer is still spooling chunks)
         _require(
             len(h.chunk_bytes) == h.num_chunks,
@@ -234,4 +265,116 @@ def _check_consistency(h: Header) -> None:
             )
 
 
-REQUIRED_KEYS = tuple(f.name for f in fields(Header))
+REQUIRED_KEYS = tuple(f.name for f in fields(Header) if f.name != "code_space_id")  # JSON, 1-3
+
+# Format 4: the header as a binary record, in this order (docs/FORMAT.md). Ids are 8 raw bytes,
+# integers unsigned LEB128 varints (1 byte below 128), enums one byte, the bitrate a float64,
+# lists a varint count then varints. 10 s of audio: ~80 bytes, where the JSON of versions 1-3
+# took ~360.
+ID_FIELDS = ("codec_id", "code_space_id")
+INTEGER_FIELDS = (
+    "sample_rate",
+    "channels",
+    "num_samples",
+    "source_sample_rate",
+    "source_num_samples",
+    "hop_length",
+    "codebook_size",
+    "chunk_blocks",
+)
+ENUM_FIELDS = {"channel_coding": CHANNEL_CODINGS, "entropy_coder": ENTROPY_CODERS}
+LIST_FIELDS = ("level_strides", "levels_per_channel", "chunk_bytes")
+BITRATE = struct.Struct("!d")
+MAX_VARINT_BYTES = 9  # 63 bits
+
+
+def varint(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, least significant first, high bit = more follow."""
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"varint of {value!r}; expected an integer >= 0")
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def encode_fields(raw: dict[str, Any]) -> bytes:
+    """A header's fields (as ``to_dict`` gives them) -> the format 4 record. Raises ValueError
+    for a value the record cannot hold (not a field check: :meth:`Header.check` is that)."""
+    out = bytearray()
+    for name in ID_FIELDS:
+        if not (isinstance(raw[name], str) and CODEC_ID.fullmatch(raw[name])):
+            raise ValueError(f"header field {name} is {raw[name]!r}; format 4 needs 16 hex digits")
+        out += bytes.fromhex(raw[name])
+    for name in INTEGER_FIELDS:
+        out += varint(raw[name])
+    for name, names in ENUM_FIELDS.items():
+        out.append(names.index(raw[name]))
+    out += BITRATE.pack(raw["bitrate"])
+    for name in LIST_FIELDS:
+        out += varint(len(raw[name])) + b"".join(varint(v) for v in raw[name])
+    return bytes(out)
+
+
+# Widest varints of a plausible header (``_check_fields``): the integers after the ids.
+_INTEGER_BYTES = 3 + 1 + 6 + 3 + 6 + 4 + 3 + 4  # rates 3, lengths 6 (~5 years at 768 kHz), ...
+PREAMBLE_AND_CRC = 9 + CRC.size
+
+
+def header_bytes_bound(num_levels: int, channels: int, chunk_bytes: list[int] | int) -> int:
+    """Upper bound of a format 4 file's preamble + header + header CRC: ``num_levels`` strides,
+    ``channels`` level counts and the index of ``chunk_bytes`` (chunk sizes, or just how many
+    chunks, each then counted as 3 bytes: chunks under 2 MB)."""
+    sizes = [1 << 20] * chunk_bytes if isinstance(chunk_bytes, int) else chunk_bytes
+    fixed = 16 + _INTEGER_BYTES + len(ENUM_FIELDS) + BITRATE.size
+    lists = (1 + 4 * num_levels) + (1 + channels) + 3 + sum(len(varint(n)) for n in sizes)
+    return PREAMBLE_AND_CRC + fixed + lists
+
+
+class _Cursor:
+    def __init__(self, body: bytes) -> None:
+        self.body, self.pos = body, 0
+
+    def take(self, count: int, name: str) -> bytes:
+        if self.pos + count > len(self.body):
+            raise FormatError(f"header ends inside field {name}")
+        self.pos += count
+        return self.body[self.pos - count : self.pos]
+
+    def varint(self, name: str) -> int:
+        value = 0
+        for shift in range(0, 7 * MAX_VARINT_BYTES, 7):
+            byte = self.take(1, name)[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise FormatError(f"header field {name} is longer than {MAX_VARINT_BYTES} bytes")
+
+
+def decode_fields(body: bytes) -> dict[str, Any]:
+    """The format 4 record -> the header's fields, not yet checked (build a :class:`Header`).
+
+    Raises FormatError for a record that ends early, runs on, or names an unknown enum value;
+    a list's count is bounded by the bytes left, so nothing large is allocated."""
+    cursor, raw = _Cursor(body), {}
+    for name in ID_FIELDS:
+        raw[name] = cursor.take(8, name).hex()
+    for name in INTEGER_FIELDS:
+        raw[name] = cursor.varint(name)
+    for name, names in ENUM_FIELDS.items():
+        index = cursor.take(1, name)[0]
+        if index >= len(names):
+            known = ", ".join(f"{i} ({n})" for i, n in enumerate(names))
+            raise FormatError(f"header field {name} is {index}; expected {known}")
+        raw[name] = names[index]
+    raw["bitrate"] = BITRATE.unpack(cursor.take(BITRATE.size, "bitrate"))[0]
+    for name in LIST_FIELDS:
+        count = cursor.varint(name)
+        if count > len(body) - cursor.pos:
+            raise FormatError(f"header field {name} has {count} entries; the header ends first")
+        raw[name] = [cursor.varint(name) for _ in range(count)]
+    if cursor.pos != len(body):
+        raise FormatError(f"{len(body) - cursor.pos} unexpected bytes after the header's fields")
+    return raw

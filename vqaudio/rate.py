@@ -17,10 +17,11 @@ from . import entropy
 from .channels import choose_coding
 from .config import CodecConfig
 from .errors import ConfigError
+from .header import header_bytes_bound
 
 DEFAULT_BITRATE = 6000.0
 CHUNK_SECONDS = 10.0
-SHORT_SECONDS = 5.0  # shorter files may exceed the bitrate: the header alone is ~450 bytes
+SHORT_SECONDS = 5.0  # shorter files may exceed the bitrate (the header is ~70-100 bytes)
 Plan = tuple[str, list[int]]
 
 
@@ -74,7 +75,7 @@ def _overhead_rate(config: CodecConfig, channels: int, duration: float | None) -
     if not duration:
         return 0.0
     chunks = math.ceil(duration * config.sample_rate / config.block_samples / chunk_blocks(config))
-    header_bytes = 600 + 40 * channels + 8 * chunks  # JSON is ~450 bytes + the index
+    header_bytes = header_bytes_bound(config.num_levels, channels, chunks)
     chunk_bytes = chunks * (1 + 4 + 2 * channels * config.num_levels)  # coding byte, CRC, bit tails
     padding = config.block_samples / config.sample_rate  # at most one block of padding
     return (
@@ -98,9 +99,15 @@ def candidate_plans(config: CodecConfig, channels: int, fallback: Plan) -> list[
     return plans
 
 
-def stream_costs(streams: list[np.ndarray], codebook_size: int) -> list[int]:
-    """Entropy-coded bytes of each stream on its own (an upper bound of its share in a chunk)."""
-    return [len(entropy.encode([s], [codebook_size])) for s in streams]
+def stream_costs(
+    streams: list[np.ndarray], codebook_size: int, parents: list[int | None]
+) -> list[int]:
+    """Context-range coded bytes of each stream on its own, given its parent stream
+    (``Header.stream_parents``): about an upper bound of its share in a chunk."""
+    return [
+        len(entropy.encode_context([s], [codebook_size], [None if p is None else streams[p]]))
+        for s, p in zip(streams, parents, strict=True)
+    ]
 
 
 def select_streams(streams: list, stored: list[int], wanted: list[int]) -> list:
@@ -118,7 +125,5 @@ def estimate_bytes(plan: Plan, stored: list[int], costs: list[list[int]], channe
 
     ``costs[k]`` holds the coded bytes of chunk k's streams, ``stored[c]`` levels per channel.
     """
-    num_chunks = len(costs)
-    header_bytes = 600 + 40 * channels + 8 * num_chunks
-    chunk_bytes = sum(1 + 4 + sum(select_streams(c, stored, plan[1])) for c in costs)
-    return header_bytes + chunk_bytes
+    chunks = [1 + 4 + sum(select_streams(c, stored, plan[1])) for c in costs]
+    return header_bytes_bound(max(plan[1]), channels, chunks) + sum(chunks)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..codes import Codes
 from ..config import CodecConfig
+from .code_space import code_space_id
 from .decoder import Decoder, ISTFTDecoder
 from .encoder import Encoder
 from .quantize import MultiScaleQuantizer
@@ -61,6 +62,10 @@ class Codec(nn.Module):
         self.quantizer = MultiScaleQuantizer(config)
         self.decoder = make_decoder(config)
         self.frozen: tuple[str, ...] = ()
+        # code-space id -> checkpoint ids of codec files known to give this code space's codes
+        # (the file it was loaded from, and the codecs whose decoder it replaced); see
+        # code_space_codecs
+        self.lineage: dict[str, tuple[str, ...]] = {}
 
     def freeze(self, *names: str) -> None:
         """Keep the named parts (``encoder``, ``quantizer``) fixed in training: no gradients, and
@@ -75,6 +80,18 @@ class Codec(nn.Module):
         for name in self.frozen:
             getattr(self, name).eval()
         return self
+
+    @property
+    def code_space_id(self) -> str:
+        """16 hex digits naming what the codes mean (encoder + quantizer, ``code_space.py``);
+        computed from the weights, so it follows training."""
+        return code_space_id(self.state_dict(), self.config)
+
+    @property
+    def code_space_codecs(self) -> tuple[str, ...]:
+        """Checkpoint ids of codec files known to share this codec's code space: files made
+        with any of them (before .vqa files recorded the code space) decode with this one."""
+        return self.lineage.get(self.code_space_id, ())
 
     @property
     def sample_rate(self) -> int:

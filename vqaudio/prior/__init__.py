@@ -44,11 +44,15 @@ def save_prior(
     codec_id: str,
     half: bool = False,
     codec_path: str | Path | None = None,
+    code_space_id: str | None = None,
 ) -> str:
     """Write the prior with its config and the id of the codec whose codes it models (and, with
-    ``codec_path``, where that codec file is, as an absolute path); returns the file's id.
+    ``codec_path``, where that codec file is, as an absolute path; with ``code_space_id``, that
+    codec's code space, which any codec of it decodes); returns the file's id.
     ``half`` stores the weights in float16 (upcast to float32 on load)."""
     extra = {"vqaudio.codec_id": codec_id}
+    if code_space_id is not None:
+        extra["vqaudio.code_space_id"] = code_space_id
     if codec_path is not None:
         extra["vqaudio.codec_path"] = str(Path(codec_path).expanduser().resolve())
     return save_model(model, path, "prior", model.config, extra=extra, half=half)
@@ -57,11 +61,13 @@ def save_prior(
 def load_prior(path: str | Path | None = None, device: str | torch.device = "cpu") -> Prior:
     """Load a prior file (None: the default shipped in the package), in eval mode.
 
-    The prior gets ``checkpoint_id``, ``checkpoint_path``, ``codec_id`` (its codec's id) and
+    The prior gets ``checkpoint_id``, ``checkpoint_path``, ``codec_id`` (its codec's id),
+    ``code_space_id`` (its codec's code space; None in files that predate it) and
     ``codec_path`` (where that codec was when the prior was trained; None if not recorded).
     """
     prior, metadata = load_model(path, "prior", PriorConfig, build_prior, DEFAULT_PRIOR, device)
     prior.codec_id = metadata.get("vqaudio.codec_id")
+    prior.code_space_id = metadata.get("vqaudio.code_space_id")
     recorded = metadata.get("vqaudio.codec_path")
     prior.codec_path = Path(recorded) if recorded else None
     return prior

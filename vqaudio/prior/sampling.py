@@ -121,7 +121,19 @@ def sample_tokens(
 
 
 def check_compatible(prior: Prior, codec) -> None:
-    """Refuse a prior whose levels or codebook do not fit the codec's."""
+    """Refuse a prior of another code space than the codec's (``checkpoint.accepts``: the code
+    space when the prior records it, else its codec's id), or whose levels or codebook do not
+    fit the codec's."""
+    from ..checkpoint import accepts
+
+    codec_id, space = getattr(prior, "codec_id", None), getattr(prior, "code_space_id", None)
+    if not accepts(codec, codec_id, space):
+        recorded = f"code space {space}" if space else f"codec {codec_id}"
+        raise CheckpointError(
+            f"prior was trained on {recorded}, but the codec has code space "
+            f"{codec.code_space_id} (id {getattr(codec, 'checkpoint_id', '?')}); "
+            "use the codec the prior was trained on"
+        )
     p, c = prior.config, codec.config
     if (
         p.codebook_size != c.codebook_size

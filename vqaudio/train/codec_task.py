@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import load_into, read_model_file, save_codec
+from ..checkpoint import codec_lineage, load_into, read_model_file, save_codec
 from ..codec import Codec
 from ..codec.discriminator import (
     MultiScaleSTFTDiscriminator,
@@ -18,9 +18,11 @@ from ..codec.discriminator import (
 )
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
 from ..codec.spectral import FourierEncoder, SpectralLoss, initialize_from_data
+from ..config import CodecConfig
 from ..errors import ConfigError
 from ..metrics import chroma_correlation, si_sdr
 from ..recipe import Recipe
+from ..strict import build
 from . import plots
 from .data import AudioCrops, eval_clips, find_audio, split_files
 from .state import load_train_state, save_train_state
@@ -102,7 +104,7 @@ class CodecTask:
     def _load_frozen(self, path: str, names: tuple[str, ...], on_message) -> None:
         """Load ``names`` from ``path`` (they must fit exactly) and freeze them; the other parts
         load too where they fit (same decoder), else start from scratch."""
-        state, _, _ = read_model_file(path, "codec")
+        state, raw, metadata = read_model_file(path, "codec")
         own = self.model.state_dict()
         prefixes = tuple(f"{name}." for name in names)
         frozen = {k: v for k, v in state.items() if k.startswith(prefixes)}
@@ -120,6 +122,9 @@ class CodecTask:
         whole = len(frozen) + len(rest) == len(own)
         self.model.load_state_dict({**frozen, **rest} if whole else frozen, strict=False)
         self.model.freeze(*names)
+        # files and priors of init_from's code space stay valid with this codec's files
+        config = build(CodecConfig, raw, "codec")
+        self.model.lineage = codec_lineage(path, state, config, metadata)
         trained = "the decoder from its weights" if whole else "a new decoder"
         on_message(f"froze {' and '.join(names)} of {path}; training {trained}")
 

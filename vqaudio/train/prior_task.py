@@ -197,4 +197,10 @@ class PriorTask:
     def save(self, model: nn.Module, path: Path) -> str:
         from ..prior import save_prior
 
-        return save_prior(model, path, self.codec_id, codec_path=self.codec.checkpoint_path)
+        return save_prior(
+            model,
+            path,
+            self.codec_id,
+            codec_path=self.codec.checkpoint_path,
+            code_space_id=self.codec.code_space_id,
+        )
