@@ -11,6 +11,7 @@ from vqaudio.codes import Codes, token_levels
 from vqaudio.config import PriorConfig
 from vqaudio.errors import AudioError, CheckpointError, ConfigError
 from vqaudio.prior import generate, load_prior, save_prior
+from vqaudio.prior.frames import code_counts
 from vqaudio.prior.likelihood import bits_per_second, bits_per_token, tokens_per_second
 from vqaudio.prior.sampling import decode_codes, sample_next, sample_tokens
 
@@ -66,10 +67,13 @@ def test_loss_is_the_cross_entropy_of_every_token_including_the_first(kind):
     assert tokens_per_second(24000, 480, (4, 4, 2, 1, 1)) == 150.0
 
 
-@pytest.mark.parametrize("kind", ("transformer", "frames"))
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    (("transformer", {}), ("frames", {}), ("frames", {"code_counts": 2})),
+)
 @pytest.mark.parametrize("prompt", (0, 3, 4))
-def test_kv_cache_equals_full_forward_through_window_slides(kind, prompt):
-    prior = tiny_prior(kind)
+def test_kv_cache_equals_full_forward_through_window_slides(kind, extra, prompt):
+    prior = tiny_prior(kind, **extra)
     tokens = random_tokens(prior.config, 11)  # 33 tokens; context is 12, so the window slides
     with torch.inference_mode():
         stream = prior.stream(tokens[:, :prompt])
@@ -82,8 +86,9 @@ def test_kv_cache_equals_full_forward_through_window_slides(kind, prompt):
     assert prior.window_start(tokens.shape[1]) > 0  # the slide really happened
 
 
-def test_frame_prior_scores_each_level_over_its_own_codebook():
-    prior = tiny_prior("frames", context_blocks=6)
+@pytest.mark.parametrize("code_counts", (0, 2))
+def test_frame_prior_scores_each_level_over_its_own_codebook(code_counts):
+    prior = tiny_prior("frames", context_blocks=6, code_counts=code_counts)
     tokens = random_tokens(prior.config, 6)
     logits = prior.window_logits(tokens)[:, :-1]
     logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens[..., None])[..., 0]
@@ -94,6 +99,36 @@ def test_frame_prior_scores_each_level_over_its_own_codebook():
     torch.testing.assert_close(other[:, :7], nll[:, :7])  # earlier slots and frames unchanged
     assert not torch.allclose(other[:, 8:9], nll[:, 8:9])  # the depth sees the frame's tokens
     assert not torch.allclose(other[:, 9:], nll[:, 9:])  # the temporal sees earlier frames
+
+
+def test_code_counts_count_each_id_in_earlier_frames_and_in_the_recent_ones():
+    frames = torch.tensor([[[0, 5], [0, 6], [5, 5], [1, 6]]])  # (B=1, F=4, P=2)
+    counts = code_counts(frames, vocab_size=8, recent=2)  # (1, 4, 2, 8)
+    assert counts.shape == (1, 4, 2, 8)
+    assert counts[0, 0].sum() == 0  # nothing before the first frame
+    assert counts[0, 3, 0].tolist() == [2, 0, 0, 0, 0, 3, 1, 0]  # frames 0..2
+    assert counts[0, 3, 1].tolist() == [1, 0, 0, 0, 0, 2, 1, 0]  # frames 1..2 only
+
+
+def test_code_counts_raise_the_codes_the_window_has_used():
+    """With the cache's gates on (their initial values) and everything else equal, a code that
+    fills the window's earlier frames gains probability; without code_counts it does not."""
+    config = dict(context_blocks=6)
+    plain, counted = tiny_prior("frames", **config), tiny_prior("frames", code_counts=3, **config)
+    counted.load_state_dict(plain.state_dict(), strict=False)  # same weights but the gates
+    with torch.no_grad():
+        counted.count_gate.weight.zero_()
+        counted.count_gate.bias.fill_(1.0)
+    repeated = torch.tensor([[3, 16 + 7, 16 + 7]] * 5).reshape(1, -1)  # level-0 code 3, 5 frames
+    for prior, gains in ((plain, False), (counted, True)):
+        with torch.inference_mode():
+            nll = prior.token_nll(repeated).view(5, 3)
+            alone = plain.token_nll(repeated).view(5, 3)
+        gained = (nll[1:] < alone[1:] - 1e-4).all().item()
+        assert gained == gains
+    torch.testing.assert_close(  # the first frame has no earlier frame to count
+        counted.token_nll(repeated)[:, :3], plain.token_nll(repeated)[:, :3]
+    )
 
 
 def test_window_slides_keep_whole_blocks():

@@ -12,6 +12,10 @@ learned start embedding at j = 0) + the embedding of frame f - 1's token at slot
 the frame. Each slot's logits cover its level's codebook only, as for every prior
 (:mod:`vqaudio.prior.base`).
 
+With ``code_counts`` N > 0, each slot's logits also add g_all * log(1 + count) + g_recent *
+log(1 + recent count) of every code, counted over the window's earlier frames and over its last N
+frames, with the two gates computed from the depth output (a unigram cache, Kuhn & De Mori 1990).
+
 Windows slide as the flat transformer's do (``Prior.window_start``), so past ``context_blocks``
 the window keeps its latest half; the stream rebuilds the temporal cache then.
 """
@@ -37,6 +41,23 @@ from .transformer import (
 )
 
 
+COUNT_GATE_INIT = (0.6, 0.4)  # (g_all, g_recent) before training
+
+
+def code_counts(frames: Tensor, vocab_size: int, recent: int) -> Tensor:
+    """frames (B, F, P) token ids -> (B, F, 2, vocab_size): the count of each id over frames
+    0..f-1, and over frames f-recent..f-1, at frame f (whole numbers: exact in float)."""
+    batch, count, _ = frames.shape
+    ones = torch.ones(frames.shape, dtype=torch.float32, device=frames.device)
+    per_frame = torch.zeros(batch, count, vocab_size, device=frames.device)
+    per_frame.scatter_add_(2, frames.clamp(max=vocab_size - 1), ones)
+    before = torch.zeros_like(per_frame)
+    before[:, 1:] = per_frame[:, :-1].cumsum(1)  # frames < f
+    latest = before.clone()
+    latest[:, recent:] -= before[:, :-recent]  # frames f - recent .. f - 1
+    return torch.stack([before, latest], dim=2)
+
+
 class FramePrior(Prior):
     """Temporal + depth transformer prior. tokens (B, N) -> logits (B, N, vocab_size)."""
 
@@ -59,12 +80,19 @@ class FramePrior(Prior):
         # (codes repeat for many frames; learning "the same again" through 1024 embeddings and
         # head rows is slow: sampled level-0 codes changed at 12 of 12.5 frames/s, real ones 2-6)
         self.copy_gate = nn.Linear(config.depth_dim, 1)
+        # the unigram cache's gates (g_all, g_recent) per token; they start where fixed gates
+        # already cut the shipped prior's held-out bits by 0.7 per token
+        self.count_gate = nn.Linear(config.depth_dim, 2) if config.code_counts else None
         self.slot_embedding = nn.Embedding(per_block, config.depth_dim)
         self.depth_blocks = nn.ModuleList(Block(depth) for _ in range(config.depth_layers))
         self.depth_norm = nn.LayerNorm(config.depth_dim)
         self.head = nn.Linear(config.depth_dim, config.vocab_size, bias=False)
         self.apply(_init_weights)
         nn.init.zeros_(self.copy_gate.weight)  # starts as no copy: a warm start computes as before
+        if self.count_gate is not None:
+            nn.init.zeros_(self.count_gate.weight)
+            with torch.no_grad():
+                self.count_gate.bias.copy_(torch.tensor(COUNT_GATE_INIT))
         # unit-scale token embeddings: the depth adds its token term to W h (h layer-normed); at
         # the transformer's std 0.02 that term started ~1 % of the sum and stayed there (held-out
         # bits of the finest levels barely below a context-free model after 450 steps)
@@ -125,6 +153,19 @@ class FramePrior(Prior):
         index = (earlier - offset).clamp(0, logits.shape[-1] - 1)[..., None]
         return logits.scatter_add(-1, index, gate.to(logits.dtype))
 
+    def _counted(self, logits: Tensor, out: Tensor, features: Tensor | None) -> Tensor:
+        """logits (..., V') + the unigram cache: gates of ``out`` (..., d) times ``features``
+        (..., 2, V') broadcast over the slots (no change without code_counts)."""
+        if features is None:
+            return logits
+        gate = self.count_gate(out).to(features.dtype)  # (..., 2)
+        return logits + gate[..., 0:1] * features[..., 0, :] + gate[..., 1:2] * features[..., 1, :]
+
+    def _features(self, frames: Tensor) -> Tensor | None:
+        if not self.config.code_counts:
+            return None
+        return code_counts(frames, self.config.vocab_size, self.config.code_counts).log1p()
+
     def _depth(self, x: Tensor) -> Tensor:
         """(B * F, P, d) -> normalised depth outputs (B * F, P, d), causal within the frame."""
         rotation = torch.view_as_complex(self.depth_rotation.float().contiguous())
@@ -151,6 +192,8 @@ class FramePrior(Prior):
         batch, length = tokens.shape
         out, frames = self._outputs(tokens)
         logits = self._copy(self.head(out), out, self._earlier(frames), 0)
+        features = self._features(frames)  # (B, F, 2, V) -> each slot of frame f
+        logits = self._counted(logits, out, None if features is None else features[:, :, None])
         logits = logits.reshape(batch, -1, self.config.vocab_size)[:, : length + 1]
         return self.masked(logits)
 
@@ -164,11 +207,15 @@ class FramePrior(Prior):
         out, frames = self._outputs(tokens)
         earlier = self._earlier(frames)[:, :-1]
         out, frames = out[:, :-1], frames[:, :-1]  # the extra frame predicts token N only
+        features = self._features(frames)
         nll = torch.empty_like(frames, dtype=out.dtype)
         for level, slots in enumerate(self.level_slots):
             weight = self.head.weight[level * size : (level + 1) * size]
             logits = (out[:, :, slots] @ weight.T).float()  # (B, F, S, size)
             logits = self._copy(logits, out[:, :, slots], earlier[:, :, slots], level * size)
+            if features is not None:
+                level_features = features[:, :, None, :, level * size : (level + 1) * size]
+                logits = self._counted(logits, out[:, :, slots], level_features)
             target = frames[:, :, slots] - level * size
             nll[:, :, slots] = (
                 F.cross_entropy(logits.reshape(-1, size), target.reshape(-1), reduction="none")
@@ -221,6 +268,7 @@ class FrameStream(Stream):
         self.depth_tokens = F.linear(prior.token_embedding.weight, prior.depth_token.weight)
         self.depth_earlier = F.linear(prior.token_embedding.weight, prior.depth_previous.weight)
         self.head_rows = [prior.head.weight[lo:hi] for lo, hi in prior.slot_ranges]
+        self.features = None  # (B, 2, V) of the current frame, with code_counts
         self.window = tokens.new_zeros(batch, config.context_tokens)
         self.num_tokens = tokens.shape[1]
         self.start = prior.window_start(self.num_tokens)
@@ -240,6 +288,10 @@ class FrameStream(Stream):
         caches = [(layer[0], layer[1]) for layer in self.temporal_cache]
         h = prior._temporal(prior._frame_inputs(frames), caches)[:, -1]  # (B, D)
         self.frame = frames[:, -1].clone()  # (B, P), filled up to the slot of the next token
+        if prior.config.code_counts:  # counted as in training: frames before it in the window
+            counts = code_counts(frames, prior.config.vocab_size, prior.config.code_counts)
+            self.counts = counts[:, -1].clone()  # (B, 2, V)
+            self.features = self.counts.log1p()
         self.earlier = (  # the frame before it (start ids at the window's first frame)
             frames[:, -2] if count > 1 else torch.full_like(self.frame, prior.start_id)
         )
@@ -262,6 +314,8 @@ class FrameStream(Stream):
         x = F.layer_norm(x, x.shape[-1:], prior.depth_norm.weight, prior.depth_norm.bias)
         lo, hi = prior.slot_ranges[slot]
         logits = prior._copy(F.linear(x, self.head_rows[slot]), x, self.earlier[:, slot], lo)
+        if self.features is not None:
+            logits = prior._counted(logits, x, self.features[..., lo:hi])
         return self._set_logits(logits, (lo, hi))
 
     def _frame_step(self, position: int) -> None:
@@ -278,8 +332,23 @@ class FrameStream(Stream):
             prior.config.num_heads,
         )
         self.earlier = self.frame.clone()
+        if self.features is not None:
+            self._count_frame(position)
         h = F.layer_norm(x, x.shape[-1:], prior.norm.weight, prior.norm.bias)
         self._set_depth_bias(h, self.earlier)
+
+    def _count_frame(self, position: int) -> None:
+        """Counts at window frame ``position``: + the frame just completed (position - 1), and
+        the recent ones - the frame that leaves their span (position - 1 - code_counts)."""
+        per_block, recent = self.prior.tokens_per_block, self.prior.config.code_counts
+        ones = torch.ones(self.frame.shape, dtype=self.counts.dtype, device=self.counts.device)
+        self.counts[:, 0].scatter_add_(1, self.frame, ones)
+        self.counts[:, 1].scatter_add_(1, self.frame, ones)
+        gone = position - 1 - recent
+        if gone >= 0:
+            old = self.window[:, gone * per_block : (gone + 1) * per_block]
+            self.counts[:, 1].scatter_add_(1, old, -ones)
+        self.features = self.counts.log1p()
 
     def _set_depth_bias(self, h: Tensor, earlier: Tensor) -> None:
         """What each depth position of the frame adds: W h + b + its slot's embedding + the code
