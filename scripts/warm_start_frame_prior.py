@@ -11,8 +11,8 @@ computes and adding what the current model has:
   initial values (frames.COUNT_GATE_INIT), which already lower the held-out bits.
 
     python scripts/warm_start_frame_prior.py runs/old/model.safetensors runs/warm.safetensors
-    python scripts/warm_start_frame_prior.py vqaudio/models/prior.safetensors runs/warm.safetensors \
-        --code-counts 32
+    python scripts/warm_start_frame_prior.py vqaudio/models/prior.safetensors \
+        runs/warm.safetensors --code-counts 32
 """
 
 from __future__ import annotations

@@ -40,7 +40,6 @@ from .transformer import (
     step_blocks,
 )
 
-
 COUNT_GATE_INIT = (0.6, 0.4)  # (g_all, g_recent) before training
 
 
