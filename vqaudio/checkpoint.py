@@ -12,6 +12,7 @@ is what decides whether another codec may decode it. A codec file records its co
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -177,6 +178,29 @@ def read_config(path: str | Path, metadata: dict[str, str]) -> dict[str, Any]:
     return raw
 
 
+_INIT_FUNCTIONS = (
+    "constant_", "kaiming_normal_", "kaiming_uniform_", "normal_", "ones_", "orthogonal_",
+    "trunc_normal_", "uniform_", "xavier_normal_", "xavier_uniform_", "zeros_",
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _without_init():
+    """``torch.nn.init`` draws nothing while a loader builds a meta-device skeleton, which holds
+    no values anyway: there the first draw imports torch's Python decompositions, 1.7-2.2 s of
+    `vqaudio generate`'s start-up for a frame prior (build_prior under ``torch.device("meta")``,
+    timed with and without it). Not for real models: some inits compute from
+    the drawn weights (the quantizer's pseudo-inverse projection)."""
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+    for name in _INIT_FUNCTIONS:
+        setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 def skeleton(path: str | Path, config: Any, factory, shapes: dict[str, tuple[int, ...]]):
     """``factory(config)`` on the meta device (no memory), refused unless its tensors have exactly
     the file's names and shapes, so a crafted config cannot make a loader allocate more than the
@@ -189,7 +213,7 @@ def skeleton(path: str | Path, config: Any, factory, shapes: dict[str, tuple[int
                 f"{path}: config {name} = {count} cannot fit a file of {len(shapes)} tensors"
             )
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _without_init():
             model = factory(config)
     except (RuntimeError, ValueError, TypeError) as e:  # e.g. a negative width
         raise CheckpointError(f"{path}: config does not build a model ({e})") from None
