@@ -48,6 +48,7 @@ PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"
 def piece_metrics(wav: np.ndarray, level0: np.ndarray, rate: int, seconds: float) -> dict:
     return {
         "codes_per_s": len(np.unique(level0)) / seconds,
+        "l0_held": float(np.mean(level0[1:] == level0[:-1])),  # frames that repeat the last code
         "flux": structure.chroma_flux(wav, rate),
         "self_similarity": structure.chroma_self_similarity(wav, rate),
         "tempo_spread": structure.tempo_spread(wav, rate),
@@ -208,6 +209,7 @@ COLUMNS = [
     ("bits_per_token", "bits/tok", "{:.2f}"),
     ("bits_per_s", "bits/s", "{:.0f}"),
     ("codes_per_s", "L0 codes/s", "{:.2f}"),
+    ("l0_held", "L0 held", "{:.2f}"),
     ("kl_level0", "L0 KL", "{:.2f}"),
     ("flux", "flux", "{:.3f}"),
     ("self_similarity", "self-sim", "{:.3f}"),
@@ -273,7 +275,33 @@ def main() -> None:
         [structure.mean_chroma(p, rate) for p, _ in pairs],
         [structure.mean_chroma(c, rate) for _, c in pairs],
     )
-    rows, pictures = [real], []
+    # the same excerpts and continuations through the codec (its first 5 levels): what a perfect
+    # prior of these codes would score, since every generated piece is decoded by this codec
+    with torch.inference_mode():
+        through = [
+            decode_codes(codec, codec.encode(torch.from_numpy(w)[None]).keep(num_levels))[0]
+            for w in excerpts
+        ]
+        continued = [
+            decode_codes(codec, codec.encode(torch.from_numpy(c)[None]).keep(num_levels))[0]
+            for _, c in pairs
+        ]
+    ceiling = {"label": "real, through the codec", "kind": "held-out excerpts, 5 levels"}
+    ceiling.update(
+        summarise(
+            [
+                piece_metrics(w.numpy(), c, rate, args.seconds)
+                for w, c in zip(through, real_codes, strict=True)
+            ]
+        )
+    )
+    ceiling["kl_level0"] = real["kl_level0"]
+    ceiling["memorised_s"] = real["memorised_s"]
+    ceiling["continuation_margin"] = structure.continuation_margin(
+        [structure.mean_chroma(p, rate) for p, _ in pairs],
+        [structure.mean_chroma(c.numpy(), rate) for c in continued],
+    )
+    rows, pictures = [real, ceiling], []
     labels = args.labels or [str(p or "shipped") for p in args.priors]
     for label, path in zip(labels, args.priors, strict=True):
         row, wav = evaluate_prior(
@@ -283,7 +311,7 @@ def main() -> None:
         pictures.append((label, wav))
     spread = [
         ("label", "", ""),
-        *[(f"{k}_range", f"{h} [min, max]", "") for k, h, _ in COLUMNS[3:4] + COLUMNS[5:10]],
+        *[(f"{k}_range", f"{h} [min, max]", "") for k, h, _ in COLUMNS[3:5] + COLUMNS[6:11]],
     ]
     for row in rows:
         for key in list(row):
@@ -304,7 +332,7 @@ def main() -> None:
         sampling={"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p},
     )
     common.print_table(rows, spread)
-    for row in rows[1:]:
+    for row in rows[2:]:
         per = ", ".join(f"L{k} {b:.2f}" for k, b in enumerate(row["bits_per_level"]))
         print(f"{row['label']}: bits/token per level {per}; sampling {row['sampling_s']:.1f} s")
     if args.plot:
