@@ -106,6 +106,10 @@ class Stream:
     def push(self, token: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def slot_logits(self, ids: tuple[int, int]) -> Tensor:
+        """``logits[:, lo:hi]`` of the next token's id range ``ids`` (lo, hi)."""
+        return self.logits[:, ids[0] : ids[1]]
+
     def _set_logits(self, values: Tensor, ids: tuple[int, int]) -> Tensor:
         """logits = -inf except ``values`` (B, hi - lo) at ids lo..hi-1, in one reused buffer
         (the head computes only the next level's rows: a fifth of its weights per token)."""

@@ -268,6 +268,11 @@ class FrameStream(Stream):
         self.depth_earlier = F.linear(prior.token_embedding.weight, prior.depth_previous.weight)
         self.head_rows = [prior.head.weight[lo:hi] for lo, hi in prior.slot_ranges]
         self.features = None  # (B, 2, V) of the current frame, with code_counts
+        # the copy gate and the cache's two gates in one linear op per token
+        gates = [prior.copy_gate] + ([prior.count_gate] if prior.count_gate is not None else [])
+        self.gate_weight = torch.cat([g.weight for g in gates])
+        self.gate_bias = torch.cat([g.bias for g in gates])
+        self.offsets = torch.tensor([lo for lo, _ in prior.slot_ranges], device=weight.device)
         self.window = tokens.new_zeros(batch, config.context_tokens)
         self.num_tokens = tokens.shape[1]
         self.start = prior.window_start(self.num_tokens)
@@ -312,10 +317,30 @@ class FrameStream(Stream):
         )
         x = F.layer_norm(x, x.shape[-1:], prior.depth_norm.weight, prior.depth_norm.bias)
         lo, hi = prior.slot_ranges[slot]
-        logits = prior._copy(F.linear(x, self.head_rows[slot]), x, self.earlier[:, slot], lo)
-        if self.features is not None:
-            logits = prior._counted(logits, x, self.features[..., lo:hi])
+        logits = F.linear(x, self.head_rows[slot])
+        gates = F.linear(x, self.gate_weight, self.gate_bias)  # (B, 1 or 3)
+        # the copy logit at the code this slot held one frame earlier (none at the window start)
+        copy = gates[:, :1] * self.copy_on[slot]
+        logits = logits.scatter_add(1, self.copy_index[slot], copy.to(logits.dtype))
+        if self.features is not None:  # + g_all * log(1 + count) + g_recent * log(1 + recent)
+            cache = torch.bmm(gates[:, None, 1:].to(logits.dtype), self.features[..., lo:hi])
+            logits = logits + cache[:, 0]
         return self._set_logits(logits, (lo, hi))
+
+    def _set_logits(self, values: Tensor, ids: tuple[int, int]) -> Tensor:
+        self.values, self.ids = values, ids  # the full-vocabulary logits only when asked for
+        return values
+
+    @property
+    def logits(self) -> Tensor:
+        lo, hi = self.ids
+        full = self.values.new_full((self.values.shape[0], self.vocab_size), float("-inf"))
+        full[:, lo:hi] = self.values
+        return full
+
+    def slot_logits(self, ids: tuple[int, int]) -> Tensor:
+        assert ids == self.ids, "the stream predicts another slot"
+        return self.values
 
     def _frame_step(self, position: int) -> None:
         """The frame just completed becomes the temporal input at window frame ``position``."""
@@ -359,6 +384,9 @@ class FrameStream(Stream):
             + prior.slot_embedding.weight[:, None]
             + self.depth_earlier[earlier].transpose(0, 1)
         )
+        size = prior.config.codebook_size  # per slot: where its copy logit goes, and if at all
+        self.copy_index = (earlier - self.offsets).clamp(0, size - 1).T[..., None].contiguous()
+        self.copy_on = (earlier != prior.start_id).T[..., None].to(bias.dtype).contiguous()
 
     def push(self, token: Tensor) -> Tensor:
         prior, per_block = self.prior, self.prior.tokens_per_block

@@ -54,6 +54,8 @@ def sample_next(
         drop = probs.cumsum(dim=-1) - probs > top_p  # mass before a token already exceeds top_p
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = torch.softmax(logits, dim=-1)
+    if isinstance(generator, list) and len(generator) == 1:
+        generator = generator[0]
     if isinstance(generator, list):
         rows = [torch.multinomial(p[None], 1, generator=g) for p, g in zip(probs, generator)]
         return torch.cat(rows)[:, 0]
@@ -108,9 +110,12 @@ def sample_tokens(
     with _intra_op_threads(threads), torch.inference_mode():
         stream = prior.stream(prompt) if use_cache else None
         for i in range(start, start + num_tokens):
-            logits = stream.logits if stream is not None else prior.next_logits(tokens[:, :i])
             lo, hi = prior.slot_ranges[i % every]  # only the next level's ids can follow
-            token = sample_next(logits[:, lo:hi], temperature, top_k, top_p, generator) + lo
+            if stream is not None:
+                logits = stream.slot_logits((lo, hi))
+            else:
+                logits = prior.next_logits(tokens[:, :i])[:, lo:hi]
+            token = sample_next(logits, temperature, top_k, top_p, generator) + lo
             tokens[:, i] = token
             if stream is not None and i + 1 < start + num_tokens:
                 stream.push(token)
