@@ -120,27 +120,42 @@ class LossConfig:
     convergence: float = 1.0  # spectral convergence at the codec's n_fft
     chroma: float = 0.0  # 1 - per-frame chroma correlation at the codec's n_fft (pitch-aware)
     rendered_chroma: float = 0.0  # the same of the audio a few Griffin-Lim iterations render
+    # |log mean power of the prediction - log that of the input| per clip (spectral.level_loss):
+    # the log-domain terms predict a median and decode too quiet; 1 dB of level error = 0.23
+    level: float = 0.0
 
     def __post_init__(self) -> None:
         require(
             min(self.l1, self.mel, self.stft) >= 0 and self.l1 + self.mel + self.stft > 0,
             "loss weights must be >= 0 and not all 0",
         )
+        require(self.level >= 0, "loss.level must be >= 0")
 
 
 @dataclass(frozen=True)
 class AdversarialConfig:
-    """Optional multi-scale STFT discriminator for codec training (hinge + feature matching)."""
+    """Optional discriminator for codec training (hinge + feature matching): a waveform decoder
+    gets the multi-scale STFT discriminator (``window_lengths``), a spectral decoder the
+    multi-band discriminator on its log-magnitudes (``bands_hz``)."""
 
     enabled: bool = False
     weight: float = 1.0  # adversarial hinge loss weight
     feature_weight: float = 2.0  # feature-matching loss weight
     window_lengths: tuple[int, ...] = (2048, 1024, 512)
+    # spectral decoder: the lower edge of each band in Hz, the last band up to Nyquist; the
+    # lowest holds the fundamentals and first harmonics (the notes), each band its own convs
+    bands_hz: tuple[float, ...] = (0.0, 1000.0, 4000.0)
     channels: int = 32
     start_step: int = 0  # train the codec alone until this step (GAN terms off before)
 
     def __post_init__(self) -> None:
         require(len(self.window_lengths) >= 1, "adversarial.window_lengths must not be empty")
+        require(
+            len(self.bands_hz) >= 1
+            and self.bands_hz[0] == 0
+            and list(self.bands_hz) == sorted(set(self.bands_hz)),
+            "adversarial.bands_hz must start at 0 and rise, e.g. [0, 1000, 4000]",
+        )
         require(
             self.channels >= 1 and self.start_step >= 0,
             "adversarial.channels must be >= 1 and adversarial.start_step >= 0",

@@ -244,10 +244,28 @@ def initialize_from_data(
     return len(x)
 
 
+def level_loss(log_mag_hat: Tensor, log_mag: Tensor) -> Tensor:
+    """|log(mean power of the prediction) - log(mean power of the target)|, the mean over frames
+    and bins taken per item and channel, then averaged: log-magnitudes (B, C, bins, frames) ->
+    a scalar in nepers of power (1 dB of level error = ln(10) / 10 = 0.23).
+
+    Why: L1 in the log domain predicts each bin's median, which sits below its mean power where
+    the decoder is unsure, so the decoded audio comes out quiet (2-5 dB at low bitrates); this
+    term asks for the right energy and leaves its distribution over bins to the other terms.
+    Per clip, not per frame: a per-frame ratio weighs a near-silent frame (whose log power is
+    noisy and sits at the floor) as much as a loud one, and the per-frame envelope is already
+    held by the mel term; the clip's mean power is the RMS level that ``level_db`` reports."""
+    # log of the mean of |X|^2 as a logsumexp of 2 log|X| (the mean count cancels in the ratio)
+    level_hat = torch.logsumexp(2 * log_mag_hat.flatten(-2), dim=-1)  # (B, C)
+    level = torch.logsumexp(2 * log_mag.flatten(-2), dim=-1)
+    return (level_hat - level).abs().mean()
+
+
 class SpectralLoss(nn.Module):
     """Loss of a predicted log-magnitude against the input's: log-magnitude L1 weighted towards
-    the low bins (``pitch_weights``, normalised to mean 1), log10-mel L1 at two band counts and
-    spectral convergence (puts the weight on the loud peaks that carry the notes)."""
+    the low bins (``pitch_weights``, normalised to mean 1), log10-mel L1 at two band counts,
+    spectral convergence (puts the weight on the loud peaks that carry the notes) and, with
+    ``level_weight``, the level term (``level_loss``)."""
 
     def __init__(
         self,
@@ -261,6 +279,7 @@ class SpectralLoss(nn.Module):
         chroma_weight: float = 0.0,
         rendered_chroma_weight: float = 0.0,
         rendered_iters: int = 8,
+        level_weight: float = 0.0,
     ):
         super().__init__()
         from .losses import _mel_basis
@@ -272,6 +291,7 @@ class SpectralLoss(nn.Module):
             "sc": convergence_weight,
             "chroma": chroma_weight,
             "rchroma": rendered_chroma_weight,
+            "level": level_weight,
         }
         self.rendered_iters = rendered_iters
         self.sample_rate = sample_rate
@@ -303,6 +323,8 @@ class SpectralLoss(nn.Module):
             terms["chroma"] = self._chroma_loss(mag_hat, mag)
         if self.weights["rchroma"] > 0:
             terms["rchroma"] = self._rendered_chroma_loss(mag_hat, wav)
+        if self.weights["level"] > 0:
+            terms["level"] = level_loss(log_mag_hat, target)
         terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
         return terms
 

@@ -12,15 +12,16 @@ from torch import Tensor, nn
 from ..checkpoint import codec_lineage, load_into, read_model_file, save_codec
 from ..codec import Codec
 from ..codec.discriminator import (
+    MultiBandSpectrogramDiscriminator,
     MultiScaleSTFTDiscriminator,
     discriminator_loss,
     generator_losses,
 )
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
-from ..codec.spectral import FourierEncoder, SpectralLoss, initialize_from_data
+from ..codec.spectral import FourierEncoder, SpectralLoss, initialize_from_data, log_magnitude
 from ..config import CodecConfig
 from ..errors import ConfigError
-from ..metrics import chroma_correlation, si_sdr
+from ..metrics import chroma_correlation, level_difference, si_sdr
 from ..recipe import Recipe
 from ..strict import build
 from . import plots
@@ -42,9 +43,15 @@ class CodecTask:
         self.model = Codec(config)
         self.discriminator = self.d_optimizer = None
         self._step, self._pair = 0, None
+        self.spectral = config.decoder == "spectral"
         gan = recipe.adversarial
         if gan.enabled:
-            self.discriminator = MultiScaleSTFTDiscriminator(gan.window_lengths, gan.channels)
+            if self.spectral:  # it renders no waveform in training: judge its log-magnitudes
+                self.discriminator = MultiBandSpectrogramDiscriminator(
+                    config.sample_rate, config.n_fft, gan.bands_hz, gan.channels
+                )
+            else:
+                self.discriminator = MultiScaleSTFTDiscriminator(gan.window_lengths, gan.channels)
             self.discriminator.to(device).train()
             optim = recipe.optim
             self.d_optimizer = torch.optim.AdamW(
@@ -81,7 +88,6 @@ class CodecTask:
             f"crops of {segment} samples; codec {self.model.num_parameters() / 1e6:.2f} M params"
         )
         weights = recipe.loss
-        self.spectral = config.decoder == "spectral"
         if self.spectral:
             self.loss_fn = SpectralLoss(
                 self.sample_rate,
@@ -92,6 +98,7 @@ class CodecTask:
                 weights.convergence,
                 chroma_weight=weights.chroma,
                 rendered_chroma_weight=weights.rendered_chroma,
+                level_weight=weights.level,
             )
         else:
             self.loss_fn = ReconstructionLoss(
@@ -167,16 +174,15 @@ class CodecTask:
             terms = self.loss_fn(out.wav.float(), wav)
         loss = terms["total"] + out.vq_loss.float()
         if self._adversarial_on():
+            real, fake = self._judged(wav, out)
             self.discriminator.requires_grad_(False)  # this pass trains the codec only
             with torch.no_grad():
-                real = self.discriminator(wav)
-            adversarial, matching = generator_losses(real, self.discriminator(out.wav.float()))
+                real_out = self.discriminator(real)
+            adversarial, matching = generator_losses(real_out, self.discriminator(fake))
             gan = self.recipe.adversarial
             loss = loss + gan.weight * adversarial + gan.feature_weight * matching
             terms["adv"], terms["feat"] = adversarial, matching
-            if out.wav is None:
-                raise ConfigError("adversarial training needs a waveform decoder (conv or istft)")
-            self._pair = (wav, out.wav.detach().float())
+            self._pair = (real, fake.detach())
         self.last_usage, self.last_perplexity = out.usage, out.perplexity
         metrics = {k: float(v.detach()) for k, v in terms.items() if k != "total"}
         metrics["vq"] = float(out.vq_loss.detach())
@@ -185,6 +191,17 @@ class CodecTask:
         if self._step % self.recipe.train.log_every == 0:
             metrics["stage_rms"] = self.model.stage_rms(wav)
         return loss, metrics
+
+    def _judged(self, wav: Tensor, out) -> tuple[Tensor, Tensor]:
+        """What the discriminator compares: the waveforms, or for a spectral decoder the
+        input's log-magnitude and the predicted one (B, C, bins, frames), on the same frames."""
+        if not self.spectral:
+            return wav, out.wav.float()
+        fake = out.log_magnitude.float()
+        with torch.no_grad():
+            real = log_magnitude(wav, self.recipe.codec.n_fft, self.recipe.codec.hop_length)
+        frames = min(real.shape[-1], fake.shape[-1])
+        return real[..., :frames], fake[..., :frames]
 
     def _adversarial_on(self) -> bool:
         gan = self.recipe.adversarial
@@ -205,10 +222,10 @@ class CodecTask:
                 )
         if self._pair is None:
             return norms
-        wav, wav_hat = self._pair
+        real, fake = self._pair
         self._pair = None
         self.discriminator.requires_grad_(True)
-        loss = discriminator_loss(self.discriminator(wav), self.discriminator(wav_hat))
+        loss = discriminator_loss(self.discriminator(real), self.discriminator(fake))
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.d_optimizer.step()
@@ -274,7 +291,8 @@ class CodecTask:
         return result
 
     def _scores(self, wav: Tensor, wav_hat: Tensor) -> dict[str, float]:
-        """Mel distance, SI-SDR, chroma correlation and its time-shifted control, clip-averaged."""
+        """Mel distance, SI-SDR, chroma correlation and its time-shifted control, and the output
+        level 20 log10(rms(decoded) / rms(input)) in dB (negative: too quiet), clip-averaged."""
         ref, dec = wav.cpu().numpy(), wav_hat.cpu().numpy()
         rate = self.sample_rate
         return {
@@ -284,6 +302,7 @@ class CodecTask:
             "chroma_control": float(
                 np.mean([chroma_correlation(r, d, rate, True) for r, d in zip(ref, dec)])
             ),
+            "level_db": float(np.mean([level_difference(r, d) for r, d in zip(ref, dec)])),
         }
 
     def _decoder_health(self, model: Codec, wav: Tensor) -> dict[str, float]:
@@ -306,7 +325,8 @@ class CodecTask:
     def describe_eval(result: dict) -> str:
         points = "; ".join(
             f"{p['bitrate'] / 1000:g} kbps mel {p['mel']:.3f} chroma {p['chroma']:.2f} "
-            f"(control {p['chroma_control']:.2f}) si-sdr {p['si_sdr']:.2f} dB"
+            f"(control {p['chroma_control']:.2f}) si-sdr {p['si_sdr']:.2f} dB "
+            f"level {p['level_db']:+.2f} dB"
             for p in result.get("points", [])
         )
         if "bypass_chroma" in result:

@@ -120,7 +120,8 @@ def _mean_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def format_log(step: int, row: dict[str, Any]) -> str:
     """`step 120: loss 3.21, mel 1.02, l1 0.031, usage [0.12 0.35], 1.8 steps/s` (nanoGPT style)."""
     parts = [f"loss {row['loss']:.4g}"]
-    for key in ("mel", "l1", "stft", "logmag", "sc", "chroma", "rchroma", "vq", "bits_per_token"):
+    terms = ("mel", "l1", "stft", "logmag", "sc", "chroma", "rchroma", "level", "adv", "feat")
+    for key in (*terms, "disc", "vq", "bits_per_token"):
         if key in row:
             parts.append(f"{key} {row[key]:.4g}")
     if "usage" in row:
