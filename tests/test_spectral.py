@@ -3,6 +3,7 @@ keep the notes, is it well conditioned, and does chunked decoding equal one pass
 
 import math
 
+import pytest
 import torch
 
 from vqaudio.codec import Codec
@@ -202,3 +203,27 @@ def test_rendered_chroma_loss_has_finite_gradients_and_prefers_the_right_notes()
     terms["total"].backward()
     assert torch.isfinite(right.grad).all()
     assert float(terms["rchroma"]) + 0.3 < float(loss(wrong, wav)["rchroma"])
+
+
+def test_level_term_grows_with_how_much_too_quiet_and_pushes_the_level_up():
+    """A prediction c below the target everywhere in the log domain has e^(-2c) of its mean
+    power: the level term is 2c nepers, zero at c = 0, and its gradient raises every bin."""
+    wav = torch.cat([chord(220.0, 0.5), 0.3 * chord(311.1, 0.5, seed=3)])  # (2, 1, T)
+    target = log_magnitude(wav, 512, 128)
+    loss_fn = SpectralLoss(RATE, 512, 128, level_weight=2.0)
+    assert "level" not in SpectralLoss(RATE, 512, 128)(target, wav)  # default 0: no term
+    levels = []
+    for c in (0.0, 0.1, 0.5, 1.0):
+        prediction = (target - c).requires_grad_()
+        terms = loss_fn(prediction, wav)
+        levels.append(float(terms["level"]))
+        if c == 0:
+            continue
+        terms["level"].backward()
+        assert (prediction.grad <= 0).all() and prediction.grad.sum() < 0
+        stepped = loss_fn(prediction.detach() - 10.0 * prediction.grad, wav)
+        assert float(stepped["level"]) < levels[-1]  # one descent step: louder, nearer
+    assert levels[0] < 1e-5
+    assert levels == pytest.approx([0.0, 0.2, 1.0, 2.0], abs=1e-4)
+    without = SpectralLoss(RATE, 512, 128)(target - 1.0, wav)["total"]
+    assert float(loss_fn(target - 1.0, wav)["total"] - without) == pytest.approx(4.0, rel=1e-4)
