@@ -268,18 +268,41 @@ def test_init_from_starts_at_the_given_weights_and_refuses_a_mismatch(tmp_path, 
         train(mismatched, tmp_path / "run2")
 
 
-def test_adversarial_training_logs_its_terms_and_resumes_exactly(tmp_path, songs):
+# a tiny spectral codec (hop 128, n_fft 512 at 16 kHz) with the multi-band discriminator
+SPECTRAL = {
+    "codec.encoder": "fourier",
+    "codec.decoder": "spectral",
+    "codec.strides": "[4, 32]",
+    "codec.n_fft": 512,
+    "codec.spectral_dim": 16,
+    "codec.encoder_layers": 1,
+    "codec.spectral_layers": 1,
+    "codec.griffin_lim_iters": 4,
+    "codec.latent_norm": "none",
+    "codec.codebook_dim": 0,
+    "codec.l2_normalize": "false",
+    "adversarial.enabled": "true",
+    "adversarial.channels": 4,
+    "adversarial.bands_hz": "[0, 1000, 3000]",
+}
+
+
+@pytest.mark.parametrize("decoder", ["conv", "spectral"])
+def test_adversarial_training_logs_its_terms_and_resumes_exactly(tmp_path, songs, decoder):
     gan = {
         "adversarial.enabled": "true",
         "adversarial.window_lengths": "[64, 32]",
         "adversarial.channels": 4,
         "adversarial.start_step": 2,
+        **(SPECTRAL if decoder == "spectral" else {}),
     }
     recipe = load_recipe(RECIPES / "tiny-codec.yaml", tiny_overrides(tmp_path, songs, **gan))
     train(recipe, tmp_path / "straight")
     rows = [r for r in read_metrics(tmp_path / "straight") if r["kind"] == "train"]
     assert "adv" not in rows[0] and "disc" not in rows[0]  # codec alone before start_step
     assert all(np.isfinite(r["adv"]) and np.isfinite(r["disc"]) for r in rows[2:])
+    evals = [r for r in read_metrics(tmp_path / "straight") if r["kind"] == "eval"]
+    assert all(np.isfinite(p["level_db"]) for p in evals[-1]["points"])  # per operating point
     assert (tmp_path / "straight" / "discriminator.safetensors").is_file()
 
     def die_at_5(step, total, metrics):
@@ -345,3 +368,82 @@ def test_best_checkpoint_keeps_the_evaluation_with_the_most_notes(tmp_path, song
     final = load_file(tmp_path / "run" / "best.safetensors")
     last_saved = [s for s in seen if s[1]][-1][2]
     assert all(torch.equal(final[k], last_saved[k]) for k in final)
+
+
+def _spectral_task(tmp_path: Path, songs: Path, **extra):
+    """A CodecTask of the tiny spectral codec with a frozen encoder and quantizer, started from
+    a fresh codec saved to ``tmp_path``, and no reconstruction terms unless ``extra`` sets them:
+    any gradient the decoder gets then comes from the discriminator."""
+    from vqaudio.checkpoint import save_codec
+    from vqaudio.codec import Codec
+    from vqaudio.train.codec_task import CodecTask
+
+    sets = tiny_overrides(tmp_path, songs, **SPECTRAL)
+    torch.manual_seed(0)
+    start = tmp_path / "start.safetensors"
+    save_codec(Codec(load_recipe(RECIPES / "tiny-codec.yaml", sets).codec), start)
+    silent = {"loss.mel": 0, "loss.log_magnitude": 0, "loss.convergence": 0}
+    more = {"init_from": start, "train.freeze": "[encoder, quantizer]", **silent, **extra}
+    recipe = load_recipe(RECIPES / "tiny-codec.yaml", sets + [f"{k}={v}" for k, v in more.items()])
+    return CodecTask(recipe, lambda message: None)
+
+
+def test_spectral_decoder_trains_against_the_discriminator_of_its_log_magnitudes(tmp_path, songs):
+    """One step: the generator terms' gradient reaches the decoder and not the frozen encoder
+    and quantizer; the discriminator's update then changes its weights."""
+    import contextlib
+
+    task = _spectral_task(tmp_path, songs)
+    model = task.model.train()
+    before = {k: v.clone() for k, v in task.discriminator.state_dict().items()}
+    loss, metrics = task.loss(
+        model, task.batch(np.random.default_rng(0), 2), contextlib.nullcontext
+    )
+    assert metrics["logmag"] > 0 and np.isfinite(metrics["adv"]) and metrics["feat"] > 0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
+    for part in (model.encoder, model.quantizer):
+        assert all(p.grad is None for p in part.parameters())
+    assert all(p.grad is None for p in task.discriminator.parameters())  # the codec's pass only
+    out = task.after_step(1)
+    assert np.isfinite(out["disc"]) and out["grad_decoder"] > 0 and "grad_encoder" not in out
+    after = task.discriminator.state_dict()
+    assert any(not torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_discriminator_state_round_trips_through_the_run_folder(tmp_path, songs):
+    import contextlib
+
+    task = _spectral_task(tmp_path, songs)
+    for step in (1, 2):
+        batch = task.batch(np.random.default_rng(step), 2)
+        task.loss(task.model.train(), batch, contextlib.nullcontext)[0].backward()
+        task.after_step(step)
+    task.save_extra_state(tmp_path, 2)
+    fresh = _spectral_task(tmp_path, songs)
+    assert any(
+        not torch.equal(v, fresh.discriminator.state_dict()[k])
+        for k, v in task.discriminator.state_dict().items()
+    )
+    fresh.load_extra_state(tmp_path)
+    assert fresh._step == 2
+    for k, v in task.discriminator.state_dict().items():
+        assert torch.equal(fresh.discriminator.state_dict()[k], v), k
+    saved, loaded = task.d_optimizer.state_dict(), fresh.d_optimizer.state_dict()
+    assert saved["state"].keys() == loaded["state"].keys()
+    for index, state in saved["state"].items():
+        for name, value in state.items():
+            assert torch.equal(
+                torch.as_tensor(loaded["state"][index][name]), torch.as_tensor(value)
+            )
+
+
+def test_eval_reports_the_output_level_per_operating_point(tmp_path, songs):
+    task = _spectral_task(tmp_path, songs)
+    wav = torch.from_numpy(task.crops.batch(np.random.default_rng(0), 2))
+    assert task._scores(wav, wav)["level_db"] == pytest.approx(0.0, abs=1e-6)
+    assert task._scores(wav, 0.5 * wav)["level_db"] == pytest.approx(-6.02, abs=0.01)
+    result = task.evaluate(task.model, tmp_path, 1, "cpu")
+    levels = [p["level_db"] for p in result["points"]]
+    assert len(levels) == 2 and all(np.isfinite(levels))
+    assert f"level {levels[0]:+.2f} dB" in task.describe_eval(result)
