@@ -116,3 +116,18 @@ def test_decoder_recipe_freezes_the_music_codec_it_starts_from():
     assert set(decoder.train.freeze) == {"encoder", "quantizer"}
     assert decoder.codec == codec.codec  # the frozen parts fit, and the decoder can start from it
     assert decoder.data.path == codec.data.path and decoder.data.val_files == codec.data.val_files
+
+
+def test_sharp_decoder_recipe_retrains_only_the_shipped_decoder():
+    from vqaudio.checkpoint import DEFAULT_CODEC, load_codec
+
+    folder = Path(RECIPES[0]).parent
+    recipe = load_recipe(folder / "music-24k-decoder-sharp.yaml")
+    assert (folder.parent / recipe.init_from).resolve() == Path(DEFAULT_CODEC).resolve()
+    assert set(recipe.train.freeze) == {"encoder", "quantizer"}  # the codes do not change
+    shipped = load_codec(DEFAULT_CODEC)
+    assert recipe.codec == shipped.config  # every part fits: the decoder starts from its weights
+    assert [recipe.codec.bitrates[k - 1] for k in recipe.eval.levels] == [1500, 3000, 6000]
+    assert recipe.loss.level > 0 and recipe.adversarial.enabled
+    assert 0 < recipe.adversarial.start_step < recipe.train.steps
+    assert max(recipe.adversarial.bands_hz) < recipe.codec.sample_rate / 2
