@@ -370,22 +370,28 @@ def test_best_checkpoint_keeps_the_evaluation_with_the_most_notes(tmp_path, song
     assert all(torch.equal(final[k], last_saved[k]) for k in final)
 
 
-def _spectral_task(tmp_path: Path, songs: Path, **extra):
-    """A CodecTask of the tiny spectral codec with a frozen encoder and quantizer, started from
-    a fresh codec saved to ``tmp_path``, and no reconstruction terms unless ``extra`` sets them:
-    any gradient the decoder gets then comes from the discriminator."""
+def _frozen_spectral_recipe(tmp_path: Path, songs: Path, **extra):
+    """The tiny spectral codec with the discriminator and a frozen encoder and quantizer,
+    started from a fresh codec saved as ``tmp_path / start.safetensors``."""
     from vqaudio.checkpoint import save_codec
     from vqaudio.codec import Codec
-    from vqaudio.train.codec_task import CodecTask
 
     sets = tiny_overrides(tmp_path, songs, **SPECTRAL)
     torch.manual_seed(0)
     start = tmp_path / "start.safetensors"
-    save_codec(Codec(load_recipe(RECIPES / "tiny-codec.yaml", sets).codec), start)
+    if not start.is_file():
+        save_codec(Codec(load_recipe(RECIPES / "tiny-codec.yaml", sets).codec), start)
+    more = {"init_from": start, "train.freeze": "[encoder, quantizer]", **extra}
+    return load_recipe(RECIPES / "tiny-codec.yaml", sets + [f"{k}={v}" for k, v in more.items()])
+
+
+def _spectral_task(tmp_path: Path, songs: Path):
+    """A CodecTask of ``_frozen_spectral_recipe`` with no reconstruction terms: any gradient the
+    decoder gets comes from the discriminator."""
+    from vqaudio.train.codec_task import CodecTask
+
     silent = {"loss.mel": 0, "loss.log_magnitude": 0, "loss.convergence": 0}
-    more = {"init_from": start, "train.freeze": "[encoder, quantizer]", **silent, **extra}
-    recipe = load_recipe(RECIPES / "tiny-codec.yaml", sets + [f"{k}={v}" for k, v in more.items()])
-    return CodecTask(recipe, lambda message: None)
+    return CodecTask(_frozen_spectral_recipe(tmp_path, songs, **silent), lambda message: None)
 
 
 def test_spectral_decoder_trains_against_the_discriminator_of_its_log_magnitudes(tmp_path, songs):
@@ -447,3 +453,24 @@ def test_eval_reports_the_output_level_per_operating_point(tmp_path, songs):
     levels = [p["level_db"] for p in result["points"]]
     assert len(levels) == 2 and all(np.isfinite(levels))
     assert f"level {levels[0]:+.2f} dB" in task.describe_eval(result)
+
+
+def test_adversarial_decoder_training_keeps_the_codes_of_init_from(tmp_path, songs):
+    """The run the sharp-decoder recipe makes, in miniature: level term and discriminator on,
+    encoder and quantizer frozen. The codes are bit-identical to the starting codec's."""
+    from vqaudio.checkpoint import load_codec
+
+    from .conftest import harmonic
+
+    recipe = _frozen_spectral_recipe(
+        tmp_path, songs, **{"loss.level": 10, "train.steps": 3, "train.eval_every": 0}
+    )
+    first = load_codec(tmp_path / "start.safetensors")
+    second = load_codec(train(recipe, tmp_path / "run"))
+    rows = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "train"]
+    assert all(r["level"] >= 0 and np.isfinite(r["adv"]) for r in rows)
+    wav = harmonic(8000, first.sample_rate) + 0.01 * torch.randn(1, 1, 8000)
+    a, b = first.encode(wav), second.encode(wav)
+    assert all(torch.equal(x, y) for x, y in zip(a.levels, b.levels))
+    assert second.code_space_id == first.code_space_id
+    assert not torch.equal(first.decode(a), second.decode(b))  # the decoder did train
