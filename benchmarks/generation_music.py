@@ -8,7 +8,9 @@ trains on). Every figure is a mean over pieces with its [min, max] spread:
 - held-out bits per token (all levels and per level) and bits/s, on the held-out tracks' codes;
 - distinct level-0 codes per second, and KL(level-0 histogram || the training music's);
 - chroma flux (0.5 s blocks) and chroma self-similarity at 5-25 s (centred chroma,
-  vqaudio/structure.py), tempo spread over 10 s windows, the longest silent hole, clipping;
+  vqaudio/structure.py), chroma peak (notes or a noise texture: flux and self-similarity alone
+  rate a stationary noise as steady), tempo spread over 10 s windows, the longest silent hole,
+  clipping;
 - continuation margin: ``--num`` real prompts of 10 s, each continued by 10 s; the real next
   10 s of each prompt give the real margin;
 - memorisation: the longest run of level-0 codes shared with the training codes, in seconds.
@@ -50,6 +52,7 @@ def piece_metrics(wav: np.ndarray, level0: np.ndarray, rate: int, seconds: float
         "codes_per_s": len(np.unique(level0)) / seconds,
         "l0_held": float(np.mean(level0[1:] == level0[:-1])),  # frames that repeat the last code
         "flux": structure.chroma_flux(wav, rate),
+        "chroma_peak": structure.chroma_peak(wav, rate),
         "self_similarity": structure.chroma_self_similarity(wav, rate),
         "tempo_spread": structure.tempo_spread(wav, rate),
         "hole_s": structure.silent_holes(wav, rate),
@@ -212,6 +215,7 @@ COLUMNS = [
     ("l0_held", "L0 held", "{:.2f}"),
     ("kl_level0", "L0 KL", "{:.2f}"),
     ("flux", "flux", "{:.3f}"),
+    ("chroma_peak", "peak", "{:.2f}"),
     ("self_similarity", "self-sim", "{:.3f}"),
     ("tempo_spread", "tempo sd", "{:.1f}"),
     ("hole_s", "hole s", "{:.2f}"),
@@ -311,7 +315,7 @@ def main() -> None:
         pictures.append((label, wav))
     spread = [
         ("label", "", ""),
-        *[(f"{k}_range", f"{h} [min, max]", "") for k, h, _ in COLUMNS[3:5] + COLUMNS[6:11]],
+        *[(f"{k}_range", f"{h} [min, max]", "") for k, h, _ in COLUMNS[3:5] + COLUMNS[6:12]],
     ]
     for row in rows:
         for key in list(row):

@@ -64,3 +64,11 @@ def test_longest_shared_run_finds_a_copied_stretch():
     assert structure.longest_shared_run(fresh, [reference]) <= 2
     assert structure.longest_shared_run(copied, [reference]) == 40
     assert structure.longest_shared_run(reference[10:30], [reference]) == 20
+
+
+def test_chroma_peak_tells_notes_from_a_noise_texture():
+    noise = np.random.default_rng(0).standard_normal(RATE * 6).astype(np.float32) * 0.1
+    note, triad = chord("A", 6), chord("C E G", 6)
+    assert structure.chroma_peak(note, RATE) > 5.0
+    assert 1.5 < structure.chroma_peak(triad, RATE) < structure.chroma_peak(note, RATE)
+    assert structure.chroma_peak(noise, RATE) < 1.6

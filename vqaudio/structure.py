@@ -7,6 +7,7 @@ flat, keyless chroma as perfectly consistent).
 - :func:`block_chroma` mean chroma per block (default 0.5 s), centred;
 - :func:`chroma_flux` 1 - correlation of successive blocks (how fast the harmony moves);
 - :func:`chroma_self_similarity` mean correlation of blocks 5-25 s apart (does it come back);
+- :func:`chroma_peak` how far the strongest pitch class stands out (notes vs a noise texture);
 - :func:`silent_holes` the longest run of 50 ms frames below -60 dBFS inside the piece;
 - :func:`tempo_spread` the spread of local tempo over 10 s windows;
 - :func:`continuation_margin` how much nearer a continuation is to its own prompt than to others;
@@ -48,6 +49,15 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise correlation of centred vectors (0 where either is flat)."""
     norm = np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
     return np.where(norm > 1e-12, (a * b).sum(-1) / np.maximum(norm, 1e-12), 0.0)
+
+
+def chroma_peak(wav: np.ndarray, sample_rate: int) -> float:
+    """Mean over frames of the strongest pitch class's chroma / the mean of all 12: 12 for one
+    pure pitch class, 1 for a flat (keyless) chroma. Flux and self-similarity alone rate a
+    stationary noise texture as steady; this tells notes from noise (held-out music 2.95, the
+    same through the shipped codec's 5 levels 2.36)."""
+    chroma = frame_chroma(wav, sample_rate)
+    return float(np.mean(chroma.max(axis=0) / np.maximum(chroma.mean(axis=0), 1e-9)))
 
 
 def chroma_flux(wav: np.ndarray, sample_rate: int, block_seconds: float = 0.5) -> float:
