@@ -124,13 +124,17 @@ def generate(
     ] = None,
     n: Annotated[int, typer.Option("--num-samples", "-n", min=1, help="Samples to generate.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device -> same audio).")] = 0,
-    # defaults measured on benchmarks/generation_music.py (docs/MODEL_CARD.md): lower temperatures
-    # hold the coarse codes longer (level-0 codes/s 5.9 at 1.0, 4.9 at 0.8 with top-k 250)
-    temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 0.8,
+    # defaults measured on benchmarks/generation_music.py (docs/MODEL_CARD.md): with the prior's
+    # unigram cache, temperatures below 1 feed its counts back until a piece sticks on one frame
+    # (a drone at 0.8 / top-k 50); top-k 250 at 1.0 changes harmony fastest (flux 0.62), the
+    # nucleus 0.98 slowest (0.32, real music 0.22, real music through the codec 0.34)
+    temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 1.0,
     top_k: Annotated[
         int | None, typer.Option(min=0, help="Sample among the K likeliest codes (0: all).")
-    ] = 250,
-    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass in (0, 1].")] = None,
+    ] = 0,
+    top_p: Annotated[
+        float | None, typer.Option(help="Nucleus sampling mass in (0, 1] (1: off).")
+    ] = 0.98,
     prompt: Annotated[str | None, typer.Option(help="Audio to continue ('-' for stdin).")] = None,
     prompt_seconds: Annotated[
         float, typer.Option(help="Seconds of the prompt's end to use.")

@@ -86,7 +86,8 @@ class VectorQuantizer(nn.Module):
         self.out_proj = WNConv1d(lookup_dim, dim, 1) if factorized else nn.Identity()
         if factorized and not self.normalize_values:
             self._invert_projection()
-        codebook = torch.randn(codebook_size, lookup_dim)
+        # init.normal_ (= randn): a loader's meta skeleton skips it (checkpoint._without_init)
+        codebook = nn.init.normal_(torch.empty(codebook_size, lookup_dim))
         if ema_decay > 0:
             # EMA codebooks are running averages, not parameters (no codebook loss gradient).
             self.register_buffer("codebook", codebook)

@@ -42,7 +42,9 @@ def pitch_weights(sample_rate: int, n_fft: int) -> Tensor:
     the log-magnitude loss put their capacity where the notes are. Measured on held-out music,
     128 principal components of log-magnitude keep chroma 0.66 unweighted and 0.98 weighted
     (control 0.45 / 0.68; runs/probe/pca2.py in the model card)."""
-    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
+    # on the CPU even inside a loader's meta-device skeleton: arange on "meta" imports torch's
+    # decompositions (3.6 s of the first load_codec, measured)
+    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device="cpu") * sample_rate / n_fft
     return (freqs.clamp(min=50.0) / 50.0).rsqrt().float()
 
 
