@@ -17,7 +17,7 @@ trains on). Every figure is a mean over pieces with its [min, max] spread:
 
     python benchmarks/generation_music.py                                   # the shipped prior
     python benchmarks/generation_music.py --priors vqaudio/models/prior.safetensors \
-        runs/music-24k-prior-flat/model.safetensors --labels frames flat --top-k 250
+        runs/music-24k-prior-flat/model.safetensors --labels frames flat --plot generation.png
 
 Prints the table, writes benchmarks/results/generation_music.json and, with --plot, a picture of
 spectrogram + chromagram of two generated pieces beside a real excerpt.
@@ -233,9 +233,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--num", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    # the defaults of `vqaudio generate`
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--top-p", type=float, default=0.98)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", type=Path, help="write spectrogram + chromagram PNG here")
     parser.add_argument("--name", default="generation_music", help="results file name")
@@ -343,7 +344,12 @@ def main() -> None:
         first = [
             (f"{label}, seed {args.seed + i}", w[i]) for label, w in pictures[:1] for i in (0, 1)
         ]
-        plot(args.plot, excerpts[0][0], first, rate)
+        plot(
+            args.plot,
+            excerpts[0][0],
+            [("real, through the codec", through[0][0].numpy()), *first],
+            rate,
+        )
         print(f"plot: {args.plot}")
 
 
