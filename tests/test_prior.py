@@ -170,18 +170,22 @@ def test_same_seed_same_tokens_different_seed_different(kind):
     assert torch.equal(a // prior.config.codebook_size, level.expand_as(a))  # always decodable
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_sample_i_of_a_batch_is_the_sample_of_seed_plus_i_alone(kind):
-    prior = tiny_prior(kind)
+@pytest.mark.parametrize(
+    ("kind", "extra"), [(k, {}) for k in KINDS] + [("frames", {"code_counts": 2})]
+)
+def test_sample_i_of_a_batch_is_the_sample_of_seed_plus_i_alone(kind, extra):
+    prior = tiny_prior(kind, **extra)
     batch = sample_tokens(prior, 30, torch.zeros(3, 0, dtype=torch.long), seed=7)
     for i in range(3):
         alone = sample_tokens(prior, 30, torch.zeros(1, 0, dtype=torch.long), seed=7 + i)
         assert torch.equal(batch[i], alone[0]), f"sample {i} of the batch is not seed {7 + i}'s"
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_cached_and_uncached_sampling_agree(kind):
-    prior = tiny_prior(kind)
+@pytest.mark.parametrize(
+    ("kind", "extra"), [(k, {}) for k in KINDS] + [("frames", {"code_counts": 2})]
+)
+def test_cached_and_uncached_sampling_agree(kind, extra):
+    prior = tiny_prior(kind, **extra)
     prompt = random_tokens(prior.config, 2, batch=2)
     cached = sample_tokens(prior, 36, prompt, seed=3, use_cache=True)  # beyond the context
     uncached = sample_tokens(prior, 36, prompt, seed=3, use_cache=False)

@@ -27,6 +27,7 @@ MAX_CHANNELS = 8
 # file endings taken for audio where a folder is searched (training data, `vqaudio eval`): the
 # formats soundfile reads, the common ones first, then those read through ffmpeg when it is there
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".oga", ".aiff", ".aif", ".au")
+ALWAYS_READ = (".wav", ".flac", ".aiff", ".aif", ".au")  # libsndfile builds differ on MP3 / Opus
 FFMPEG_SUFFIXES = (".m4a", ".aac", ".wma", ".ape", ".wv", ".webm", ".mka")
 
 
@@ -59,6 +60,8 @@ def _open(path: str | Path) -> sf.SoundFile | ffmpeg.FfmpegFile:
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         if ffmpeg.available():
             return ffmpeg.FfmpegFile(path)
+        if path.suffix.lower() in ALWAYS_READ:  # a format every libsndfile reads: a bad file
+            raise AudioError(f"{path}: not a readable audio file ({e})") from None
         kind = f"{path.suffix.lower()} files" if path.suffix else "this file's format"
         raise AudioError(
             f"{path}: libsndfile cannot read {kind} ({e}); install ffmpeg (vqaudio decodes "
