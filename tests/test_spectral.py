@@ -227,3 +227,36 @@ def test_level_term_grows_with_how_much_too_quiet_and_pushes_the_level_up():
     assert levels == pytest.approx([0.0, 0.2, 1.0, 2.0], abs=1e-4)
     without = SpectralLoss(RATE, 512, 128)(target - 1.0, wav)["total"]
     assert float(loss_fn(target - 1.0, wav)["total"] - without) == pytest.approx(4.0, rel=1e-4)
+
+
+def test_level_gain_scales_only_the_operating_point_it_belongs_to():
+    torch.manual_seed(0)
+    codec = Codec(spectral_config(kmeans_init=True, ema_decay=0.9, quantizer_dropout=0.0))
+    wav = chord(220.0)
+    codec.train()(wav, num_levels=2)
+    codec.eval()
+    codes = codec.encode(wav)
+    before = [codec.decode(codes.keep(k)) for k in (1, 2)]
+    with torch.no_grad():
+        codec.decoder.level_gain[1] = math.log(0.5)  # 2 levels: half the magnitude
+    after = [codec.decode(codes.keep(k)) for k in (1, 2)]
+    torch.testing.assert_close(after[0], before[0])  # 1 level: untouched
+    ratio = after[1].pow(2).mean().sqrt() / before[1].pow(2).mean().sqrt()
+    assert ratio == pytest.approx(0.5, rel=0.02)  # Griffin-Lim is linear in the magnitude
+
+
+def test_codec_files_without_level_gain_load_with_zeros(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from vqaudio.checkpoint import load_codec, read_metadata, save_codec
+
+    codec = Codec(spectral_config()).eval()
+    path = tmp_path / "c.safetensors"
+    save_codec(codec, path)
+    state = load_file(str(path))
+    del state["decoder.level_gain"]  # a file from before the gain
+    save_file(state, str(path), metadata=read_metadata(path))
+    loaded = load_codec(path)
+    assert torch.equal(loaded.decoder.level_gain, torch.zeros(2))
+    wav = chord(330.0)
+    torch.testing.assert_close(loaded.decode(loaded.encode(wav)), codec.decode(codec.encode(wav)))

@@ -236,6 +236,10 @@ def _complete_codec_file(state: dict[str, torch.Tensor], raw: dict[str, Any]) ->
     codebook (sums = the codebook, counts = 1). Fills ``state`` in place; returns the config."""
     if "normalize_values" not in raw:
         raw = {**raw, "normalize_values": raw.get("l2_normalize", True)}
+    strides = raw.get("level_strides", CodecConfig.level_strides)
+    if raw.get("decoder") == "spectral" and isinstance(strides, (list, tuple)):
+        # spectral codecs from before the per-level gain decode as they did: no gain
+        state.setdefault("decoder.level_gain", torch.zeros(len(strides)))
     ema_decay = raw.get("ema_decay", 0)  # type-checked later, when the config is built
     if isinstance(ema_decay, (int, float)) and ema_decay > 0:
         for name in [k for k in state if k.endswith(".codebook")]:

@@ -119,7 +119,11 @@ class Codec(nn.Module):
     def decode(self, codes: Codes) -> Tensor:
         """Codes (any prefix of the levels) -> wav (B, C, num_samples)."""
         # the istft decoder is not bounded like the conv decoder's tanh: clip, as a DAC would
-        wav = self.decoder(self.quantizer.decode(codes)).clamp(-1.0, 1.0)
+        z_q = self.quantizer.decode(codes)
+        if isinstance(self.decoder, SpectralDecoder):  # with its gain for this many levels
+            wav = self.decoder(z_q, codes.num_levels).clamp(-1.0, 1.0)
+        else:
+            wav = self.decoder(z_q).clamp(-1.0, 1.0)
         if codes.num_samples is not None:
             wav = wav[..., : codes.num_samples]
         return wav

@@ -181,6 +181,11 @@ class SpectralDecoder(nn.Module):
         self.head = nn.Linear(dim, config.channels * self.bins)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        # a gain (log-magnitude, nepers) per number of levels decoded: a decoder trained by L1 on
+        # log-magnitudes predicts each bin's median and renders fewer levels too quiet (shipped
+        # codec: -2.7 / -1.9 / -1.2 dB at 5 / 8 / 14 levels); scripts/calibrate_level.py measures
+        # it on training music. Zero: no change (files from before it load with zeros)
+        self.register_buffer("level_gain", torch.zeros(config.num_levels))
 
     def log_magnitude(self, z_q: Tensor) -> Tensor:
         """z_q (B, D, T') -> predicted log(|STFT| + LOG_FLOOR) (B, C, bins, T' + 1)."""
@@ -194,15 +199,18 @@ class SpectralDecoder(nn.Module):
         x = x.clamp(max=8.0)  # e^8 ~ 3000: above any bin of a full-scale sine (~1024)
         return x.view(batch, frames, self.channels, self.bins).permute(0, 2, 3, 1)
 
-    def render(self, log_mag: Tensor) -> Tensor:
-        """Predicted log-magnitude (B, C, bins, n) -> wav (B, C, (n - 1) * hop)."""
+    def render(self, log_mag: Tensor, num_levels: int | None = None) -> Tensor:
+        """Predicted log-magnitude (B, C, bins, n) -> wav (B, C, (n - 1) * hop), the magnitude
+        scaled by the calibrated gain of ``num_levels`` decoded levels (None: no gain)."""
         batch, channels, bins, frames = log_mag.shape
         magnitude = (log_mag.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
+        if num_levels is not None:
+            magnitude = magnitude * self.level_gain[num_levels - 1].exp()
         wav = griffin_lim(magnitude, self.n_fft, self.hop, self.iters)
         return wav.view(batch, channels, -1)
 
-    def forward(self, z_q: Tensor) -> Tensor:
-        return self.render(self.log_magnitude(z_q))
+    def forward(self, z_q: Tensor, num_levels: int | None = None) -> Tensor:
+        return self.render(self.log_magnitude(z_q), num_levels)
 
 
 @torch.no_grad()
