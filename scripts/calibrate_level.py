@@ -22,7 +22,7 @@ import torch
 
 from vqaudio import audio
 from vqaudio.checkpoint import load_codec, save_codec
-from vqaudio.codec.spectral import LOG_FLOOR, SpectralDecoder
+from vqaudio.codec.spectral import LOG_FLOOR, SpectralDecoder, log_magnitude
 from vqaudio.train.data import find_audio, split_files
 
 MUSIC = "/usr/share/games/w*/**/music/**/*.o*"  # the recipes' soundtracks
@@ -31,15 +31,14 @@ MUSIC = "/usr/share/games/w*/**/music/**/*.o*"  # the recipes' soundtracks
 def clip_powers(codec, wav: torch.Tensor) -> tuple[float, list[float]]:
     """wav (1, 1, T) -> (power of its STFT, power of the predicted magnitude at 1..L levels)."""
     decoder = codec.decoder
-    window = torch.hann_window(decoder.n_fft)
-    true = torch.stft(wav[0, 0], decoder.n_fft, decoder.hop, window=window, return_complex=True)
+    true = (log_magnitude(wav, decoder.n_fft, decoder.hop).exp() - LOG_FLOOR).clamp(min=0.0)
     codes = codec.encode(wav)
     predicted = []
     for k in range(1, codec.config.num_levels + 1):
         log_mag = decoder.log_magnitude(codec.quantizer.decode(codes.keep(k)))
         magnitude = (log_mag.exp() - LOG_FLOOR).clamp(min=0.0)
         predicted.append(float(magnitude.pow(2).sum()))
-    return float(true.abs().pow(2).sum()), predicted
+    return float(true.pow(2).sum()), predicted
 
 
 def main() -> None:

@@ -28,6 +28,15 @@ from ..errors import ConfigError
 from .spectral import FEATURE_SCALE, FEATURE_SHIFT, LOG_FLOOR
 
 
+def _judge(layers: nn.ModuleList, output: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """x through each conv + leaky ReLU (the feature maps), then the output conv (the logits)."""
+    features = []
+    for layer in layers:
+        x = F.leaky_relu(layer(x), 0.2)
+        features.append(x)
+    return output(x), features
+
+
 class STFTDiscriminator(nn.Module):
     """One scale: |complex STFT| of window ``window_length`` -> logits map and feature maps."""
 
@@ -60,11 +69,7 @@ class STFTDiscriminator(nn.Module):
             return_complex=True,
         )
         x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # (B, 2, time, freq)
-        features = []
-        for layer in self.layers:
-            x = F.leaky_relu(layer(x), 0.2)
-            features.append(x)
-        return self.output(x), features
+        return _judge(self.layers, self.output, x)
 
 
 class MultiScaleSTFTDiscriminator(nn.Module):
@@ -99,11 +104,7 @@ class BandDiscriminator(nn.Module):
         self.output = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        features = []
-        for layer in self.layers:
-            x = F.leaky_relu(layer(x), 0.2)
-            features.append(x)
-        return self.output(x), features
+        return _judge(self.layers, self.output, x)
 
 
 class MultiBandSpectrogramDiscriminator(nn.Module):
