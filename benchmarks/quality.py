@@ -39,6 +39,7 @@ COLUMNS = [
     ("chroma_correlation", "chroma ↑", "{:.3f}"),
     ("chroma_control", "chroma ctrl", "{:.3f}"),
     ("spectral_convergence", "spec conv ↓", "{:.3f}"),
+    ("level_difference_db", "level dB", "{:+.2f}"),
     ("mel_other_clip", "mel vs another clip", "{:.3f}"),
     ("clips", "clips", ""),
     ("note", "note", ""),
@@ -104,6 +105,7 @@ def evaluate(name: str, run, kbps: float, clips, tmp: Path) -> dict:
         "chroma_correlation",
         "chroma_control",
         "spectral_convergence",
+        "level_difference_db",
         "mel_other_clip",
     ):
         row[key] = float(np.mean([c[key] for c in row["per_clip"]]))
