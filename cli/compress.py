@@ -37,6 +37,13 @@ BitrateOption = Annotated[
     float,
     typer.Option("--bitrate", min=0.001, help="Bitrate of the whole file (all channels), kbps."),
 ]
+BandLevelsOption = Annotated[
+    bool,
+    typer.Option(
+        "--band-levels/--no-band-levels",
+        help="Send the input's band levels (~40 bps per channel) so decoding keeps its loudness.",
+    ),
+]
 NoEntropyOption = Annotated[
     bool, typer.Option("--no-entropy", help="Store fixed-width codes (no entropy coding).")
 ]
@@ -104,7 +111,15 @@ def _load_codec(codec: Path | None, device: str):
     return load_codec(codec, device=pick_device(device))
 
 
-def _encode(model, source: Path, target: Path, kbps: float, no_entropy: bool, on_progress):
+def _encode(
+    model,
+    source: Path,
+    target: Path,
+    kbps: float,
+    no_entropy: bool,
+    on_progress,
+    band_levels: bool = True,
+):
     """vqaudio.compress with the CLI's units and flags; returns the .vqa header."""
     from vqaudio.compress import compress
 
@@ -115,6 +130,7 @@ def _encode(model, source: Path, target: Path, kbps: float, no_entropy: bool, on
         bitrate=kbps * 1000,
         entropy_coded=not no_entropy,
         on_progress=on_progress,
+        with_band_levels=band_levels,
     )
 
 
@@ -164,6 +180,7 @@ def register(app: typer.Typer) -> None:
         codec: CodecOption = None,
         device: DeviceOption = "auto",
         no_entropy: NoEntropyOption = False,
+        band_levels: BandLevelsOption = True,
         force: ForceOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -175,7 +192,7 @@ def register(app: typer.Typer) -> None:
         model = _load_codec(codec, device)
         for source, target in zip(inputs, targets, strict=False):
             with _file_job(source, target, quiet) as (path, tmp, cb):
-                header = _encode(model, path, tmp, bitrate, no_entropy, cb)
+                header = _encode(model, path, tmp, bitrate, no_entropy, cb, band_levels)
                 size = os.path.getsize(tmp)
             _summary(quiet, source, target, header, size)
 
@@ -238,6 +255,7 @@ def register(app: typer.Typer) -> None:
         codec: CodecOption = None,
         device: DeviceOption = "auto",
         no_entropy: NoEntropyOption = False,
+        band_levels: BandLevelsOption = True,
         force: ForceOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -253,7 +271,7 @@ def register(app: typer.Typer) -> None:
         with tempfile.TemporaryDirectory() as folder, spooled_input(audio) as path:
             vqa = Path(folder) / "reconstruct.vqa"
             with _bar(quiet, f"{audio} (encode)") as cb:
-                header = _encode(model, path, vqa, bitrate, no_entropy, cb)
+                header = _encode(model, path, vqa, bitrate, no_entropy, cb, band_levels)
             _summary(quiet, audio, "(memory)", header, vqa.stat().st_size)
             with atomic_output(output) as tmp, _bar(quiet, f"{audio} (decode)") as cb:
                 decode(vqa, tmp, model, on_progress=cb, fmt=_audio_format(output))

@@ -99,7 +99,7 @@ def assert_chunked_decode_is_one_pass(
     margins) must give the decode of all the file's codes in one pass."""
     import numpy as np
 
-    from vqaudio import audio
+    from vqaudio import audio, band_levels
     from vqaudio.bitstream import VqaReader
     from vqaudio.codes import Codes
     from vqaudio.compress import compress, decode_chunks
@@ -109,11 +109,17 @@ def assert_chunked_decode_is_one_pass(
     with VqaReader(tmp_path / "a.vqa") as reader:
         assert reader.num_chunks >= min_chunks
         pieces = list(decode_chunks(reader, codec))
-        chunks = [reader.read_chunk(k) for k in range(reader.num_chunks)]
-        num_samples = reader.header.num_samples
+        read = [reader.read_chunk_levels(k) for k in range(reader.num_chunks)]
+        header = reader.header
+    chunks = [streams for streams, _ in read]
     strides = codec.config.level_strides
     levels = [
         torch.from_numpy(np.concatenate([c[i] for c in chunks]))[None] for i in range(len(strides))
     ]
-    one_pass = codec.decode(Codes(levels, strides, num_samples))[0].numpy()
+    given = None
+    if header.band_edges:  # the file's band levels, all at once
+        values = np.concatenate([lv for _, lv in read], axis=-1)
+        spans = band_levels.spans(0, header.num_blocks, header.band_span_blocks)
+        given = band_levels.BandLevels(values, spans, header.band_edges, strides[0])
+    one_pass = codec.decode(Codes(levels, strides, header.num_samples), given)[0].numpy()
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), one_pass, atol=1e-4)

@@ -80,7 +80,7 @@ class Split:
     def of(cls, data: bytes) -> Split:
         _, version, length = PREAMBLE.unpack(data[: PREAMBLE.size])
         body = data[PREAMBLE.size : PREAMBLE.size + length]
-        header = fields_v4.decode_fields(body) if version >= 4 else json.loads(body)
+        header = fields_v4.decode_fields(body, version) if version >= 4 else json.loads(body)
         pos, chunks = PREAMBLE.size + length + CRC.size, []
         for size in header["chunk_bytes"]:
             chunks.append(data[pos : pos + size - CRC.size])
@@ -93,7 +93,7 @@ class Split:
         if fix_index:
             header["chunk_bytes"] = [len(c) + CRC.size for c in self.chunks]
         if self.version >= 4:
-            body = encode_any(header)
+            body = encode_any(header, self.version)
         else:
             body = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
         preamble = PREAMBLE.pack(b"VQAU", self.version, len(body))
@@ -113,7 +113,7 @@ def _as_int(value) -> int:
     return 0
 
 
-def encode_any(header: dict) -> bytes:
+def encode_any(header: dict, version: int = 5) -> bytes:
     """``header.encode_fields`` for crafted fields: any value of any type is written as the
     nearest thing the record holds (an unknown enum as 255), a missing field not at all."""
     out = bytearray()
@@ -136,6 +136,14 @@ def encode_any(header: dict) -> bytes:
     for name in fields_v4.LIST_FIELDS:
         if name in header:
             value = header[name]
+            values = value if isinstance(value, list) else [value] if isinstance(value, int) else []
+            out += fields_v4.varint(len(values))
+            out += b"".join(fields_v4.varint(_as_int(v)) for v in values)
+    if version >= 5:  # then the band levels' span blocks and edges
+        if "band_span_blocks" in header:
+            out += fields_v4.varint(_as_int(header["band_span_blocks"]))
+        if "band_edges" in header:
+            value = header["band_edges"]
             values = value if isinstance(value, list) else [value] if isinstance(value, int) else []
             out += fields_v4.varint(len(values))
             out += b"".join(fields_v4.varint(_as_int(v)) for v in values)

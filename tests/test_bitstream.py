@@ -123,10 +123,10 @@ def test_wrong_magic_and_unknown_version(tmp_path):
     # a well-formed file of a future version (CRC recomputed) must still be refused by version
     _, _, length = struct.unpack("!4sBI", data[:9])
     head = bytearray(data[: 9 + length])
-    head[4] = 5
+    head[4] = 6
     bad.write_bytes(bytes(head) + struct.pack("!I", zlib.crc32(bytes(head))) + data[13 + length :])
     with pytest.raises(
-        FormatError, match="unsupported .vqa format version 5; this vqaudio reads 1–4"
+        FormatError, match="unsupported .vqa format version 6; this vqaudio reads 1–5"
     ):
         VqaReader(bad)
 

@@ -114,13 +114,13 @@ def test_bad_inputs_fail_cleanly(tmp_path, song, codec):
         "flipped.vqa": data[:40] + bytes([data[40] ^ 1]) + data[41:],
         "cut.vqa": data[:-3],
         "magic.vqa": b"RIFX" + data[4:],
-        "version.vqa": data[:4] + b"\x05" + data[5:],
+        "version.vqa": data[:4] + b"\x06" + data[5:],
     }
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
         _fails(_run("decompress", tmp_path / name, "--codec", codec), name)
         assert not (tmp_path / name).with_suffix(".wav").exists()
-    _fails(_run("decompress", tmp_path / "version.vqa", "--codec", codec), "version 5")
+    _fails(_run("decompress", tmp_path / "version.vqa", "--codec", codec), "version 6")
     torch.manual_seed(5)
     save_codec(Codec(tiny_codec_config()), tmp_path / "other.safetensors")
     _fails(

@@ -56,3 +56,30 @@ def test_shipped_models_fit_the_size_budget_and_keep_exact_codes():
     for name, tensor in stored.items():  # only the decoder may be stored in float16
         if tensor.is_floating_point() and not name.startswith("decoder."):
             assert tensor.dtype.is_floating_point and tensor.element_size() == 4, name
+
+
+@needs_models
+def test_a_10_s_file_at_1_5_kbps_keeps_5_levels_and_the_input_level(tmp_path):
+    """Issue 17's floor: the compact header and the band levels (charged to the budget) leave a
+    10 s file at 1.5 kbps its 5 levels, and the band levels bring the decoded level to the
+    input's (the shipped decoder alone renders notes like these 1-3 dB too quiet)."""
+    from vqaudio import audio
+    from vqaudio.bitstream import VqaReader
+    from vqaudio.compress import compress, decompress
+
+    rng = np.random.default_rng(0)
+    notes = [harmonic(24000, 24000, f0=float(f), seed=i) for i, f in enumerate([196, 247, 294] * 4)]
+    wav = np.concatenate([n.numpy()[0, 0] for n in notes])[:240000] * 0.5
+    wav = (wav + 0.003 * rng.standard_normal(wav.size)).astype(np.float32)
+    audio.write(tmp_path / "song.wav", wav[None], 24000)
+    codec = load_codec()
+    header = compress(codec, tmp_path / "song.wav", tmp_path / "song.vqa", bitrate=1500)
+    size = (tmp_path / "song.vqa").stat().st_size
+    assert header.levels_per_channel[0] >= 5 and header.band_edges
+    assert size * 8 / 10 <= 1500
+    with VqaReader(tmp_path / "song.vqa") as reader:
+        assert reader.version == 5
+    decompress(tmp_path / "song.vqa", tmp_path / "back.wav", codec)
+    back, _ = audio.read(tmp_path / "back.wav")
+    level = 10 * np.log10(np.mean(back**2) / np.mean(wav**2))
+    assert abs(level) < 0.5, level

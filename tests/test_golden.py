@@ -44,6 +44,22 @@ def test_golden_context_range_file_decodes_to_its_codes():
         assert codings[:3] == [b"\x01"] * 3  # entropy-coded
 
 
+def test_golden_v5_file_decodes_to_its_codes_and_band_levels():
+    """Format 5: each chunk starts with its band levels (3 bands, spans of 5 blocks; the last,
+    3-block chunk has one short span), then the codes as in format 4."""
+    codes = json.loads((DATA / "golden-v1-codes.json").read_text())["golden-v1-entropy.vqa"]
+    levels = json.loads((DATA / "golden-v5-levels.json").read_text())["golden-v5-context.vqa"]
+    with VqaReader(DATA / "golden-v5-context.vqa") as reader:
+        assert reader.version == 5
+        assert reader.header.band_edges == (0, 1000, 2500)
+        assert reader.header.band_span_blocks == 5
+        for k, streams in enumerate(codes):
+            got, values = reader.read_chunk_levels(k)
+            assert [s.tolist() for s in got] == streams
+            assert values.tolist() == levels[k]
+        assert [len(v[0][0]) for v in levels] == [4, 4, 4, 1]
+
+
 def test_golden_entropy_payload_decodes_bit_exactly():
     expected = json.loads((DATA / "golden-entropy.json").read_text())
     data = (DATA / "golden-entropy.bin").read_bytes()

@@ -32,15 +32,15 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import entropy
+from . import band_levels, entropy
 from .atomic import atomic_write
 from .errors import ConfigError, FormatError
-from .header import CRC, REQUIRED_KEYS, Header, decode_fields
+from .header import CRC, LATER_KEYS, REQUIRED_KEYS, Header, _Cursor, decode_fields, varint
 from .strict import build, to_dict
 
 MAGIC = b"VQAU"
-FORMAT_VERSION = 4
-SUPPORTED_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+SUPPORTED_VERSIONS = (1, 2, 3, 4, 5)
 RENAMED_KEYS = {"levels": "levels_per_channel"}  # old key -> new, in versions before 3
 PREAMBLE = struct.Struct("!4sBI")
 MAX_HEADER_BYTES = 1 << 20  # ~100k chunks in the index: 280 hours at the writer's 10 s chunks
@@ -95,9 +95,36 @@ class BitUnpacker:
         return self._bits[self._pos :]
 
 
-def pack_chunk(streams: list[np.ndarray], header: Header, entropy_coded: bool) -> bytes:
-    """Codes of one chunk (one int array per stream) -> payload; the smaller coding wins.
-    Entropy coding uses the model of ``header.entropy_coder``."""
+def band_level_section(levels: np.ndarray | None, header: Header, num_blocks: int) -> bytes:
+    """The band-level section that starts a chunk's payload (format 5): a varint byte count, then
+    the values (``band_levels.encode_values``); nothing in a file without band levels."""
+    if not header.band_edges:
+        if levels is not None:
+            raise ValueError("band levels given for a file without band_edges")
+        return b""
+    shape = header.band_level_shape(num_blocks)
+    if levels is None or tuple(levels.shape) != shape:
+        got = None if levels is None else tuple(levels.shape)
+        raise ValueError(f"band levels of shape {got}; the header needs {shape}")
+    body = band_levels.encode_values(levels)
+    return varint(len(body)) + body
+
+
+def pack_chunk(
+    streams: list[np.ndarray],
+    header: Header,
+    entropy_coded: bool,
+    levels: np.ndarray | None = None,
+) -> bytes:
+    """Codes of one chunk (one int array per stream) and, in a file with band levels, its levels
+    (coded channels, bands, spans) -> payload; the smaller coding of the codes wins. Entropy
+    coding uses the model of ``header.entropy_coder``."""
+    num_blocks = len(streams[0])  # the first stream holds one code per block
+    section = band_level_section(levels, header, num_blocks)
+    return section + _pack_codes(streams, header, entropy_coded)
+
+
+def _pack_codes(streams: list[np.ndarray], header: Header, entropy_coded: bool) -> bytes:
     packer = BitPacker()
     for codes in streams:
         packer.write(codes, header.bits_per_code)
@@ -114,14 +141,39 @@ def pack_chunk(streams: list[np.ndarray], header: Header, entropy_coded: bool) -
 
 
 def unpack_chunk(payload: bytes, header: Header, num_blocks: int) -> list[np.ndarray]:
-    """Inverse of :func:`pack_chunk`. Refuses anything but what a writer makes: a packed payload
-    of another length or with non-zero padding, an entropy-coded one that decodes past its end or
-    carries extra bytes (see :func:`entropy.decode`), codes out of range."""
+    """Inverse of :func:`pack_chunk`: the code streams (:func:`unpack_chunk_levels` gives the
+    band levels too)."""
+    return unpack_chunk_levels(payload, header, num_blocks)[0]
+
+
+def unpack_chunk_levels(
+    payload: bytes, header: Header, num_blocks: int
+) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """(code streams, band levels or None) of a chunk. Refuses anything but what a writer makes:
+    a packed payload of another length or with non-zero padding, an entropy-coded one that
+    decodes past its end or carries extra bytes (see :func:`entropy.decode`), codes out of
+    range, a band-level section that is not exactly the values' code."""
+    levels = None
+    if header.band_edges:
+        cursor = _Cursor(payload)
+        try:
+            size = cursor.varint("band levels")
+            body = cursor.take(size, "band levels")
+        except FormatError:
+            raise FormatError("band-level section ends early") from None
+        if varint(size) != payload[: cursor.pos - size]:
+            raise FormatError("band-level section length is not canonical")
+        levels = band_levels.decode_values(body, header.band_level_shape(num_blocks))
+        payload = payload[cursor.pos :]
+    return _unpack_codes(payload, header, num_blocks), levels
+
+
+def _unpack_codes(payload: bytes, header: Header, num_blocks: int) -> list[np.ndarray]:
     lengths = header.stream_lengths(num_blocks)
     if not payload:
         raise FormatError("empty chunk")
     if payload[0] == PACKED:
-        expected = header.packed_bytes(num_blocks)
+        expected = 1 + -(-sum(lengths) * header.bits_per_code // 8)
         if len(payload) != expected:
             raise FormatError(f"packed chunk holds {len(payload)} bytes, expected {expected}")
         unpacker = BitUnpacker(payload[1:])
@@ -167,7 +219,7 @@ class VqaWriter:
         try:
             fields = {**to_dict(self.header), **final, "chunk_bytes": self._sizes}
             header = build(Header, fields, "header")
-            body = header.to_bytes()
+            body = header.to_bytes(FORMAT_VERSION)
             preamble = PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(body))
             with atomic_write(self.path) as f:
                 f.write(preamble + body + CRC.pack(zlib.crc32(preamble + body)))
@@ -239,15 +291,16 @@ class VqaReader:
 
     def _parse_header(self, body: bytes) -> Header:
         if self.version >= 4:
-            return self._parse_record(body)
+            return self._parse_record(body, self.version)
         try:
             raw = json.loads(body)
         except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
             raise self._fail(f"header is not JSON ({e})") from None
         if not isinstance(raw, dict):
             raise self._fail(f"header is a JSON {type(raw).__name__}, expected an object")
-        if "code_space_id" in raw:
-            raise self._fail(f"version {self.version} header has field code_space_id")
+        for key in LATER_KEYS:
+            if key in raw:
+                raise self._fail(f"version {self.version} header has field {key}")
         if raw.get("entropy_coder") == "context-range":
             raise self._fail(f"version {self.version} header has entropy_coder context-range")
         if self.version < 3:
@@ -260,14 +313,14 @@ class VqaReader:
         except (ConfigError, FormatError) as e:
             raise self._fail(f"invalid header: {e}") from None
 
-    def _parse_record(self, body: bytes) -> Header:
-        """A format 4 header: the binary record, checked, and exactly what a writer makes of it
+    def _parse_record(self, body: bytes, version: int) -> Header:
+        """A format 4-5 header: the binary record, checked, and exactly what a writer makes of it
         (so a varint padded with zero bytes is refused too)."""
         try:
-            header = build(Header, decode_fields(body), "header")
+            header = build(Header, decode_fields(body, version), "header")
         except (ConfigError, FormatError) as e:
             raise self._fail(f"invalid header: {e}") from None
-        if header.to_bytes() != body:
+        if header.to_bytes(version) != body:
             raise self._fail("invalid header: not in the canonical form a writer makes")
         return header
 
@@ -295,6 +348,10 @@ class VqaReader:
 
     def read_chunk(self, k: int) -> list[np.ndarray]:
         """Code streams of chunk k (see :meth:`Header.stream_lengths`)."""
+        return self.read_chunk_levels(k)[0]
+
+    def read_chunk_levels(self, k: int) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """(code streams, band levels or None) of chunk k."""
         self._file.seek(int(self._offsets[k]))
         data = self._file.read(self.header.chunk_bytes[k])
         payload, crc = data[: -CRC.size], data[-CRC.size :]
@@ -304,7 +361,7 @@ class VqaReader:
             raise self._fail(f"checksum mismatch in chunk {k} (corrupt file)")
         start, stop = self.header.chunk_range(k)
         try:
-            return unpack_chunk(payload, self.header, stop - start)
+            return unpack_chunk_levels(payload, self.header, stop - start)
         except FormatError as e:
             raise self._fail(f"chunk {k}: {e}") from None
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio, rate, streaming
-from .bitstream import VqaReader, VqaWriter, pack_chunk
+from . import audio, band_levels, rate, streaming
+from .bitstream import VqaReader, VqaWriter, band_level_section, pack_chunk
 from .channels import coded_channels
 from .checkpoint import accepts, checkpoint_id
 from .config import CodecConfig
@@ -36,8 +36,13 @@ def compress(
     entropy_coded: bool = True,
     chunk_blocks: int | None = None,
     on_progress: Progress = None,
+    with_band_levels: bool = True,
 ) -> Header:
     """Compress the audio file ``source`` into the .vqa file ``out`` (written atomically).
+
+    With ``with_band_levels`` (and a decoder that uses them: the spectral one), each chunk also
+    carries the input's band levels (``band_levels``, ~35 bits/s per coded channel), charged to
+    the bitrate like the codes; the decoder scales its magnitudes to them.
 
     ``bitrate`` is bits/s of the whole file, container included. The codes of every level are
     computed once (codes are small: ~5 MB per hour of stereo); without entropy coding the file
@@ -53,17 +58,26 @@ def compress(
     everything = [config.num_levels] * coded_channels(coding, info.channels)
     chunk_blocks = chunk_blocks or rate.chunk_blocks(config)
     full = _header(codec, info, (coding, everything), bitrate, entropy_coded, chunk_blocks)
+    if with_band_levels and getattr(codec.decoder, "takes_band_levels", False):
+        full = dataclasses.replace(
+            full,
+            band_edges=band_levels.band_edges(config.sample_rate),
+            band_span_blocks=band_levels.span_blocks(
+                config.block_samples, config.sample_rate, chunk_blocks
+            ),
+        )
     chunks, full = _encode_all_levels(codec, source, full, on_progress, info.duration)
-    fallback = rate.plan_levels(config, info.channels, bitrate, full.duration)
+    sections = [len(band_level_section(lv, full, len(s[0]))) for s, lv in chunks]
+    fallback = rate.plan_levels(config, info.channels, bitrate, full.duration, sum(sections))
     plans = [fallback]
     if entropy_coded:
         budget = bitrate * full.duration / 8
         parents = full.stream_parents()
-        costs = [rate.stream_costs(chunk, config.codebook_size, parents) for chunk in chunks]
+        costs = [rate.stream_costs(s, config.codebook_size, parents) for s, _ in chunks]
         plans = [
             plan
             for plan in rate.candidate_plans(config, info.channels, fallback)
-            if rate.estimate_bytes(plan, everything, costs, info.channels) <= budget
+            if rate.estimate_bytes(plan, everything, costs, info.channels) + sum(sections) <= budget
         ] or plans
     for plan in plans:
         header = _write(out, _with_plan(full, config, plan), chunks, everything)
@@ -125,14 +139,15 @@ def _encode_all_levels(
     header: Header,
     on_progress: Progress,
     duration: float,
-) -> tuple[list[list[np.ndarray]], Header]:
-    """(code streams of each chunk, ``header`` with the lengths of the samples decoded)."""
+) -> tuple[list[tuple[list[np.ndarray], np.ndarray | None]], Header]:
+    """((code streams, band levels) of each chunk, ``header`` with the lengths of the samples
+    decoded)."""
     config: CodecConfig = codec.config
     dtype = np.int16 if config.codebook_size <= 32768 else np.int32
     lengths = streaming.Lengths()
     chunks = [
-        [s.astype(dtype) for s in streams]  # codes only: ~5 MB per hour of stereo
-        for streams in streaming.encode_chunks(
+        ([s.astype(dtype) for s in streams], levels)  # codes only: ~5 MB per hour of stereo
+        for streams, levels in streaming.encode_chunks(
             codec, source, header, on_progress, duration, lengths
         )
     ]
@@ -144,15 +159,18 @@ def _encode_all_levels(
 
 
 def _write(
-    out: str | Path, header: Header, chunks: list[list[np.ndarray]], stored: list[int]
+    out: str | Path,
+    header: Header,
+    chunks: list[tuple[list[np.ndarray], np.ndarray | None]],
+    stored: list[int],
 ) -> Header:
     """Write the levels of ``header`` out of ``chunks``, which hold ``stored`` levels each."""
     entropy_coded = header.entropy_coder != "none"
     writer = VqaWriter(out, header)
     try:
-        for streams in chunks:
+        for streams, levels in chunks:
             wanted = rate.select_streams(streams, stored, list(header.levels_per_channel))
-            writer.write_chunk(pack_chunk(wanted, header, entropy_coded))
+            writer.write_chunk(pack_chunk(wanted, header, entropy_coded, levels))
     except BaseException:
         writer.abort()
         raise

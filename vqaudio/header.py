@@ -16,6 +16,7 @@ import struct
 from dataclasses import dataclass, fields
 from typing import Any
 
+from . import band_levels
 from .audio import MAX_CHANNELS
 from .channels import CHANNEL_CODINGS, SOURCE_CHANNELS, coded_channels
 from .errors import FormatError
@@ -60,6 +61,10 @@ class Header:
     chunk_bytes: tuple[int, ...] = ()  # the index: bytes of each chunk, CRC included
     # what the codes mean (codec/code_space.py); "" in files of versions 1-3, which lack it
     code_space_id: str = ""
+    # format 5 on: lower edges (Hz) of the bands whose levels each chunk carries (band_levels.py),
+    # and blocks per span of one value; () and 0 for a file without band levels
+    band_edges: tuple[int, ...] = ()
+    band_span_blocks: int = 0
 
     def __post_init__(self) -> None:
         self.check()
@@ -112,12 +117,25 @@ class Header:
         return parents
 
     def packed_bytes(self, num_blocks: int) -> int:
-        """Payload bytes of a bit-packed chunk of ``num_blocks`` blocks, coding byte included."""
-        return 1 + -(-sum(self.stream_lengths(num_blocks)) * self.bits_per_code // 8)
+        """Payload bytes of a bit-packed chunk of ``num_blocks`` blocks, coding byte included
+        (and its band-level section at its largest, format 5 on)."""
+        codes = 1 + -(-sum(self.stream_lengths(num_blocks)) * self.bits_per_code // 8)
+        if not self.band_edges:
+            return codes
+        return codes + band_levels.section_bytes_bound(self.band_level_count(num_blocks))
 
-    def to_bytes(self) -> bytes:
-        """The format 4 header record (:func:`encode_fields`)."""
-        return encode_fields(to_dict(self))
+    def band_level_shape(self, num_blocks: int) -> tuple[int, int, int]:
+        """(coded channels, bands, spans) of the band levels of a chunk of ``num_blocks``."""
+        spans = -(-num_blocks // self.band_span_blocks) if self.band_span_blocks else 0
+        return len(self.levels_per_channel), len(self.band_edges), spans
+
+    def band_level_count(self, num_blocks: int) -> int:
+        channels, bands, spans = self.band_level_shape(num_blocks)
+        return channels * bands * spans
+
+    def to_bytes(self, version: int = 5) -> bytes:
+        """The header record of format ``version`` (4 or 5; :func:`encode_fields`)."""
+        return encode_fields(to_dict(self), version)
 
 
 def _require(ok: bool, name: str, value, expected: str) -> None:
@@ -194,6 +212,17 @@ def _check_fields(h: Header) -> None:
         " or ".join(ENTROPY_CODERS),
     )
     _require(math.isfinite(h.bitrate) and h.bitrate > 0, "bitrate", h.bitrate, "a positive number")
+    edges = h.band_edges
+    _require(
+        len(edges) <= band_levels.MAX_BANDS
+        and all(isinstance(e, int) for e in edges)
+        and (not edges or edges[0] == 0)
+        and all(a < b for a, b in zip(edges, edges[1:]))
+        and all(2 * e < h.sample_rate for e in edges),
+        "band_edges",
+        edges,
+        f"0–{band_levels.MAX_BANDS} rising edges in Hz from 0, below half the sample rate",
+    )
 
 
 def _check_consistency(h: Header) -> None:
@@ -247,6 +276,15 @@ def _check_consistency(h: Header) -> None:
             f"at most {MAX_CONTEXT_WORK} codes x codebook_size per context-range chunk, not "
             f"{codes} x {h.codebook_size}",
         )
+    _require(
+        h.band_span_blocks == 0
+        if not h.band_edges
+        else _in(h.band_span_blocks, 1, h.chunk_blocks)
+        and h.chunk_blocks % h.band_span_blocks == 0,
+        "band_span_blocks",
+        h.band_span_blocks,
+        "0 without band_edges, else a divisor of chunk_blocks",
+    )
     if h.chunk_bytes:  # the index (empty while a writer is still spooling chunks)
         _require(
             len(h.chunk_bytes) == h.num_chunks,
@@ -265,7 +303,8 @@ def _check_consistency(h: Header) -> None:
             )
 
 
-REQUIRED_KEYS = tuple(f.name for f in fields(Header) if f.name != "code_space_id")  # JSON, 1-3
+LATER_KEYS = ("code_space_id", "band_edges", "band_span_blocks")  # not in versions 1-3
+REQUIRED_KEYS = tuple(f.name for f in fields(Header) if f.name not in LATER_KEYS)  # JSON, 1-3
 
 # Format 4: the header as a binary record, in this order (docs/FORMAT.md). Ids are 8 raw bytes,
 # integers unsigned LEB128 varints (1 byte below 128), enums one byte, the bitrate a float64,
@@ -300,9 +339,10 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
-def encode_fields(raw: dict[str, Any]) -> bytes:
-    """A header's fields (as ``to_dict`` gives them) -> the format 4 record. Raises ValueError
-    for a value the record cannot hold (not a field check: :meth:`Header.check` is that)."""
+def encode_fields(raw: dict[str, Any], version: int = 5) -> bytes:
+    """A header's fields (as ``to_dict`` gives them) -> the format 4 or 5 record. Raises
+    ValueError for a value the record cannot hold (not a field check: :meth:`Header.check` is
+    that), e.g. band levels in a format 4 record."""
     out = bytearray()
     for name in ID_FIELDS:
         if not (isinstance(raw[name], str) and CODEC_ID.fullmatch(raw[name])):
@@ -315,6 +355,12 @@ def encode_fields(raw: dict[str, Any]) -> bytes:
     out += BITRATE.pack(raw["bitrate"])
     for name in LIST_FIELDS:
         out += varint(len(raw[name])) + b"".join(varint(v) for v in raw[name])
+    if version >= 5:
+        edges = raw.get("band_edges", ())
+        out += varint(raw.get("band_span_blocks", 0))
+        out += varint(len(edges)) + b"".join(varint(v) for v in edges)
+    elif raw.get("band_edges") or raw.get("band_span_blocks"):
+        raise ValueError("band levels need format 5")
     return bytes(out)
 
 
@@ -330,7 +376,8 @@ def header_bytes_bound(num_levels: int, channels: int, chunk_bytes: list[int] | 
     sizes = [1 << 20] * chunk_bytes if isinstance(chunk_bytes, int) else chunk_bytes
     fixed = 16 + _INTEGER_BYTES + len(ENUM_FIELDS) + BITRATE.size
     lists = (1 + 4 * num_levels) + (1 + channels) + 3 + sum(len(varint(n)) for n in sizes)
-    return PREAMBLE_AND_CRC + fixed + lists
+    bands = 1 + 1 + 2 * band_levels.MAX_BANDS  # format 5: span blocks, the band edges
+    return PREAMBLE_AND_CRC + fixed + lists + bands
 
 
 class _Cursor:
@@ -353,8 +400,8 @@ class _Cursor:
         raise FormatError(f"header field {name} is longer than {MAX_VARINT_BYTES} bytes")
 
 
-def decode_fields(body: bytes) -> dict[str, Any]:
-    """The format 4 record -> the header's fields, not yet checked (build a :class:`Header`).
+def decode_fields(body: bytes, version: int = 5) -> dict[str, Any]:
+    """The format 4 or 5 record -> the header's fields, not yet checked (build a :class:`Header`).
 
     Raises FormatError for a record that ends early, runs on, or names an unknown enum value;
     a list's count is bounded by the bytes left, so nothing large is allocated."""
@@ -375,6 +422,12 @@ def decode_fields(body: bytes) -> dict[str, Any]:
         if count > len(body) - cursor.pos:
             raise FormatError(f"header field {name} has {count} entries; the header ends first")
         raw[name] = [cursor.varint(name) for _ in range(count)]
+    if version >= 5:
+        raw["band_span_blocks"] = cursor.varint("band_span_blocks")
+        count = cursor.varint("band_edges")
+        if count > len(body) - cursor.pos:
+            raise FormatError(f"header field band_edges has {count} entries; the header ends first")
+        raw["band_edges"] = [cursor.varint("band_edges") for _ in range(count)]
     if cursor.pos != len(body):
         raise FormatError(f"{len(body) - cursor.pos} unexpected bytes after the header's fields")
     return raw

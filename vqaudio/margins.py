@@ -54,3 +54,12 @@ def with_margin(first: int, end: int, margin: int, num_blocks: int) -> tuple[int
     """Blocks ``lo:hi`` to process for blocks ``first:end`` of ``num_blocks``: ``margin`` more on
     either side, clipped to the signal."""
     return max(0, first - margin), min(num_blocks, end + margin)
+
+
+def band_level_margin_blocks(config: CodecConfig, span_blocks: int) -> int:
+    """Coarse frames of codes either side when the decoder scales to band levels
+    (``band_levels.apply``): the frames Griffin-Lim reaches need their gains exact, a gain comes
+    from the spans whose centres bracket it, and a span's predicted power from the convs' reach
+    around it."""
+    convs = -(-(3 * (1 + config.spectral_layers) + 1) * config.hop_length // config.block_samples)
+    return decoder_margin_blocks(config) + 2 * span_blocks + convs + 1

@@ -26,13 +26,17 @@ Plan = tuple[str, list[int]]
 
 
 def plan_levels(
-    config: CodecConfig, channels: int, bitrate: float, duration: float | None = None
+    config: CodecConfig,
+    channels: int,
+    bitrate: float,
+    duration: float | None = None,
+    side_bytes: int = 0,
 ) -> Plan:
     """(channel coding, levels per coded channel) for a whole-file ``bitrate`` in bits/s.
 
-    With ``duration`` (seconds) the container overhead is charged too, so the file's real bitrate
-    stays at or under ``bitrate``; files under ``SHORT_SECONDS`` still get the lowest operating
-    point when even that does not fit.
+    With ``duration`` (seconds) the container overhead and ``side_bytes`` (band levels) are
+    charged too, so the file's real bitrate stays at or under ``bitrate``; files under
+    ``SHORT_SECONDS`` still get the lowest operating point when even that does not fit.
     """
     coding = choose_coding(channels)
     rates = config.bitrates
@@ -43,6 +47,8 @@ def plan_levels(
             f"{channels} channel(s), {lowest / 1000:g} kbps; choose a higher --bitrate"
         )
     overhead = _overhead_rate(config, channels, duration)
+    if duration:
+        overhead += 8 * side_bytes / duration
     budget = bitrate - overhead
     if budget < lowest * (1 - 1e-9) and (duration or 0) >= SHORT_SECONDS:
         raise ConfigError(

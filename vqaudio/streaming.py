@@ -20,14 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio
+from . import audio, band_levels
 from .bitstream import VqaReader
 from .channels import from_coded, to_coded
 from .codes import Codes
 from .config import CodecConfig
 from .errors import AudioError
 from .header import Header
-from .margins import decoder_margin_blocks, encoder_margin_blocks, with_margin
+from .margins import (
+    band_level_margin_blocks,
+    decoder_margin_blocks,
+    encoder_margin_blocks,
+    with_margin,
+)
 from .memory import release_freed_memory
 
 Progress = Callable[[float, float], None] | None
@@ -49,8 +54,9 @@ def encode_chunks(
     on_progress: Progress,
     duration: float,
     lengths: Lengths | None = None,
-) -> Iterator[list[np.ndarray]]:
-    """Yield the code streams of chunk k of the audio file ``source``, k = 0, 1, ...
+) -> Iterator[tuple[list[np.ndarray], np.ndarray | None]]:
+    """Yield (code streams, band levels) of chunk k of the audio file ``source``, k = 0, 1, ...;
+    the levels (coded channels, bands, spans) are None when ``header`` has no ``band_edges``.
 
     Reads ``source`` at the codec's rate one chunk at a time, keeping one chunk and its margins in
     memory. ``lengths`` counts the samples actually decoded (a file's announced length may be
@@ -91,8 +97,9 @@ def encode_chunks(
 
 def _encode_window(
     codec: torch.nn.Module, header: Header, buf: np.ndarray, buf_start: int, pos: int, end: int
-) -> list[np.ndarray]:
-    """Codes of the blocks from sample ``pos`` on (up to one chunk), encoded with context."""
+) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Codes (and band levels) of the blocks from sample ``pos`` on (up to one chunk), encoded
+    with context."""
     config: CodecConfig = codec.config
     block = config.block_samples
     margin = encoder_margin_blocks(config) * block
@@ -103,8 +110,16 @@ def _encode_window(
     first = (pos - start) // block
     count = min(header.chunk_blocks, -(-(end - pos) // block))
     central = codes.slice_blocks(first, first + count)
+    streams = [central.levels[k][c].cpu().numpy() for c, n in enumerate(levels) for k in range(n)]
+    measured = None
+    if header.band_edges:
+        spans = band_levels.spans(pos // block, pos // block + count, header.band_span_blocks)
+        measured = band_levels.measure(
+            window, config.sample_rate, config.hop_length, config.level_strides[0],
+            header.band_edges, spans, start // block,
+        )  # fmt: skip
     release_freed_memory()
-    return [central.levels[k][c].cpu().numpy() for c, n in enumerate(levels) for k in range(n)]
+    return streams, measured
 
 
 def decode_chunks(
@@ -117,42 +132,70 @@ def decode_chunks(
     here; see ``compress.check_codec``).
     """
     header = reader.header
-    margin = decoder_margin_blocks(codec.config)
+    span = header.band_span_blocks if applies_band_levels(codec, header) else 0
+    if span:  # whole spans, and the spans either side of the decoder's reach
+        margin = band_level_margin_blocks(codec.config, span)
+    else:
+        margin = decoder_margin_blocks(codec.config)
     block = header.block_samples
-    cache: dict[int, list[np.ndarray]] = {}
+    cache: dict[int, tuple[list[np.ndarray], np.ndarray | None]] = {}
     for k in range(start, header.num_chunks if stop is None else stop):
         first, end = header.chunk_range(k)
         lo, hi = with_margin(first, end, margin, header.num_blocks)
+        if span:
+            lo, hi = lo // span * span, min(header.num_blocks, -(-hi // span) * span)
         needed = range(lo // header.chunk_blocks, (hi - 1) // header.chunk_blocks + 1)
-        cache = {j: cache[j] if j in cache else reader.read_chunk(j) for j in needed}
-        wav = _decode_window(codec, header, [cache[j] for j in needed], lo, hi, needed.start)
+        cache = {j: cache[j] if j in cache else reader.read_chunk_levels(j) for j in needed}
+        wav = _decode_window(codec, header, [cache[j] for j in needed], lo, hi, needed.start, span)
         release_freed_memory()
         wav = wav[:, (first - lo) * block : (end - lo) * block]
         wav = wav[:, : header.num_samples - first * block]
         yield from_coded(wav, header.channel_coding)
 
 
+def applies_band_levels(codec: torch.nn.Module, header: Header) -> bool:
+    """Whether decoding ``header``'s file with ``codec`` scales to its band levels: a file that
+    carries them, a decoder that predicts magnitudes (the others ignore them)."""
+    return bool(header.band_edges) and getattr(codec.decoder, "takes_band_levels", False)
+
+
 def _decode_window(
     codec: torch.nn.Module,
     header: Header,
-    chunks: list[list[np.ndarray]],
+    chunks: list[tuple[list[np.ndarray], np.ndarray | None]],
     lo: int,
     hi: int,
     first_chunk: int,
+    span: int = 0,
 ) -> np.ndarray:
-    """Decode blocks ``lo:hi`` from the code streams of consecutive chunks -> (coded ch, t)."""
+    """Decode blocks ``lo:hi`` from the (code streams, band levels) of consecutive chunks ->
+    (coded ch, t); ``span`` > 0 applies the band levels (``lo`` on a span boundary)."""
     out, stream = [], 0
     offset = lo - first_chunk * header.chunk_blocks
-    for n in header.levels_per_channel:
+    levels = None
+    if span:
+        values = np.concatenate([chunk[1] for chunk in chunks], axis=-1)
+        first_span = offset // span
+        block_spans = band_levels.spans(lo, hi, span) - lo
+        values = values[..., first_span : first_span + len(block_spans)]
+        levels = (values, block_spans)
+    chunks = [chunk[0] for chunk in chunks]
+    for c, n in enumerate(header.levels_per_channel):
         strides = header.level_strides[:n]
-        levels = []
+        codes_of_levels = []
         for k, s in enumerate(strides):
             codes = np.concatenate([chunk[stream + k] for chunk in chunks])
             per = header.level_strides[0] // s
-            levels.append(torch.from_numpy(codes[offset * per : (offset + hi - lo) * per])[None])
+            part = codes[offset * per : (offset + hi - lo) * per]
+            codes_of_levels.append(torch.from_numpy(part)[None])
         stream += n
-        codes = Codes(levels, strides).to(_device(codec))
-        out.append(codec.decode(codes)[0, 0].float().cpu().numpy())
+        codes = Codes(codes_of_levels, strides).to(_device(codec))
+        given = None
+        if levels is not None:
+            given = band_levels.BandLevels(
+                levels[0][c : c + 1], levels[1], header.band_edges, header.level_strides[0]
+            )
+        out.append(codec.decode(codes, given)[0, 0].float().cpu().numpy())
     return np.stack(out)
 
 

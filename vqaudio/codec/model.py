@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..band_levels import BandLevels
 from ..codes import Codes
 from ..config import CodecConfig
 from .code_space import code_space_id
@@ -116,12 +117,14 @@ class Codec(nn.Module):
         return codes
 
     @torch.no_grad()
-    def decode(self, codes: Codes) -> Tensor:
-        """Codes (any prefix of the levels) -> wav (B, C, num_samples)."""
+    def decode(self, codes: Codes, band_levels: BandLevels | None = None) -> Tensor:
+        """Codes (any prefix of the levels) -> wav (B, C, num_samples). A spectral decoder
+        scales to ``band_levels`` (a file's, ``vqaudio.band_levels``) when given; the other
+        decoders ignore them."""
         # the istft decoder is not bounded like the conv decoder's tanh: clip, as a DAC would
         z_q = self.quantizer.decode(codes)
         if isinstance(self.decoder, SpectralDecoder):  # with its gain for this many levels
-            wav = self.decoder(z_q, codes.num_levels).clamp(-1.0, 1.0)
+            wav = self.decoder(z_q, codes.num_levels, band_levels).clamp(-1.0, 1.0)
         else:
             wav = self.decoder(z_q).clamp(-1.0, 1.0)
         if codes.num_samples is not None:

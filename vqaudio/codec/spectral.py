@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import band_levels as bands
 from ..config import CodecConfig
 from .decoder import ConvNeXtBlock
 
@@ -160,8 +161,11 @@ class FourierEncoder(nn.Module):
 class SpectralDecoder(nn.Module):
     """z_q (B, D, T') -> wav (B, C, T' * hop) through a predicted magnitude and Griffin-Lim."""
 
+    takes_band_levels = True  # render() scales its magnitude to a file's band levels
+
     def __init__(self, config: CodecConfig):
         super().__init__()
+        self.sample_rate = config.sample_rate
         self.n_fft, self.hop = config.n_fft, config.hop_length
         self.bins, self.channels = self.n_fft // 2 + 1, config.channels
         self.iters = config.griffin_lim_iters
@@ -199,18 +203,31 @@ class SpectralDecoder(nn.Module):
         x = x.clamp(max=8.0)  # e^8 ~ 3000: above any bin of a full-scale sine (~1024)
         return x.view(batch, frames, self.channels, self.bins).permute(0, 2, 3, 1)
 
-    def render(self, log_mag: Tensor, num_levels: int | None = None) -> Tensor:
-        """Predicted log-magnitude (B, C, bins, n) -> wav (B, C, (n - 1) * hop), the magnitude
-        scaled by the calibrated gain of ``num_levels`` decoded levels (None: no gain)."""
+    def render(
+        self,
+        log_mag: Tensor,
+        num_levels: int | None = None,
+        band_levels: bands.BandLevels | None = None,
+    ) -> Tensor:
+        """Predicted log-magnitude (B, C, bins, n) -> wav (B, C, (n - 1) * hop). The magnitude is
+        scaled to the sent ``band_levels`` (batch 1; values (C, bands, spans)) when given, else
+        by the calibrated gain of ``num_levels`` decoded levels (None: no gain)."""
         batch, channels, bins, frames = log_mag.shape
         magnitude = (log_mag.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
-        if num_levels is not None:
+        if band_levels is not None:
+            magnitude = bands.apply(magnitude, band_levels, self.n_fft, self.sample_rate)
+        elif num_levels is not None:
             magnitude = magnitude * self.level_gain[num_levels - 1].exp()
         wav = griffin_lim(magnitude, self.n_fft, self.hop, self.iters)
         return wav.view(batch, channels, -1)
 
-    def forward(self, z_q: Tensor, num_levels: int | None = None) -> Tensor:
-        return self.render(self.log_magnitude(z_q), num_levels)
+    def forward(
+        self,
+        z_q: Tensor,
+        num_levels: int | None = None,
+        band_levels: bands.BandLevels | None = None,
+    ) -> Tensor:
+        return self.render(self.log_magnitude(z_q), num_levels, band_levels)
 
 
 @torch.no_grad()
