@@ -66,20 +66,78 @@ def estimate_delay(
     max_delay_seconds: float = MAX_DELAY_SECONDS,
 ) -> int:
     """Samples by which ``decoded`` lags ``reference`` (negative: it leads), |delay| bounded by
-    ``max_delay_seconds``; the lag maximising the cross-correlation of the mono mixes."""
+    ``max_delay_seconds``.
+
+    A waveform codec (Opus, MP3) keeps the phase: the lag maximising the cross-correlation of the
+    mono mixes is its delay, and its normalised peak is high. A codec that rebuilds the phase
+    (vqaudio's Griffin-Lim) keeps no waveform to match: that peak is low (~0.1) and sits at a
+    random lag, and aligning by it shifted held-out clips by up to ±40 ms and cost them chroma.
+    Below ``WAVEFORM_MATCH`` the delay comes from the cross-correlation of the two signals'
+    loudness envelopes instead (``ENVELOPE_HOP_SECONDS`` resolution), which such a codec keeps.
+    """
     ref = as_array(reference, "reference").mean(axis=0)
     dec = as_array(decoded, "decoded").mean(axis=0)
     max_lag = min(int(round(max_delay_seconds * sample_rate)), len(ref) - 1, len(dec) - 1)
     if max_lag <= 0:
         return 0
-    size = 1 << math.ceil(math.log2(len(ref) + len(dec)))  # no circular wrap-around
-    corr = np.fft.irfft(np.fft.rfft(dec, size) * np.conj(np.fft.rfft(ref, size)), size)
-    # corr[k] = sum_t dec[t + k] * ref[t]; negative lags sit at the end of the buffer
-    lags = np.arange(-max_lag, max_lag + 1)
-    values = corr[lags % size]
+    lags, values = _cross_correlation(ref, dec, max_lag)
     if not np.any(values > 0):  # silence or uncorrelated noise: nothing to align
         return 0
-    return int(lags[np.argmax(values)])
+    best = int(np.argmax(values))
+    peak = values[best] / (math.sqrt(float(ref @ ref) * float(dec @ dec)) + _EPS)
+    if peak >= WAVEFORM_MATCH:
+        return int(lags[best])
+    return _envelope_delay(ref, dec, sample_rate, max_lag)
+
+
+WAVEFORM_MATCH = 0.3  # normalised waveform cross-correlation above which the waveform is kept
+ENVELOPE_HOP_SECONDS = 0.001  # envelope alignment resolution: 1 ms
+
+
+def _cross_correlation(ref: np.ndarray, dec: np.ndarray, max_lag: int):
+    """(lags -max_lag..max_lag, sum_t dec[t + lag] * ref[t]) by FFT, no circular wrap-around."""
+    size = 1 << math.ceil(math.log2(len(ref) + len(dec)))
+    corr = np.fft.irfft(np.fft.rfft(dec, size) * np.conj(np.fft.rfft(ref, size)), size)
+    lags = np.arange(-max_lag, max_lag + 1)  # negative lags sit at the end of the buffer
+    return lags, corr[lags % size]
+
+
+def _envelope_delay(ref: np.ndarray, dec: np.ndarray, sample_rate: int, max_lag: int) -> int:
+    """The lag (samples, a multiple of the envelope hop) that best aligns the band envelopes of
+    two mono signals: the sum over bands of their normalised cross-correlations."""
+    env_ref, hop = _band_envelopes(ref, sample_rate)
+    env_dec, _ = _band_envelopes(dec, sample_rate)
+    frames = min(env_ref.shape[1], env_dec.shape[1])
+    env_lag = min(max_lag // hop, frames - 1)
+    if env_lag <= 0:
+        return 0
+    total = np.zeros(2 * env_lag + 1)
+    for a, b in zip(env_ref, env_dec):
+        lags, values = _cross_correlation(a, b, env_lag)
+        total += values / (np.linalg.norm(a) * np.linalg.norm(b) + _EPS)
+    if not np.any(total > 0):
+        return 0
+    return int(lags[np.argmax(total)]) * hop
+
+
+def _band_envelopes(wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """(bands, frames) square-rooted magnitude envelopes of 12 log-spaced bands (16 ms Hann
+    window every ``ENVELOPE_HOP_SECONDS``), each band's mean removed; and the hop in samples.
+    Compressed, not log: a decoder's window smears a band's magnitude symmetrically in time,
+    which leaves the cross-correlation's peak in place, while a log would weight the quiet gaps
+    the smear fills and pull the peak early. On 6 held-out clips through vqaudio at 3 kbps,
+    shifted by 0, +240 and -100 samples, this finds the shift to within 5 ms (mean 1.6 ms)."""
+    hop = max(1, int(round(ENVELOPE_HOP_SECONDS * sample_rate)))
+    n_fft = max(8, int(0.016 * sample_rate) // 2 * 2)
+    x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+    if len(x) < n_fft:
+        x = torch.nn.functional.pad(x, (0, n_fft - len(x)))
+    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
+    mag = spec.abs().double().numpy()
+    edges = np.unique(np.geomspace(2, mag.shape[0], 13).astype(int))
+    bands = np.stack([mag[lo:hi].sum(axis=0) for lo, hi in zip(edges[:-1], edges[1:])])
+    bands = np.sqrt(bands)
+    return bands - bands.mean(axis=1, keepdims=True), hop
 
 
 def remove_delay(
