@@ -12,6 +12,8 @@ only prove the pipeline; quality needs a trained checkpoint.
 
     python benchmarks/quality.py --codec vqaudio/models/codec.safetensors
     python benchmarks/quality.py --random --clips-per-track 1    # pipeline check
+
+``--also-without-band-levels`` adds the vqaudio rows of files written without band levels.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ COLUMNS = [
     ("chroma_control", "chroma ctrl", "{:.3f}"),
     ("spectral_convergence", "spec conv ↓", "{:.3f}"),
     ("level_difference_db", "level dB", "{:+.2f}"),
+    ("visqol", "ViSQOL ↑", "{:.2f}"),
     ("mel_other_clip", "mel vs another clip", "{:.3f}"),
     ("clips", "clips", ""),
     ("note", "note", ""),
@@ -64,19 +67,19 @@ def mp3(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
     return decoded, encoded.stat().st_size * 8
 
 
-def vqaudio_codec(model):
+def vqaudio_codec(model, band_levels: bool = True):
     from vqaudio.compress import compress, decompress
 
     def run(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
         encoded, decoded = tmp / "x.vqa", tmp / "x.vqa.wav"
-        compress(model, source, encoded, bitrate=kbps * 1000)
+        compress(model, source, encoded, bitrate=kbps * 1000, with_band_levels=band_levels)
         decompress(encoded, decoded, codec=model)
         return decoded, encoded.stat().st_size * 8
 
     return run
 
 
-def evaluate(name: str, run, kbps: float, clips, tmp: Path) -> dict:
+def evaluate(name: str, run, kbps: float, clips, tmp: Path, with_visqol: bool = False) -> dict:
     from vqaudio import audio, metrics
     from vqaudio.errors import VqaudioError
 
@@ -89,7 +92,7 @@ def evaluate(name: str, run, kbps: float, clips, tmp: Path) -> dict:
             return {**row, "note": str(e).splitlines()[0][:120]}
         decoded, _ = audio.read(decoded_path, sample_rate=RATE, channels=1)
         outputs.append(decoded)
-        result = metrics.score(reference, decoded, RATE)
+        result = metrics.score(reference, decoded, RATE, with_visqol=with_visqol)
         result["real_kbps"] = bits / (reference.shape[-1] / RATE) / 1000
         row["per_clip"].append({"clip": clip_name, **result})
     # content control: each output scored against the NEXT clip's reference. A codec that carries
@@ -107,6 +110,7 @@ def evaluate(name: str, run, kbps: float, clips, tmp: Path) -> dict:
         "spectral_convergence",
         "level_difference_db",
         "mel_other_clip",
+        *(("visqol",) if with_visqol else ()),
     ):
         row[key] = float(np.mean([c[key] for c in row["per_clip"]]))
     row["clips"] = len(row["per_clip"])
@@ -122,6 +126,16 @@ def main() -> None:
     parser.add_argument("--vqaudio-kbps", type=float, nargs="+", default=[1.5, 3.0, 6.0])
     parser.add_argument("--opus-kbps", type=float, nargs="+", default=[6.0, 12.0, 16.0, 24.0])
     parser.add_argument("--mp3-kbps", type=float, nargs="+", default=[8.0, 16.0, 32.0])
+    parser.add_argument(
+        "--visqol",
+        action="store_true",
+        help="add ViSQOL v3 (audio mode; pip install 'vqaudio[visqol]'; ~3 s per clip and codec)",
+    )
+    parser.add_argument(
+        "--also-without-band-levels",
+        action="store_true",
+        help="add vqaudio rows for files written with compress --no-band-levels (format 4 style)",
+    )
     args = parser.parse_args()
 
     from vqaudio import audio
@@ -140,12 +154,15 @@ def main() -> None:
             clips.append((name, path, reference))
         print(f"clips: {', '.join(c[0] for c in clips)}", file=sys.stderr)
         runners = [("vqaudio", vqaudio_codec(model), args.vqaudio_kbps)]
+        if args.also_without_band_levels:
+            plain = vqaudio_codec(model, band_levels=False)
+            runners.append(("vqaudio, no band levels", plain, args.vqaudio_kbps))
         runners.append(("opus", opus, args.opus_kbps) if shutil.which("opusenc") else None)
         runners.append(("mp3 (lame)", mp3, args.mp3_kbps) if shutil.which("lame") else None)
         for name, run, rates in filter(None, runners):
             for kbps in rates:
                 print(f"... {name} {kbps:g} kbps", file=sys.stderr)
-                rows.append(evaluate(name, run, kbps, clips, tmp))
+                rows.append(evaluate(name, run, kbps, clips, tmp, args.visqol))
     common.report(
         "quality",
         f"quality at real bitrates (vqaudio: {label})",

@@ -28,6 +28,7 @@ COLUMNS = (
     ("chroma_correlation", "chroma\n↑", "{:.3f}"),
     ("chroma_control", "chroma\nctrl", "{:.3f}"),
     ("level_difference_db", "level\ndB", "{:+.2f}"),
+    ("visqol", "ViSQOL\n↑", "{:.2f}"),
     ("delay_ms", "delay\nms", "{:.2f}"),
     ("duration_s", "secs\n", "{:.1f}"),
 )
@@ -95,6 +96,14 @@ def evaluate(
             "--delay/--no-delay", help="Find and remove the decoded signal's delay (±50 ms)."
         ),
     ] = True,
+    with_visqol: Annotated[
+        bool,
+        typer.Option(
+            "--visqol",
+            help="Also score ViSQOL v3 (audio mode, 48 kHz; pip install 'vqaudio[visqol]'; "
+            "~3 s per 10 s).",
+        ),
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Overwrite the --plot file.")
@@ -107,6 +116,8 @@ def evaluate(
     or, round-tripping through the codec: vqaudio eval --bitrate 6 music/
     """
     roundtrip = bitrate is not None
+    if with_visqol:
+        _check_visqol()
     pairs = _roundtrip_pairs(paths) if roundtrip else _matched_pairs(paths, vqa)
     plots = _plot_paths(plot, pairs, force) if plot else {}
     needs_codec = roundtrip or any(p.decoded.suffix.lower() == ".vqa" for p in pairs)
@@ -118,7 +129,9 @@ def evaluate(
     ):
         task = bar.add_task("scoring", total=len(pairs))
         for pair in pairs:
-            rows.append(_score_pair(pair, model, bitrate, sample_rate, delay, Path(tmp), plots))
+            rows.append(
+                _score_pair(pair, model, bitrate, sample_rate, delay, Path(tmp), plots, with_visqol)
+            )
             bar.advance(task)
     mean = _mean_row(rows)
     out = Console(stderr=as_json, soft_wrap=True)
@@ -224,7 +237,21 @@ def _load_codec(path: Path | None, device: str):
     return load_codec(path, pick_device(device))
 
 
-def _score_pair(pair, model, bitrate, sample_rate, delay, tmp: Path, plots) -> dict:
+def _check_visqol() -> None:
+    """Fail before any work when --visqol is asked for and its package is missing."""
+    import importlib.util
+
+    from vqaudio.errors import ConfigError
+
+    if importlib.util.find_spec("visqol") is None:
+        raise ConfigError(
+            "--visqol needs the optional package visqol-python: pip install 'vqaudio[visqol]'"
+        )
+
+
+def _score_pair(
+    pair, model, bitrate, sample_rate, delay, tmp: Path, plots, with_visqol: bool = False
+) -> dict:
     from vqaudio import audio, metrics  # metrics imports torch and librosa: only when scoring
 
     rate = sample_rate or audio.info(pair.reference).sample_rate
@@ -240,7 +267,9 @@ def _score_pair(pair, model, bitrate, sample_rate, delay, tmp: Path, plots) -> d
     if pair.vqa is not None:
         bits, bitrate_source = pair.vqa.stat().st_size * 8, "file"
     decoded, _ = audio.read(decoded_path, sample_rate=rate, channels=1)
-    result = metrics.score(reference, decoded, rate, compensate_delay=delay)
+    result = metrics.score(
+        reference, decoded, rate, compensate_delay=delay, with_visqol=with_visqol
+    )
     duration = reference.shape[-1] / rate
     row = {
         "name": pair.name,

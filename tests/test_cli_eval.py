@@ -243,3 +243,34 @@ def test_eval_cli_table_fits_80_columns(tmp_path, monkeypatch):
     for word in ("mel", "SI-SDR", "chroma", "ctrl", "level", "delay", "secs", "mean"):
         assert word in result.stdout
     assert "first_song" in result.stdout and "second_song" in result.stdout
+
+
+def test_visqol_without_its_package_is_a_one_line_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "visqol" else real_find_spec(name, *a),
+    )
+    sf.write(tmp_path / "ref.wav", tone(), RATE)
+    sf.write(tmp_path / "dec.wav", tone(), RATE)
+    result = runner.invoke(
+        app, ["eval", str(tmp_path / "ref.wav"), str(tmp_path / "dec.wav"), "--visqol"]
+    )
+    assert result.exit_code != 0
+    assert "vqaudio[visqol]" in result.output and "Traceback" not in result.output
+
+
+def test_visqol_scores_a_clean_copy_above_a_noisy_one(tmp_path):
+    pytest.importorskip("visqol")
+    wav = np.tile(tone(seconds=1.0), 3)
+    noisy = wav + 0.03 * np.random.default_rng(2).standard_normal(len(wav)).astype(np.float32)
+    sf.write(tmp_path / "ref.wav", wav, RATE)
+    sf.write(tmp_path / "clean.wav", wav, RATE)
+    sf.write(tmp_path / "noisy.wav", noisy, RATE)
+    ref = str(tmp_path / "ref.wav")
+    clean = run_json(ref, str(tmp_path / "clean.wav"), "--visqol")["files"][0]["visqol"]
+    rough = run_json(ref, str(tmp_path / "noisy.wav"), "--visqol")["files"][0]["visqol"]
+    assert 1.0 <= rough < clean - 0.3 and clean > 4.0
