@@ -10,7 +10,8 @@ logging interval, so code extraction and start-up are not counted).
         --runs runs/eqwall-flat "runs/eqwall-frames-a runs/eqwall-frames-b"
 
 A ``--runs`` entry may name several run folders (quoted, space-separated): a curriculum's stages,
-whose wall times add up. Writes benchmarks/results/prior_bits.json.
+whose wall times add up; "-" for a prior with no run folder at hand.
+Writes benchmarks/results/prior_bits.json.
 """
 
 from __future__ import annotations
@@ -73,14 +74,16 @@ def main() -> None:
             "bits_per_token": float(np.average(bits, weights=weights)),
             "bits_per_level": np.average(np.array(per_level), axis=0, weights=weights).tolist(),
         }
-        if args.runs:
+        if args.runs and args.runs[i] != "-":
             spent = [train_seconds(Path(r)) for r in args.runs[i].split()]
             row["train_s"] = sum(s for s, _ in spent)
             row["steps"] = [n for _, n in spent]
         rows.append(row)
         levels = " ".join(f"{b:.2f}" for b in row["bits_per_level"])
         wall = (
-            f", trained {row['train_s'] / 60:.1f} min ({row['steps']} steps)" if args.runs else ""
+            f", trained {row['train_s'] / 60:.1f} min ({row['steps']} steps)"
+            if "steps" in row
+            else ""
         )
         print(f"{label}: {row['bits_per_token']:.3f} bits/token (levels {levels}){wall}")
     common.save(
