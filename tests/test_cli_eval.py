@@ -208,6 +208,7 @@ WIDEST = {  # every column at its widest plausible value
     "chroma_correlation": -0.1234,
     "chroma_control": -0.4567,
     "level_difference_db": -12.345,
+    "visqol": 4.999,
     "delay_ms": -50.0,
     "duration_s": 3600.04,
 }
