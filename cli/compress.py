@@ -44,6 +44,14 @@ BandLevelsOption = Annotated[
         help="Send the input's band levels (~40 bps per channel) so decoding keeps its loudness.",
     ),
 ]
+BandResolutionOption = Annotated[
+    str,
+    typer.Option(
+        "--band-resolution",
+        help="How finely the band levels describe the spectrum: BANDSxSECONDS, one of "
+        "4x0.4 (default), 8x0.4, 16x0.4, 8x0.08, 16x0.08. Finer costs bits that could go to codes.",
+    ),
+]
 NoEntropyOption = Annotated[
     bool, typer.Option("--no-entropy", help="Store fixed-width codes (no entropy coding).")
 ]
@@ -119,9 +127,16 @@ def _encode(
     no_entropy: bool,
     on_progress,
     band_levels: bool = True,
+    band_resolution: str = "4x0.4",
 ):
     """vqaudio.compress with the CLI's units and flags; returns the .vqa header."""
+    from vqaudio import band_levels as bands
     from vqaudio.compress import compress
+    from vqaudio.errors import ConfigError
+
+    if band_resolution not in bands.RESOLUTIONS:
+        names = ", ".join(bands.RESOLUTIONS)
+        raise ConfigError(f"--band-resolution {band_resolution!r}: choose one of {names}")
 
     return compress(
         model,
@@ -131,6 +146,7 @@ def _encode(
         entropy_coded=not no_entropy,
         on_progress=on_progress,
         with_band_levels=band_levels,
+        band_resolution=band_resolution,
     )
 
 
@@ -181,6 +197,7 @@ def register(app: typer.Typer) -> None:
         device: DeviceOption = "auto",
         no_entropy: NoEntropyOption = False,
         band_levels: BandLevelsOption = True,
+        band_resolution: BandResolutionOption = "4x0.4",
         force: ForceOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -192,7 +209,9 @@ def register(app: typer.Typer) -> None:
         model = _load_codec(codec, device)
         for source, target in zip(inputs, targets, strict=False):
             with _file_job(source, target, quiet) as (path, tmp, cb):
-                header = _encode(model, path, tmp, bitrate, no_entropy, cb, band_levels)
+                header = _encode(
+                    model, path, tmp, bitrate, no_entropy, cb, band_levels, band_resolution
+                )
                 size = os.path.getsize(tmp)
             _summary(quiet, source, target, header, size)
 
@@ -256,6 +275,7 @@ def register(app: typer.Typer) -> None:
         device: DeviceOption = "auto",
         no_entropy: NoEntropyOption = False,
         band_levels: BandLevelsOption = True,
+        band_resolution: BandResolutionOption = "4x0.4",
         force: ForceOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -271,7 +291,9 @@ def register(app: typer.Typer) -> None:
         with tempfile.TemporaryDirectory() as folder, spooled_input(audio) as path:
             vqa = Path(folder) / "reconstruct.vqa"
             with _bar(quiet, f"{audio} (encode)") as cb:
-                header = _encode(model, path, vqa, bitrate, no_entropy, cb, band_levels)
+                header = _encode(
+                    model, path, vqa, bitrate, no_entropy, cb, band_levels, band_resolution
+                )
             _summary(quiet, audio, "(memory)", header, vqa.stat().st_size)
             with atomic_output(output) as tmp, _bar(quiet, f"{audio} (decode)") as cb:
                 decode(vqa, tmp, model, on_progress=cb, fmt=_audio_format(output))

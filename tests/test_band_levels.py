@@ -114,3 +114,26 @@ def test_decoded_level_follows_the_sent_levels(tmp_path, monkeypatch):
         levels[with_levels] = 10 * np.log10(np.mean(decoded**2) / np.mean(wav.numpy() ** 2))
     assert abs(levels[True]) < 1.0, levels
     assert abs(levels[False]) > 3.0, levels  # what the untrained decoder does on its own
+
+
+@pytest.mark.parametrize("resolution", ["16x0.08", "8x0.4"])
+def test_finer_band_resolutions_round_trip_and_follow_the_input(tmp_path, monkeypatch, resolution):
+    """compress(band_resolution=...) records its edges and span in the file; the decode reads
+    them from there and its level follows the input as with the default 4 bands."""
+    monkeypatch.setattr(band_levels, "MAX_GAIN_DB", 60.0)
+    torch.manual_seed(0)
+    codec = Codec(spectral_config(kmeans_init=True, griffin_lim_iters=8)).eval()
+    wav = chord(220.0, 3.0) * 0.5
+    audio.write(tmp_path / "a.wav", wav[0].numpy(), RATE)
+    compress(codec, tmp_path / "a.wav", tmp_path / "a.vqa", bitrate=1e5, band_resolution=resolution)
+    with VqaReader(tmp_path / "a.vqa") as reader:
+        header = reader.header
+    assert header.band_edges == band_levels.band_edges(RATE, resolution)
+    assert len(header.band_edges) > 4  # more bands than the default below 4 kHz
+    block_seconds = codec.config.block_samples / RATE
+    want = band_levels.RESOLUTIONS[resolution][1]
+    assert abs(header.band_span_blocks * block_seconds - want) <= block_seconds
+    decompress(tmp_path / "a.vqa", tmp_path / "a.wav.out.wav", codec)
+    decoded, _ = audio.read(tmp_path / "a.wav.out.wav")
+    assert decoded.shape[-1] == wav.shape[-1]
+    assert abs(10 * np.log10(np.mean(decoded**2) / np.mean(wav.numpy() ** 2))) < 1.0

@@ -204,3 +204,17 @@ def test_unwritable_audio_format_is_one_line(tmp_path, codec):
     _fails(r, "hi.flac")
     assert not (tmp_path / "hi.flac").exists()
     assert np.all([not p.name.endswith(".tmp") for p in tmp_path.iterdir()])
+
+
+def test_an_unknown_band_resolution_is_refused_and_nothing_is_written(tmp_path, codec):
+    song = _song(tmp_path / "x.wav")
+    r = _run(
+        "compress", song, "-o", tmp_path / "x.vqa", "--codec", codec, "--band-resolution", "3x1"
+    )
+    _fails(r, "--band-resolution", "16x0.4")
+    assert not list(tmp_path.glob("*.vqa*"))
+    ok = _run(
+        "compress", song, "-o", tmp_path / "y.vqa", "--codec", codec, "--band-resolution", "16x0.4"
+    )
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "y.vqa").exists()

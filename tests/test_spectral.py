@@ -260,3 +260,24 @@ def test_codec_files_without_level_gain_load_with_zeros(tmp_path):
     assert torch.equal(loaded.decoder.level_gain, torch.zeros(2))
     wav = chord(330.0)
     torch.testing.assert_close(loaded.decode(loaded.encode(wav)), codec.decode(codec.encode(wav)))
+
+
+def test_band_matched_loss_ignores_a_band_gain_but_not_the_shape_within_a_band():
+    """With ``band_span_frames`` the terms see the prediction scaled to the target's band levels,
+    as a file's decode is: a wrong level per band costs nothing there (only the level term, which
+    sees the raw prediction, notices), a wrong shape inside a band still costs."""
+    wav = torch.cat([chord(220.0, 1.0), 0.3 * chord(311.1, 1.0, seed=3)])  # (2, 1, T)
+    # a noise floor at -40 dB: no bin sits at LOG_FLOOR, where a log-domain gain is not a gain
+    wav = wav + 0.01 * torch.randn(wav.shape, generator=torch.Generator().manual_seed(1))
+    target = log_magnitude(wav, 512, 128)
+    freqs = torch.arange(257) * RATE / 512
+    gain = torch.where(freqs < 1000, -0.7, 0.4).view(-1, 1)  # nepers: -6 dB low, +3.5 dB high
+    matched = SpectralLoss(RATE, 512, 128, level_weight=1.0, band_span_frames=20)
+    plain = SpectralLoss(RATE, 512, 128, level_weight=1.0)
+    exact, off = matched(target, wav), matched(target + gain, wav)
+    for name in ("logmag", "mel", "sc"):
+        assert float(off[name]) < float(exact[name]) + 0.01, name  # the gain is undone
+        assert float(plain(target + gain, wav)[name]) > float(off[name]) + 0.1, name
+    assert float(off["level"]) > 0.3  # the raw prediction is off in level, and the term says so
+    smeared = target + 0.5 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
+    assert float(matched(smeared, wav)["logmag"]) > float(exact["logmag"]) + 0.2

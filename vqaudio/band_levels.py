@@ -32,6 +32,18 @@ if TYPE_CHECKING:  # torch only where the levels are measured or applied: `info`
 
 EDGES_HZ = (0, 1000, 4000, 8000)  # lower band edges; the last band runs to Nyquist
 SPAN_SECONDS = 0.4
+# what compress can send (``--band-levels NAME``): lower band edges (Hz) and span (s). Files
+# record the edges and span they use, so any of these (or others) decode with any decoder
+EDGES_8 = (0, 250, 500, 1000, 2000, 4000, 6000, 9000)
+EDGES_16 = (0, 100, 140, 196, 274, 384, 538, 753, 1054, 1476, 2066, 2893, 4050, 5670, 7938, 11000)
+RESOLUTIONS: dict[str, tuple[tuple[int, ...], float]] = {
+    "4x0.4": (EDGES_HZ, SPAN_SECONDS),  # the default
+    "8x0.4": (EDGES_8, 0.4),
+    "16x0.4": (EDGES_16, 0.4),
+    "8x0.08": (EDGES_8, 0.08),
+    "16x0.08": (EDGES_16, 0.08),
+}
+DEFAULT_RESOLUTION = "4x0.4"
 ANALYSIS_N_FFT = 2048
 MIN_DB, MAX_DB = -120, 20  # values are integer dB in this range (1e-12 power is -120 dB)
 REFERENCE_DB = -40  # the first value of each band in a chunk is coded against this
@@ -44,14 +56,17 @@ MAX_PREFIX = _LARGEST.bit_length() - 1 - EG_ORDER  # zeros before the largest va
 MAX_VALUE_BITS = 2 * MAX_PREFIX + 1 + EG_ORDER
 
 
-def band_edges(sample_rate: int) -> tuple[int, ...]:
-    """The default edges below the Nyquist frequency of ``sample_rate``."""
-    return tuple(e for e in EDGES_HZ if e < sample_rate / 2)
+def band_edges(sample_rate: int, resolution: str = DEFAULT_RESOLUTION) -> tuple[int, ...]:
+    """The edges of ``resolution`` below the Nyquist frequency of ``sample_rate``."""
+    return tuple(e for e in RESOLUTIONS[resolution][0] if e < sample_rate / 2)
 
 
-def span_blocks(block_samples: int, sample_rate: int, chunk_blocks: int) -> int:
-    """Blocks per span: about ``SPAN_SECONDS``, and a divisor of ``chunk_blocks``."""
-    want = max(1, round(SPAN_SECONDS * sample_rate / block_samples))
+def span_blocks(
+    block_samples: int, sample_rate: int, chunk_blocks: int, resolution: str = DEFAULT_RESOLUTION
+) -> int:
+    """Blocks per span: about the span of ``resolution``, and a divisor of ``chunk_blocks``."""
+    seconds = RESOLUTIONS[resolution][1]
+    want = max(1, round(seconds * sample_rate / block_samples))
     divisors = [d for d in range(1, chunk_blocks + 1) if chunk_blocks % d == 0]
     return min(divisors, key=lambda d: (abs(d - want), d))
 
@@ -132,25 +147,46 @@ class BandLevels:
     frames_per_block: int
 
 
+def interpolation_matrix(frame_spans: np.ndarray, frames: int) -> Tensor:
+    """(spans, frames) matrix W: ``gain @ W`` interpolates per-span values linearly in time
+    between span centres, held flat beyond the first and last (np.interp, which is linear in the
+    values, applied to each unit vector)."""
+    import torch
+
+    centres = np.asarray(frame_spans, np.float64).mean(axis=1) - 0.5
+    t = np.arange(frames)
+    unit = np.eye(len(centres))
+    return torch.from_numpy(np.stack([np.interp(t, centres, u) for u in unit]).astype(np.float32))
+
+
+def match(
+    magnitude: Tensor,
+    sent_db: Tensor,
+    frame_spans: np.ndarray,
+    edges: tuple[int, ...],
+    n_fft: int,
+    sample_rate: int,
+) -> Tensor:
+    """Differentiable core of :func:`apply`: magnitude (N, bins, frames) scaled so that each band's
+    mean power in each span of ``frame_spans`` is ``sent_db`` (N, bands, spans)."""
+    import torch
+
+    predicted = span_power_db(magnitude.pow(2), edges, n_fft, sample_rate, frame_spans)
+    gain_db = (sent_db.to(predicted) - predicted).clamp(-MAX_GAIN_DB, MAX_GAIN_DB)
+    per_frame = gain_db @ interpolation_matrix(frame_spans, magnitude.shape[-1]).to(magnitude)
+    matrix = band_matrix(edges, n_fft, sample_rate).to(magnitude)
+    return magnitude * torch.pow(10.0, torch.einsum("bk,cbt->ckt", matrix, per_frame) / 20)
+
+
 def apply(magnitude: Tensor, levels: BandLevels, n_fft: int, sample_rate: int) -> Tensor:
     """Scale a predicted magnitude (C, bins, frames) so that each band's mean power in each span
     is the sent one; the gain (dB, within ±MAX_GAIN_DB) is interpolated linearly in time between
     span centres and held flat beyond the first and last."""
     import torch
 
-    frames = magnitude.shape[-1]
     frame_spans = levels.block_spans * levels.frames_per_block
-    predicted = span_power_db(magnitude.pow(2), levels.edges, n_fft, sample_rate, frame_spans)
-    sent = torch.from_numpy(levels.values.astype(np.float32)).to(predicted)
-    gain_db = (sent - predicted).clamp(-MAX_GAIN_DB, MAX_GAIN_DB).double().numpy()
-    centres = frame_spans.mean(axis=1) - 0.5
-    t = np.arange(frames)
-    per_frame = np.stack(
-        [[np.interp(t, centres, g) for g in channel] for channel in gain_db]
-    )  # (C, bands, frames)
-    gain = torch.from_numpy(per_frame).to(magnitude)
-    matrix = band_matrix(levels.edges, n_fft, sample_rate).to(magnitude)
-    return magnitude * torch.pow(10.0, torch.einsum("bk,cbt->ckt", matrix, gain) / 20)
+    sent = torch.from_numpy(levels.values.astype(np.float32))
+    return match(magnitude, sent, frame_spans, levels.edges, n_fft, sample_rate)
 
 
 # --- the chunk section: signed Exp-Golomb of the differences, bits LSB-first in each byte ---

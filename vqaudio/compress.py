@@ -37,6 +37,7 @@ def compress(
     chunk_blocks: int | None = None,
     on_progress: Progress = None,
     with_band_levels: bool = True,
+    band_resolution: str = band_levels.DEFAULT_RESOLUTION,
 ) -> Header:
     """Compress the audio file ``source`` into the .vqa file ``out`` (written atomically).
 
@@ -61,9 +62,9 @@ def compress(
     if with_band_levels and getattr(codec.decoder, "takes_band_levels", False):
         full = dataclasses.replace(
             full,
-            band_edges=band_levels.band_edges(config.sample_rate),
+            band_edges=band_levels.band_edges(config.sample_rate, band_resolution),
             band_span_blocks=band_levels.span_blocks(
-                config.block_samples, config.sample_rate, chunk_blocks
+                config.block_samples, config.sample_rate, chunk_blocks, band_resolution
             ),
         )
     chunks, full = _encode_all_levels(codec, source, full, on_progress, info.duration)

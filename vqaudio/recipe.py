@@ -123,6 +123,9 @@ class LossConfig:
     # |log mean power of the prediction - log that of the input| per clip (spectral.level_loss):
     # the log-domain terms predict a median and decode too quiet; 1 dB of level error = 0.23
     level: float = 0.0
+    # the reconstruction terms see the prediction scaled to the input's band levels (as every
+    # file with band levels decodes; the level term still sees the unscaled prediction)
+    band_levels: bool = False
 
     def __post_init__(self) -> None:
         require(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -307,10 +308,15 @@ class SpectralLoss(nn.Module):
         rendered_chroma_weight: float = 0.0,
         rendered_iters: int = 8,
         level_weight: float = 0.0,
+        band_span_frames: int = 0,
     ):
         super().__init__()
         from .losses import _mel_basis
 
+        # > 0: the reconstruction terms see the prediction scaled to the target's band levels
+        # (rounded to 1 dB, spans of this many frames), as a file's decode is: the decoder's
+        # capacity goes to the shape within each band, not to a level that is sent anyway
+        self.band_span_frames = band_span_frames
         self.n_fft, self.hop = n_fft, hop
         self.weights = {
             "logmag": log_weight,
@@ -336,6 +342,9 @@ class SpectralLoss(nn.Module):
         target = log_magnitude(wav, self.n_fft, self.hop)
         frames = min(target.shape[-1], log_mag_hat.shape[-1])
         target, log_mag_hat = target[..., :frames], log_mag_hat[..., :frames]
+        raw = log_mag_hat
+        if self.band_span_frames:
+            log_mag_hat = self.match_band_levels(log_mag_hat, target)
         mag_hat, mag = log_mag_hat.exp(), target.exp()
         terms = {"logmag": ((log_mag_hat - target).abs() * self.bin_weights).mean()}
         mel = 0.0
@@ -351,9 +360,25 @@ class SpectralLoss(nn.Module):
         if self.weights["rchroma"] > 0:
             terms["rchroma"] = self._rendered_chroma_loss(mag_hat, wav)
         if self.weights["level"] > 0:
-            terms["level"] = level_loss(log_mag_hat, target)
+            terms["level"] = level_loss(raw, target)  # files without band levels
         terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
         return terms
+
+    def match_band_levels(self, log_mag_hat: Tensor, target: Tensor) -> Tensor:
+        """The prediction (B, C, bins, frames) scaled, band by band and span by span, to the
+        target's band levels in integer dB (``band_levels.match``, what a decode applies)."""
+        batch, channels, bins, frames = log_mag_hat.shape
+        starts = torch.arange(0, frames, self.band_span_frames).numpy()
+        frame_spans = np.stack([starts, np.minimum(starts + self.band_span_frames, frames)], 1)
+        edges = bands.band_edges(self.sample_rate)
+        mag_hat = (log_mag_hat.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
+        with torch.no_grad():
+            mag = (target.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
+            sent = bands.span_power_db(mag.pow(2), edges, self.n_fft, self.sample_rate, frame_spans)
+        matched = bands.match(
+            mag_hat, sent.round(), frame_spans, edges, self.n_fft, self.sample_rate
+        )
+        return (matched + LOG_FLOOR).log().view(batch, channels, bins, frames)
 
     def _rendered_chroma_loss(self, mag_hat: Tensor, wav: Tensor) -> Tensor:
         """The chroma loss of what the listener gets: the predicted magnitude rendered by a few

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import band_levels
 from ..checkpoint import codec_lineage, load_into, read_model_file, save_codec
 from ..codec import Codec
 from ..codec.discriminator import (
@@ -99,6 +100,7 @@ class CodecTask:
                 chroma_weight=weights.chroma,
                 rendered_chroma_weight=weights.rendered_chroma,
                 level_weight=weights.level,
+                band_span_frames=self._band_span_frames() if weights.band_levels else 0,
             )
         else:
             self.loss_fn = ReconstructionLoss(
@@ -265,7 +267,7 @@ class CodecTask:
         levels = ev.levels or tuple(range(1, config.num_levels + 1))
         result: dict = {"points": []}
         for num_levels in sorted({min(k, config.num_levels) for k in levels}):
-            wav_hat = model.decode(codes.keep(num_levels)).float()
+            wav_hat = self._decode(model, wav, codes, num_levels)
             point = {
                 "levels": num_levels,
                 "bitrate": config.bitrates[num_levels - 1],
@@ -289,6 +291,33 @@ class CodecTask:
                 self.last_usage, self.last_perplexity, config.codebook_size, run_dir / "usage.png"
             )
         return result
+
+    def _band_span_frames(self) -> int:
+        """Frames per band-level span, as compress sends them (about band_levels.SPAN_SECONDS)."""
+        config = self.model.config
+        blocks = max(1, round(band_levels.SPAN_SECONDS * config.sample_rate / config.block_samples))
+        return blocks * config.level_strides[0]
+
+    def _decode(self, model: Codec, wav: Tensor, codes, num_levels: int) -> Tensor:
+        """The decode of ``num_levels`` levels, with the input's band levels when the loss uses
+        them (clip by clip: a decode applies one file's levels), else without."""
+        if not self.recipe.loss.band_levels:
+            return model.decode(codes.keep(num_levels)).float()
+        config = model.config
+        span = self._band_span_frames() // config.level_strides[0]
+        edges = band_levels.band_edges(config.sample_rate)
+        out = []
+        for i in range(wav.shape[0]):
+            blocks = -(-wav.shape[-1] // config.block_samples)
+            spans = band_levels.spans(0, blocks, span)
+            values = band_levels.measure(
+                wav[i].cpu(), config.sample_rate, config.hop_length, config.level_strides[0],
+                edges, spans,
+            )  # fmt: skip
+            given = band_levels.BandLevels(values, spans, edges, config.level_strides[0])
+            item = model.encode(wav[i : i + 1]).keep(num_levels)
+            out.append(model.decode(item, given).float())
+        return torch.cat(out)
 
     def _scores(self, wav: Tensor, wav_hat: Tensor) -> dict[str, float]:
         """Mel distance, SI-SDR, chroma correlation and its time-shifted control, and the output
