@@ -67,12 +67,19 @@ def mp3(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
     return decoded, encoded.stat().st_size * 8
 
 
-def vqaudio_codec(model, band_levels: bool = True):
+def vqaudio_codec(model, band_levels: bool = True, resolution: str = "auto"):
     from vqaudio.compress import compress, decompress
 
     def run(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
         encoded, decoded = tmp / "x.vqa", tmp / "x.vqa.wav"
-        compress(model, source, encoded, bitrate=kbps * 1000, with_band_levels=band_levels)
+        compress(
+            model,
+            source,
+            encoded,
+            bitrate=kbps * 1000,
+            with_band_levels=band_levels,
+            band_resolution=resolution,
+        )
         decompress(encoded, decoded, codec=model)
         return decoded, encoded.stat().st_size * 8
 
@@ -124,8 +131,17 @@ def main() -> None:
     )
     common.add_clip_arguments(parser)
     parser.add_argument("--vqaudio-kbps", type=float, nargs="+", default=[1.5, 3.0, 6.0])
-    parser.add_argument("--opus-kbps", type=float, nargs="+", default=[6.0, 12.0, 16.0, 24.0])
-    parser.add_argument("--mp3-kbps", type=float, nargs="+", default=[8.0, 16.0, 32.0])
+    parser.add_argument("--opus-kbps", type=float, nargs="*", default=[6.0, 12.0, 16.0, 24.0])
+    parser.add_argument("--mp3-kbps", type=float, nargs="*", default=[8.0, 16.0, 32.0])
+    parser.add_argument(
+        "--band-resolutions",
+        nargs="+",
+        default=["auto"],
+        help="compress --band-resolution of the vqaudio rows; more than one adds a row set each",
+    )
+    parser.add_argument(
+        "--name", default="quality", help="results file benchmarks/results/NAME.json"
+    )
     parser.add_argument(
         "--visqol",
         action="store_true",
@@ -153,7 +169,14 @@ def main() -> None:
             reference, _ = audio.read(path)  # as the codecs see it: 16-bit
             clips.append((name, path, reference))
         print(f"clips: {', '.join(c[0] for c in clips)}", file=sys.stderr)
-        runners = [("vqaudio", vqaudio_codec(model), args.vqaudio_kbps)]
+        runners = [
+            (
+                "vqaudio" if res == "auto" else f"vqaudio, bands {res}",
+                vqaudio_codec(model, resolution=res),
+                args.vqaudio_kbps,
+            )
+            for res in args.band_resolutions
+        ]
         if args.also_without_band_levels:
             plain = vqaudio_codec(model, band_levels=False)
             runners.append(("vqaudio, no band levels", plain, args.vqaudio_kbps))
@@ -164,7 +187,7 @@ def main() -> None:
                 print(f"... {name} {kbps:g} kbps", file=sys.stderr)
                 rows.append(evaluate(name, run, kbps, clips, tmp, args.visqol))
     common.report(
-        "quality",
+        args.name,
         f"quality at real bitrates (vqaudio: {label})",
         info,
         rows,

@@ -48,8 +48,8 @@ BandResolutionOption = Annotated[
     str,
     typer.Option(
         "--band-resolution",
-        help="How finely the band levels describe the spectrum: BANDSxSECONDS, one of "
-        "4x0.4 (default), 8x0.4, 16x0.4, 8x0.08, 16x0.08. Finer costs bits that could go to codes.",
+        help="How finely the band levels describe the spectrum: auto (16x0.4 unless that costs a "
+        "code level, then 4x0.4), or BANDSxSECONDS: 4x0.4, 8x0.4, 16x0.4, 8x0.08, 16x0.08.",
     ),
 ]
 NoEntropyOption = Annotated[
@@ -127,15 +127,15 @@ def _encode(
     no_entropy: bool,
     on_progress,
     band_levels: bool = True,
-    band_resolution: str = "4x0.4",
+    band_resolution: str = "auto",
 ):
     """vqaudio.compress with the CLI's units and flags; returns the .vqa header."""
     from vqaudio import band_levels as bands
     from vqaudio.compress import compress
     from vqaudio.errors import ConfigError
 
-    if band_resolution not in bands.RESOLUTIONS:
-        names = ", ".join(bands.RESOLUTIONS)
+    if band_resolution != "auto" and band_resolution not in bands.RESOLUTIONS:
+        names = ", ".join(["auto", *bands.RESOLUTIONS])
         raise ConfigError(f"--band-resolution {band_resolution!r}: choose one of {names}")
 
     return compress(
@@ -197,7 +197,7 @@ def register(app: typer.Typer) -> None:
         device: DeviceOption = "auto",
         no_entropy: NoEntropyOption = False,
         band_levels: BandLevelsOption = True,
-        band_resolution: BandResolutionOption = "4x0.4",
+        band_resolution: BandResolutionOption = "auto",
         force: ForceOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -275,7 +275,7 @@ def register(app: typer.Typer) -> None:
         device: DeviceOption = "auto",
         no_entropy: NoEntropyOption = False,
         band_levels: BandLevelsOption = True,
-        band_resolution: BandResolutionOption = "4x0.4",
+        band_resolution: BandResolutionOption = "auto",
         force: ForceOption = False,
         quiet: QuietOption = False,
     ) -> None:

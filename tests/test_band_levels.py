@@ -137,3 +137,31 @@ def test_finer_band_resolutions_round_trip_and_follow_the_input(tmp_path, monkey
     decoded, _ = audio.read(tmp_path / "a.wav.out.wav")
     assert decoded.shape[-1] == wav.shape[-1]
     assert abs(10 * np.log10(np.mean(decoded**2) / np.mean(wav.numpy() ** 2))) < 1.0
+
+
+def test_auto_resolution_sends_fine_levels_unless_they_cost_a_code_level(tmp_path, monkeypatch):
+    """compress's default: the fine band levels where the budget has room for them beside the
+    same code levels, the coarse ones where the fine would cost a level or overrun the budget."""
+    fine, coarse = "16x0.08", "4x0.4"  # a very fine one, so that it matters at these rates
+    monkeypatch.setattr(band_levels, "AUTO_RESOLUTIONS", (fine, coarse))
+    torch.manual_seed(0)
+    codec = Codec(spectral_config(kmeans_init=True, griffin_lim_iters=8)).eval()
+    audio.write(tmp_path / "a.wav", (chord(220.0, 3.0) * 0.5)[0].numpy(), RATE)
+    seen = set()
+    for bitrate in (400, 600, 1200):
+        got = {}
+        for resolution in (fine, coarse, "auto"):
+            out = tmp_path / f"{resolution}.vqa"
+            header = compress(
+                codec, tmp_path / "a.wav", out, bitrate=bitrate, band_resolution=resolution
+            )
+            got[resolution] = (header.levels_per_channel, header.band_edges, out.stat().st_size)
+        levels, edges, size = got["auto"]
+        assert levels == max(got[fine][0], got[coarse][0])  # never a level fewer
+        assert size * 8 / 3.0 <= bitrate or size == got[coarse][2]  # within budget, or smallest
+        pick = fine if edges == band_levels.band_edges(RATE, fine) else coarse
+        assert got[pick][:2] == (levels, edges)
+        if got[fine][0] == got[coarse][0] and got[fine][2] * 8 / 3.0 <= bitrate:
+            assert pick == fine  # room for both: the fine ones
+        seen.add(pick)
+    assert seen == {fine, coarse}  # both cases came up

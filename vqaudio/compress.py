@@ -37,13 +37,15 @@ def compress(
     chunk_blocks: int | None = None,
     on_progress: Progress = None,
     with_band_levels: bool = True,
-    band_resolution: str = band_levels.DEFAULT_RESOLUTION,
+    band_resolution: str = "auto",
 ) -> Header:
     """Compress the audio file ``source`` into the .vqa file ``out`` (written atomically).
 
     With ``with_band_levels`` (and a decoder that uses them: the spectral one), each chunk also
     carries the input's band levels (``band_levels``, ~35 bits/s per coded channel), charged to
-    the bitrate like the codes; the decoder scales its magnitudes to them.
+    the bitrate like the codes; the decoder scales its magnitudes to them. ``band_resolution``
+    names their bands and span (``band_levels.RESOLUTIONS``); "auto" sends 16 bands unless that
+    costs a code level that 4 bands keep (short files at low rates), then 4.
 
     ``bitrate`` is bits/s of the whole file, container included. The codes of every level are
     computed once (codes are small: ~5 MB per hour of stereo); without entropy coding the file
@@ -59,27 +61,23 @@ def compress(
     everything = [config.num_levels] * coded_channels(coding, info.channels)
     chunk_blocks = chunk_blocks or rate.chunk_blocks(config)
     full = _header(codec, info, (coding, everything), bitrate, entropy_coded, chunk_blocks)
-    if with_band_levels and getattr(codec.decoder, "takes_band_levels", False):
-        full = dataclasses.replace(
-            full,
-            band_edges=band_levels.band_edges(config.sample_rate, band_resolution),
-            band_span_blocks=band_levels.span_blocks(
-                config.block_samples, config.sample_rate, chunk_blocks, band_resolution
-            ),
+    sends_levels = with_band_levels and getattr(codec.decoder, "takes_band_levels", False)
+    if band_resolution != "auto" or not sends_levels:
+        resolution = band_resolution if sends_levels else None
+        chunks, full, plans, _ = _encode_and_plan(
+            codec, source, full, info, bitrate, on_progress, resolution
         )
-    chunks, full = _encode_all_levels(codec, source, full, on_progress, info.duration)
-    sections = [len(band_level_section(lv, full, len(s[0]))) for s, lv in chunks]
-    fallback = rate.plan_levels(config, info.channels, bitrate, full.duration, sum(sections))
-    plans = [fallback]
-    if entropy_coded:
-        budget = bitrate * full.duration / 8
-        parents = full.stream_parents()
-        costs = [rate.stream_costs(s, config.codebook_size, parents) for s, _ in chunks]
-        plans = [
-            plan
-            for plan in rate.candidate_plans(config, info.channels, fallback)
-            if rate.estimate_bytes(plan, everything, costs, info.channels) + sum(sections) <= budget
-        ] or plans
+    else:  # the finest band levels that cost no code level against the coarsest
+        fine, coarse = band_levels.AUTO_RESOLUTIONS
+        chunks, full, plans, fits = _encode_and_plan(
+            codec, source, full, info, bitrate, on_progress, fine
+        )
+        free = _encode_and_plan(codec, None, full, info, bitrate, None, None, chunks)[2]
+        if _kept(plans) < _kept(free) or not fits:
+            other = _encode_and_plan(codec, source, full, info, bitrate, on_progress, coarse)
+            if _kept(other[2]) > _kept(plans) or not fits:  # the coarse costs fewer bits
+                chunks, full, plans, fits = other
+    budget = bitrate * full.duration / 8
     for plan in plans:
         header = _write(out, _with_plan(full, config, plan), chunks, everything)
         if not entropy_coded or full.duration < rate.SHORT_SECONDS:
@@ -87,6 +85,56 @@ def compress(
         if Path(out).stat().st_size <= budget:
             break  # the estimate is conservative; a rare miss steps down to the next plan
     return header
+
+
+def _kept(plans: list[Plan]) -> int:
+    """Code levels (over all channels) of the first plan that fits: the one written."""
+    return sum(plans[0][1])
+
+
+def _encode_and_plan(
+    codec: torch.nn.Module,
+    source: str | Path | None,
+    full: Header,
+    info: audio.AudioInfo,
+    bitrate: float,
+    on_progress: Progress,
+    resolution: str | None,
+    chunks: list | None = None,
+) -> tuple[list, Header, list[Plan], bool]:
+    """Every level's codes (and the band levels of ``resolution``; None: none) of ``source``,
+    the header with the samples counted, the plans that fit ``bitrate`` with the band levels
+    charged, best first, and whether any is estimated to fit (entropy coding: else the fewest
+    levels, which may not). Given ``chunks`` (of an earlier call), plans them as they are."""
+    config: CodecConfig = codec.config
+    if resolution is not None:
+        full = dataclasses.replace(
+            full,
+            band_edges=band_levels.band_edges(config.sample_rate, resolution),
+            band_span_blocks=band_levels.span_blocks(
+                config.block_samples, config.sample_rate, full.chunk_blocks, resolution
+            ),
+        )
+    elif chunks is not None:  # planned without their band levels: what the codes alone cost
+        chunks = [(streams, None) for streams, _ in chunks]
+        full = dataclasses.replace(full, band_edges=(), band_span_blocks=0)
+    if chunks is None:
+        chunks, full = _encode_all_levels(codec, source, full, on_progress, info.duration)
+    sections = [len(band_level_section(lv, full, len(s[0]))) for s, lv in chunks]
+    fallback = rate.plan_levels(config, info.channels, bitrate, full.duration, sum(sections))
+    plans, fits = [fallback], True
+    if full.entropy_coder != "none":
+        budget = bitrate * full.duration / 8
+        everything = [config.num_levels] * coded_channels(full.channel_coding, info.channels)
+        parents = full.stream_parents()
+        costs = [rate.stream_costs(s, config.codebook_size, parents) for s, _ in chunks]
+        fitting = [
+            plan
+            for plan in rate.candidate_plans(config, info.channels, fallback)
+            if rate.estimate_bytes(plan, everything, costs, info.channels) + sum(sections) <= budget
+        ]
+        plans, fits = fitting or plans, bool(fitting)
+    return chunks, full, plans, fits
 
 
 def _check_source(source: str | Path) -> audio.AudioInfo:

@@ -123,9 +123,10 @@ class LossConfig:
     # |log mean power of the prediction - log that of the input| per clip (spectral.level_loss):
     # the log-domain terms predict a median and decode too quiet; 1 dB of level error = 0.23
     level: float = 0.0
-    # the reconstruction terms see the prediction scaled to the input's band levels (as every
-    # file with band levels decodes; the level term still sees the unscaled prediction)
-    band_levels: bool = False
+    # a band-level resolution ("16x0.4", band_levels.RESOLUTIONS; "" = off): the reconstruction
+    # terms see the prediction scaled to the input's band levels at it, as a file with them
+    # decodes (the level term still sees the unscaled prediction, for files without them)
+    band_levels: str = ""
 
     def __post_init__(self) -> None:
         require(
@@ -133,6 +134,12 @@ class LossConfig:
             "loss weights must be >= 0 and not all 0",
         )
         require(self.level >= 0, "loss.level must be >= 0")
+        from .band_levels import RESOLUTIONS
+
+        require(
+            not self.band_levels or self.band_levels in RESOLUTIONS,
+            f"loss.band_levels {self.band_levels!r}: choose one of {', '.join(RESOLUTIONS)}",
+        )
 
 
 @dataclass(frozen=True)

@@ -309,6 +309,7 @@ class SpectralLoss(nn.Module):
         rendered_iters: int = 8,
         level_weight: float = 0.0,
         band_span_frames: int = 0,
+        band_resolution: str = bands.DEFAULT_RESOLUTION,
     ):
         super().__init__()
         from .losses import _mel_basis
@@ -317,6 +318,7 @@ class SpectralLoss(nn.Module):
         # (rounded to 1 dB, spans of this many frames), as a file's decode is: the decoder's
         # capacity goes to the shape within each band, not to a level that is sent anyway
         self.band_span_frames = band_span_frames
+        self.band_edges = bands.band_edges(sample_rate, band_resolution)
         self.n_fft, self.hop = n_fft, hop
         self.weights = {
             "logmag": log_weight,
@@ -366,17 +368,23 @@ class SpectralLoss(nn.Module):
 
     def match_band_levels(self, log_mag_hat: Tensor, target: Tensor) -> Tensor:
         """The prediction (B, C, bins, frames) scaled, band by band and span by span, to the
-        target's band levels in integer dB (``band_levels.match``, what a decode applies)."""
+        target's band levels in integer dB (``band_levels.match``, what a decode applies).
+
+        The gain is a constant to the gradient. Through it, the terms are invariant to a band's
+        level, and the log-domain L1 (which wants a band's median bins raised when its mean power
+        is held) can only lower the loud bins that set the gain: the peaks flatten. Measured: with
+        the gradient through the gain, 200 steps from the shipped decoder lowered held-out chroma
+        at 6 kbps from 0.91 to 0.68 (0.97 to 0.77 unquantized) at the same mel."""
         batch, channels, bins, frames = log_mag_hat.shape
         starts = torch.arange(0, frames, self.band_span_frames).numpy()
         frame_spans = np.stack([starts, np.minimum(starts + self.band_span_frames, frames)], 1)
-        edges = bands.band_edges(self.sample_rate)
+        edges = self.band_edges
         mag_hat = (log_mag_hat.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
         with torch.no_grad():
             mag = (target.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
             sent = bands.span_power_db(mag.pow(2), edges, self.n_fft, self.sample_rate, frame_spans)
         matched = bands.match(
-            mag_hat, sent.round(), frame_spans, edges, self.n_fft, self.sample_rate
+            mag_hat, sent.round(), frame_spans, edges, self.n_fft, self.sample_rate, True
         )
         return (matched + LOG_FLOOR).log().view(batch, channels, bins, frames)
 

@@ -101,6 +101,7 @@ class CodecTask:
                 rendered_chroma_weight=weights.rendered_chroma,
                 level_weight=weights.level,
                 band_span_frames=self._band_span_frames() if weights.band_levels else 0,
+                band_resolution=weights.band_levels or band_levels.DEFAULT_RESOLUTION,
             )
         else:
             self.loss_fn = ReconstructionLoss(
@@ -293,9 +294,10 @@ class CodecTask:
         return result
 
     def _band_span_frames(self) -> int:
-        """Frames per band-level span, as compress sends them (about band_levels.SPAN_SECONDS)."""
+        """Frames per band-level span of ``loss.band_levels``, as compress sends them."""
         config = self.model.config
-        blocks = max(1, round(band_levels.SPAN_SECONDS * config.sample_rate / config.block_samples))
+        seconds = band_levels.RESOLUTIONS[self.recipe.loss.band_levels][1]
+        blocks = max(1, round(seconds * config.sample_rate / config.block_samples))
         return blocks * config.level_strides[0]
 
     def _decode(self, model: Codec, wav: Tensor, codes, num_levels: int) -> Tensor:
@@ -305,7 +307,7 @@ class CodecTask:
             return model.decode(codes.keep(num_levels)).float()
         config = model.config
         span = self._band_span_frames() // config.level_strides[0]
-        edges = band_levels.band_edges(config.sample_rate)
+        edges = band_levels.band_edges(config.sample_rate, self.recipe.loss.band_levels)
         out = []
         for i in range(wav.shape[0]):
             blocks = -(-wav.shape[-1] // config.block_samples)
