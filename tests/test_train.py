@@ -18,7 +18,7 @@ from vqaudio.checkpoint import checkpoint_id, load_codec
 from vqaudio.errors import ConfigError
 from vqaudio.recipe import load_recipe, recipe_from_dict
 from vqaudio.train import learning_rate, read_metrics, train
-from vqaudio.train.data import AudioCrops, find_audio, split_files
+from vqaudio.train.data import AudioCrops, eval_clips, find_audio, split_files
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 runner = CliRunner()
@@ -474,3 +474,16 @@ def test_adversarial_decoder_training_keeps_the_codes_of_init_from(tmp_path, son
     assert all(torch.equal(x, y) for x, y in zip(a.levels, b.levels))
     assert second.code_space_id == first.code_space_id
     assert not torch.equal(first.decode(a), second.decode(b))  # the decoder did train
+
+
+def test_evaluation_clips_leave_out_files_of_digital_silence():
+    """A held-out file of digital silence (Wesnoth's `silence`, -103 dBFS) scores the decoder on
+    noise: its clips go to the audible files instead, unless every file is silent."""
+    rng = np.random.default_rng(0)
+    music = [0.1 * rng.standard_normal((1, 8000)).astype(np.float32) for _ in range(2)]
+    silent = np.full((1, 8000), 1e-5, np.float32)  # -100 dBFS
+    clips = eval_clips([music[0], silent, music[1]], 6, 1000)
+    assert clips.shape == (6, 1, 1000)
+    assert (np.sqrt((clips**2).mean(axis=(1, 2))) > 0.05).all()  # every clip is of the music
+    only = eval_clips([silent], 2, 1000)  # nothing audible: the silent file, not an error
+    assert only.shape == (2, 1, 1000) and np.abs(only).max() < 1e-4

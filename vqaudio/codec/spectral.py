@@ -372,13 +372,11 @@ class SpectralLoss(nn.Module):
         """The prediction (B, C, bins, frames) scaled, band by band and span by span, to the
         target's band levels in integer dB (``band_levels.match``, what a decode applies).
 
-        Measured, and not shipped (docs/MODEL_CARD.md): 200 steps from the shipped decoder with
-        this on (16 bands every 0.4 s) lowered held-out chroma at 6 kbps from 0.91 to 0.68 (0.97
-        to 0.77 unquantized) at the same mel. Not by flattening the peaks (the 95th-percentile
-        minus median log-magnitude below 1 kHz went 2.12 -> 2.16, the input's 2.36) nor by
-        drifting band levels (raw levels within 2 dB of the input's): the cause is not found.
-        With the gain a constant to the gradient (``detach_gain``) the raw levels drift instead:
-        -10 dB after 100 steps, beyond what the sent levels correct (``MAX_GAIN_DB``)."""
+        Measured (docs/MODEL_CARD.md): 200 steps from the shipped decoder with this on (16 bands
+        every 0.4 s, lr 2e-4) moved held-out chroma at 1.5 / 3 / 6 kbps 0.738 / 0.816 / 0.915 ->
+        0.734 / 0.804 / 0.890 and mel not at all (``benchmarks/quality.py``). With the gain a
+        constant to the gradient (``detach_gain``) the raw levels drift: -10 dB after 100 steps,
+        beyond what the sent levels correct (``MAX_GAIN_DB``)."""
         batch, channels, bins, frames = log_mag_hat.shape
         starts = torch.arange(0, frames, self.band_span_frames).numpy()
         frame_spans = np.stack([starts, np.minimum(starts + self.band_span_frames, frames)], 1)
