@@ -11,7 +11,7 @@ For each codec checkpoint given (in step order), on the held-out clips (benchmar
     python benchmarks/step_probe.py runs/probe/step-1000.safetensors \
         runs/probe/step-1200.safetensors runs/probe/step-1500.safetensors
 
-Writes benchmarks/results/step_probe.json.
+Writes benchmarks/results/step_probe.json (``--name`` another).
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--name", default="step_probe", help="results file name")
     common.add_clip_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -136,7 +137,7 @@ def main() -> None:
                 flush=True,
             )
     common.save(
-        "step_probe",
+        args.name,
         {"machine": common.machine(), "command": common.command(), "rows": rows},
     )
 
