@@ -62,21 +62,31 @@ def compress(
     chunk_blocks = chunk_blocks or rate.chunk_blocks(config)
     full = _header(codec, info, (coding, everything), bitrate, entropy_coded, chunk_blocks)
     sends_levels = with_band_levels and getattr(codec.decoder, "takes_band_levels", False)
-    if band_resolution != "auto" or not sends_levels:
-        resolution = band_resolution if sends_levels else None
-        chunks, full, plans, _ = _encode_and_plan(
-            codec, source, full, info, bitrate, on_progress, resolution
+    names = [] if not sends_levels else [band_resolution]
+    if band_resolution == "auto" and sends_levels:
+        names = list(band_levels.AUTO_RESOLUTIONS)  # fine, coarse: both measured in one pass
+    layouts = [
+        (
+            band_levels.band_edges(config.sample_rate, name),
+            band_levels.span_blocks(config.block_samples, config.sample_rate, chunk_blocks, name),
         )
-    else:  # the finest band levels that cost no code level against the coarsest
-        fine, coarse = band_levels.AUTO_RESOLUTIONS
-        chunks, full, plans, fits = _encode_and_plan(
-            codec, source, full, info, bitrate, on_progress, fine
-        )
-        free = _encode_and_plan(codec, None, full, info, bitrate, None, None, chunks)[2]
-        if _kept(plans) < _kept(free) or not fits:
-            other = _encode_and_plan(codec, source, full, info, bitrate, on_progress, coarse)
-            if _kept(other[2]) > _kept(plans) or not fits:  # the coarse costs fewer bits
-                chunks, full, plans, fits = other
+        for name in names
+    ]
+    measured, full = _encode_all_levels(codec, source, full, on_progress, info.duration, layouts)
+    costs = None  # each chunk's code costs: the same codes whichever band levels go with them
+    if entropy_coded:
+        parents = full.stream_parents()
+        costs = [rate.stream_costs(s, config.codebook_size, parents) for s, _ in measured]
+    options = [
+        _plan(config, info, bitrate, full, measured, costs, layout, i)
+        for i, layout in enumerate(layouts)
+    ] or [_plan(config, info, bitrate, full, measured, costs)]
+    chunks, full, plans, fits = options[0]
+    if len(options) == 2:  # auto: the fine levels unless they cost a code level or overrun
+        free = _plan(config, info, bitrate, full, measured, costs)[2]  # the codes alone
+        coarse = options[1]
+        if not fits or (_kept(plans) < _kept(free) and _kept(coarse[2]) > _kept(plans)):
+            chunks, full, plans, fits = coarse  # the coarse levels cost fewer bits
     budget = bitrate * full.duration / 8
     for plan in plans:
         header = _write(out, _with_plan(full, config, plan), chunks, everything)
@@ -92,49 +102,35 @@ def _kept(plans: list[Plan]) -> int:
     return sum(plans[0][1])
 
 
-def _encode_and_plan(
-    codec: torch.nn.Module,
-    source: str | Path | None,
-    full: Header,
+def _plan(
+    config: CodecConfig,
     info: audio.AudioInfo,
     bitrate: float,
-    on_progress: Progress,
-    resolution: str | None,
-    chunks: list | None = None,
+    full: Header,
+    measured: list[tuple[list[np.ndarray], list[np.ndarray]]],
+    costs: list | None,
+    layout: tuple[tuple[int, ...], int] | None = None,
+    which: int = 0,
 ) -> tuple[list, Header, list[Plan], bool]:
-    """Every level's codes (and the band levels of ``resolution``; None: none) of ``source``,
-    the header with the samples counted, the plans that fit ``bitrate`` with the band levels
-    charged, best first, and whether any is estimated to fit (entropy coding: else the fewest
-    levels, which may not). Given ``chunks`` (of an earlier call), plans them as they are."""
-    config: CodecConfig = codec.config
-    if resolution is not None:
-        full = dataclasses.replace(
-            full,
-            band_edges=band_levels.band_edges(config.sample_rate, resolution),
-            band_span_blocks=band_levels.span_blocks(
-                config.block_samples, config.sample_rate, full.chunk_blocks, resolution
-            ),
-        )
-    elif chunks is not None:  # planned without their band levels: what the codes alone cost
-        chunks = [(streams, None) for streams, _ in chunks]
-        full = dataclasses.replace(full, band_edges=(), band_span_blocks=0)
-    if chunks is None:
-        chunks, full = _encode_all_levels(codec, source, full, on_progress, info.duration)
-    sections = [len(band_level_section(lv, full, len(s[0]))) for s, lv in chunks]
-    fallback = rate.plan_levels(config, info.channels, bitrate, full.duration, sum(sections))
-    plans, fits = [fallback], True
-    if full.entropy_coder != "none":
-        budget = bitrate * full.duration / 8
-        everything = [config.num_levels] * coded_channels(full.channel_coding, info.channels)
-        parents = full.stream_parents()
-        costs = [rate.stream_costs(s, config.codebook_size, parents) for s, _ in chunks]
-        fitting = [
-            plan
-            for plan in rate.candidate_plans(config, info.channels, fallback)
-            if rate.estimate_bytes(plan, everything, costs, info.channels) + sum(sections) <= budget
-        ]
-        plans, fits = fitting or plans, bool(fitting)
-    return chunks, full, plans, fits
+    """The chunks and header with the band levels of ``layout`` (the ``which``-th measured with
+    each chunk; None: no band levels), the plans that fit ``bitrate`` with them charged, best
+    first, and whether any is estimated to fit. ``costs``: each chunk's code costs for entropy
+    coding (None: fixed-width codes, whose one plan always counts as fitting)."""
+    edges, span = layout if layout is not None else ((), 0)
+    full = dataclasses.replace(full, band_edges=edges, band_span_blocks=span)
+    chunks = [(s, None if layout is None else levels[which]) for s, levels in measured]
+    sections = sum(len(band_level_section(lv, full, len(s[0]))) for s, lv in chunks)
+    fallback = rate.plan_levels(config, info.channels, bitrate, full.duration, sections)
+    if costs is None:
+        return chunks, full, [fallback], True
+    budget = bitrate * full.duration / 8
+    everything = [config.num_levels] * coded_channels(full.channel_coding, info.channels)
+    fitting = [
+        plan
+        for plan in rate.candidate_plans(config, info.channels, fallback)
+        if rate.estimate_bytes(plan, everything, costs, info.channels) + sections <= budget
+    ]
+    return chunks, full, fitting or [fallback], bool(fitting)
 
 
 def _check_source(source: str | Path) -> audio.AudioInfo:
@@ -188,16 +184,17 @@ def _encode_all_levels(
     header: Header,
     on_progress: Progress,
     duration: float,
-) -> tuple[list[tuple[list[np.ndarray], np.ndarray | None]], Header]:
-    """((code streams, band levels) of each chunk, ``header`` with the lengths of the samples
-    decoded)."""
+    layouts: list[tuple[tuple[int, ...], int]],
+) -> tuple[list[tuple[list[np.ndarray], list[np.ndarray]]], Header]:
+    """((code streams, band levels of each of ``layouts``) of each chunk, ``header`` with the
+    lengths of the samples decoded)."""
     config: CodecConfig = codec.config
     dtype = np.int16 if config.codebook_size <= 32768 else np.int32
     lengths = streaming.Lengths()
     chunks = [
         ([s.astype(dtype) for s in streams], levels)  # codes only: ~5 MB per hour of stereo
         for streams, levels in streaming.encode_chunks(
-            codec, source, header, on_progress, duration, lengths
+            codec, source, header, on_progress, duration, lengths, layouts
         )
     ]
     return chunks, dataclasses.replace(

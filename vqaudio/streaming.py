@@ -54,9 +54,12 @@ def encode_chunks(
     on_progress: Progress,
     duration: float,
     lengths: Lengths | None = None,
-) -> Iterator[tuple[list[np.ndarray], np.ndarray | None]]:
+    layouts: list[tuple[tuple[int, ...], int]] | None = None,
+) -> Iterator[tuple[list[np.ndarray], list[np.ndarray]]]:
     """Yield (code streams, band levels) of chunk k of the audio file ``source``, k = 0, 1, ...;
-    the levels (coded channels, bands, spans) are None when ``header`` has no ``band_edges``.
+    the band levels are one array (coded channels, bands, spans) per band layout (edges, span
+    blocks) of ``layouts`` (default: the header's, or none when it has no ``band_edges``), all
+    measured in the one pass.
 
     Reads ``source`` at the codec's rate one chunk at a time, keeping one chunk and its margins in
     memory. ``lengths`` counts the samples actually decoded (a file's announced length may be
@@ -68,6 +71,8 @@ def encode_chunks(
     chunk = header.chunk_blocks * block
     margin = encoder_margin_blocks(config) * block
     coded = len(header.levels_per_channel)
+    if layouts is None:
+        layouts = [(header.band_edges, header.band_span_blocks)] if header.band_edges else []
     buf = np.zeros((coded, 0), dtype=np.float32)
     buf_start = pos = total = 0
     pieces = audio.stream(source, chunk, sample_rate=config.sample_rate)
@@ -75,7 +80,7 @@ def encode_chunks(
         buf = np.concatenate([buf, to_coded(piece, header.channel_coding)], axis=1)
         total += piece.shape[1]
         while total >= pos + chunk + margin:
-            yield _encode_window(codec, header, buf, buf_start, pos, pos + chunk + margin)
+            yield _encode_window(codec, header, layouts, buf, buf_start, pos, pos + chunk + margin)
             pos += chunk
             drop = max(0, pos - margin - buf_start)
             buf, buf_start = buf[:, drop:], buf_start + drop
@@ -88,7 +93,7 @@ def encode_chunks(
         buf, total = np.zeros((coded, 1), dtype=np.float32), 1
     lengths.num_samples, lengths.source_num_samples = total, pieces.source_num_samples
     while pos < total:
-        yield _encode_window(codec, header, buf, buf_start, pos, total)
+        yield _encode_window(codec, header, layouts, buf, buf_start, pos, total)
         pos += chunk
     if on_progress:
         seconds = pieces.source_num_samples / header.source_sample_rate
@@ -96,10 +101,16 @@ def encode_chunks(
 
 
 def _encode_window(
-    codec: torch.nn.Module, header: Header, buf: np.ndarray, buf_start: int, pos: int, end: int
-) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Codes (and band levels) of the blocks from sample ``pos`` on (up to one chunk), encoded
-    with context."""
+    codec: torch.nn.Module,
+    header: Header,
+    layouts: list[tuple[tuple[int, ...], int]],
+    buf: np.ndarray,
+    buf_start: int,
+    pos: int,
+    end: int,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Codes (and band levels of each layout) of the blocks from sample ``pos`` on (up to one
+    chunk), encoded with context."""
     config: CodecConfig = codec.config
     block = config.block_samples
     margin = encoder_margin_blocks(config) * block
@@ -111,13 +122,13 @@ def _encode_window(
     count = min(header.chunk_blocks, -(-(end - pos) // block))
     central = codes.slice_blocks(first, first + count)
     streams = [central.levels[k][c].cpu().numpy() for c, n in enumerate(levels) for k in range(n)]
-    measured = None
-    if header.band_edges:
-        spans = band_levels.spans(pos // block, pos // block + count, header.band_span_blocks)
-        measured = band_levels.measure(
+    measured = []
+    for edges, span_blocks in layouts:
+        spans = band_levels.spans(pos // block, pos // block + count, span_blocks)
+        measured.append(band_levels.measure(
             window, config.sample_rate, config.hop_length, config.level_strides[0],
-            header.band_edges, spans, start // block,
-        )  # fmt: skip
+            edges, spans, start // block,
+        ))  # fmt: skip
     release_freed_memory()
     return streams, measured
 
