@@ -487,3 +487,20 @@ def test_evaluation_clips_leave_out_files_of_digital_silence():
     assert (np.sqrt((clips**2).mean(axis=(1, 2))) > 0.05).all()  # every clip is of the music
     only = eval_clips([silent], 2, 1000)  # nothing audible: the silent file, not an error
     assert only.shape == (2, 1, 1000) and np.abs(only).max() < 1e-4
+
+
+def test_evaluation_decodes_with_band_levels_when_the_loss_uses_them(tmp_path, songs, monkeypatch):
+    """With ``loss.band_levels`` the held-out evaluation decodes as a file does, scaled to each
+    clip's own band levels: an untrained decoder then renders the input's level, which it does
+    not on its own."""
+    from vqaudio import band_levels
+    from vqaudio.train.codec_task import CodecTask
+
+    monkeypatch.setattr(band_levels, "MAX_GAIN_DB", 60.0)  # the untrained one is far off
+    level = {}
+    for name in ("", "4x0.4"):
+        recipe = _frozen_spectral_recipe(tmp_path, songs, **{"loss.band_levels": name or "''"})
+        task = CodecTask(recipe, lambda message: None)
+        result = task.evaluate(task.model, tmp_path, 0, "cpu")
+        level[name] = max(abs(p["level_db"]) for p in result["points"])
+    assert level["4x0.4"] < 1.0 < level[""], level

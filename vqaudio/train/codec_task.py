@@ -20,6 +20,7 @@ from ..codec.discriminator import (
 )
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
 from ..codec.spectral import FourierEncoder, SpectralLoss, initialize_from_data, log_magnitude
+from ..codes import Codes
 from ..config import CodecConfig
 from ..errors import ConfigError
 from ..metrics import chroma_correlation, level_difference, si_sdr
@@ -265,10 +266,11 @@ class CodecTask:
         was_training = model.training
         model.eval()
         codes = model.encode(wav)
+        given = self._band_levels(wav) if self.recipe.loss.band_levels else None
         levels = ev.levels or tuple(range(1, config.num_levels + 1))
         result: dict = {"points": []}
         for num_levels in sorted({min(k, config.num_levels) for k in levels}):
-            wav_hat = self._decode(model, wav, codes, num_levels)
+            wav_hat = self._decode(model, codes.keep(num_levels), given)
             point = {
                 "levels": num_levels,
                 "bitrate": config.bitrates[num_levels - 1],
@@ -300,25 +302,35 @@ class CodecTask:
         blocks = max(1, round(seconds * config.sample_rate / config.block_samples))
         return blocks * config.level_strides[0]
 
-    def _decode(self, model: Codec, wav: Tensor, codes, num_levels: int) -> Tensor:
-        """The decode of ``num_levels`` levels, with the input's band levels when the loss uses
-        them (clip by clip: a decode applies one file's levels), else without."""
-        if not self.recipe.loss.band_levels:
-            return model.decode(codes.keep(num_levels)).float()
-        config = model.config
-        span = self._band_span_frames() // config.level_strides[0]
+    def _band_levels(self, wav: Tensor) -> list[band_levels.BandLevels]:
+        """Each clip's band levels at ``loss.band_levels``, as compress would send them."""
+        config = self.model.config
+        per_block = config.level_strides[0]
+        span = self._band_span_frames() // per_block
         edges = band_levels.band_edges(config.sample_rate, self.recipe.loss.band_levels)
+        spans = band_levels.spans(0, -(-wav.shape[-1] // config.block_samples), span)
+        return [
+            band_levels.BandLevels(
+                band_levels.measure(
+                    clip.cpu(), config.sample_rate, config.hop_length, per_block, edges, spans
+                ),
+                spans,
+                edges,
+                per_block,
+            )
+            for clip in wav
+        ]
+
+    @staticmethod
+    def _decode(model: Codec, codes, given: list | None) -> Tensor:
+        """The decode of ``codes``; with ``given`` band levels clip by clip (a decode applies one
+        file's levels)."""
+        if given is None:
+            return model.decode(codes).float()
         out = []
-        for i in range(wav.shape[0]):
-            blocks = -(-wav.shape[-1] // config.block_samples)
-            spans = band_levels.spans(0, blocks, span)
-            values = band_levels.measure(
-                wav[i].cpu(), config.sample_rate, config.hop_length, config.level_strides[0],
-                edges, spans,
-            )  # fmt: skip
-            given = band_levels.BandLevels(values, spans, edges, config.level_strides[0])
-            item = model.encode(wav[i : i + 1]).keep(num_levels)
-            out.append(model.decode(item, given).float())
+        for i, levels in enumerate(given):
+            item = Codes([c[i : i + 1] for c in codes.levels], codes.strides, codes.num_samples)
+            out.append(model.decode(item, levels).float())
         return torch.cat(out)
 
     def _scores(self, wav: Tensor, wav_hat: Tensor) -> dict[str, float]:
