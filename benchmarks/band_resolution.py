@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 
@@ -81,13 +80,7 @@ def main() -> None:
                         + (f" visqol {row['visqol']:.2f}" if args.visqol else ""),
                         flush=True,
                     )
-    summary = []
-    for kbps in args.kbps:
-        for resolution in args.resolutions:
-            rows = [r for r in results if r["kbps"] == kbps and r["resolution"] == resolution]
-            keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) and k != "kbps"]
-            mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
-            summary.append({"kbps": kbps, "resolution": resolution, **mean})
+    summary = common.group_means(results, ("kbps", "resolution"))
     columns = [
         ("kbps", "kbps", "{:.1f}"),
         ("resolution", "bands", "{}"),

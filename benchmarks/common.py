@@ -98,6 +98,25 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 
 
+def group_means(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    """One row per distinct combination of ``keys`` (in the order they first appear): the keys,
+    then the mean of every other numeric field of its rows."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    out = []
+    for values, members in groups.items():
+        first = members[0]
+        fields = [
+            k
+            for k, v in first.items()
+            if k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+        means = {k: float(np.mean([m[k] for m in members])) for k in fields}
+        out.append({**dict(zip(keys, values, strict=True)), **means})
+    return out
+
+
 def print_footer(path: Path) -> None:
     print(f"results: {path.relative_to(HERE.parent)}")
     print(f"reproduce: {command()}")

@@ -108,20 +108,7 @@ def main() -> None:
                         flush=True,
                     )
     decoder.log_magnitude = plain
-    summary = []
-    for kbps in args.kbps:
-        for factor, width in settings:
-            rows = [
-                r
-                for r in results
-                if r["kbps"] == kbps and r["factor"] == factor and r["width"] == width
-            ]
-            mean = {
-                k: float(np.mean([r[k] for r in rows]))
-                for k in rows[0]
-                if isinstance(rows[0][k], float) and k not in ("kbps", "factor")
-            }
-            summary.append({"kbps": kbps, "factor": factor, "width": width, **mean})
+    summary = common.group_means(results, ("kbps", "factor", "width"))
     columns = [
         ("kbps", "kbps", "{:.1f}"),
         ("factor", "factor", "{:.2f}"),
