@@ -6,6 +6,8 @@ music it was not trained on; a gain fitted on training music closed only 40-45 %
 held-out music. The encoder, which hears the input, can simply say how loud it was. Four bands
 (0-1, 1-4, 4-8, 8+ kHz) every 5 blocks (0.4 s) at 1 dB steps cost ~30-40 bits/s and brought the
 held-out level error from 1.6 dB to 0.17 dB at 1.5 kbps and cut mel distance by 8-11 %.
+Sixteen bands (``RESOLUTIONS``, compress's default where they cost no code level) raised
+held-out chroma at 1.5 kbps from 0.645 to 0.738 at ~150 bits/s (docs/MODEL_CARD.md).
 
 The values are absolute: 10 log10 of the band's mean power (a full-scale sine is -3 dB), from a
 Hann-windowed STFT of ``ANALYSIS_N_FFT`` samples at the codec's hop. They do not depend on the
@@ -32,18 +34,18 @@ if TYPE_CHECKING:  # torch only where the levels are measured or applied: `info`
 
 EDGES_HZ = (0, 1000, 4000, 8000)  # lower band edges; the last band runs to Nyquist
 SPAN_SECONDS = 0.4
-# what compress can send (``--band-levels NAME``): lower band edges (Hz) and span (s). Files
+# what compress can send (``--band-resolution NAME``): lower band edges (Hz) and span (s). Files
 # record the edges and span they use, so any of these (or others) decode with any decoder
 EDGES_8 = (0, 250, 500, 1000, 2000, 4000, 6000, 9000)
 EDGES_16 = (0, 100, 140, 196, 274, 384, 538, 753, 1054, 1476, 2066, 2893, 4050, 5670, 7938, 11000)
 RESOLUTIONS: dict[str, tuple[tuple[int, ...], float]] = {
-    "4x0.4": (EDGES_HZ, SPAN_SECONDS),  # the default
+    "4x0.4": (EDGES_HZ, SPAN_SECONDS),  # the first band levels (and where 16 cost a level)
     "8x0.4": (EDGES_8, 0.4),
     "16x0.4": (EDGES_16, 0.4),
     "8x0.08": (EDGES_8, 0.08),
     "16x0.08": (EDGES_16, 0.08),
 }
-DEFAULT_RESOLUTION = "4x0.4"
+DEFAULT_RESOLUTION = "4x0.4"  # of the functions below; compress itself defaults to "auto"
 # compress's default ("auto"): the first unless it costs a code level that the second keeps.
 # Measured on 6 held-out clips of 10 s (benchmarks/band_resolution.py --split held-out), 16 bands
 # every 0.4 s against 4: chroma 0.651 -> 0.705 at 1.5 kbps, 0.895 -> 0.907 at 6 kbps, mel 3-5 %

@@ -42,7 +42,7 @@ def compress(
     """Compress the audio file ``source`` into the .vqa file ``out`` (written atomically).
 
     With ``with_band_levels`` (and a decoder that uses them: the spectral one), each chunk also
-    carries the input's band levels (``band_levels``, ~35 bits/s per coded channel), charged to
+    carries the input's band levels (``band_levels``, ~40-150 bits/s per coded channel), charged to
     the bitrate like the codes; the decoder scales its magnitudes to them. ``band_resolution``
     names their bands and span (``band_levels.RESOLUTIONS``); "auto" sends 16 bands unless that
     costs a code level that 4 bands keep (short files at low rates), then 4.

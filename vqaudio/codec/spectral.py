@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -378,8 +377,7 @@ class SpectralLoss(nn.Module):
         constant to the gradient (``detach_gain``) the raw levels drift: -10 dB after 100 steps,
         beyond what the sent levels correct (``MAX_GAIN_DB``)."""
         batch, channels, bins, frames = log_mag_hat.shape
-        starts = torch.arange(0, frames, self.band_span_frames).numpy()
-        frame_spans = np.stack([starts, np.minimum(starts + self.band_span_frames, frames)], 1)
+        frame_spans = bands.spans(0, frames, self.band_span_frames)
         edges = self.band_edges
         mag_hat = (log_mag_hat.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
         with torch.no_grad():
