@@ -39,7 +39,12 @@ import common  # noqa: E402
 
 from vqaudio import load_codec, load_prior, structure  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
-from vqaudio.prior.sampling import decode_codes, generate, sample_tokens  # noqa: E402
+from vqaudio.prior.sampling import (  # noqa: E402
+    GENERATED_GRIFFIN_LIM_ITERS,
+    decode_codes,
+    generate,
+    sample_tokens,
+)
 from vqaudio.train.data import find_audio, split_files  # noqa: E402
 from vqaudio.train.prior_task import cached_tokens  # noqa: E402
 
@@ -108,7 +113,9 @@ def real_material(codec, tracks, seconds: float, num: int, num_prompts: int | No
     return excerpts, [(w[:, :cut], w[:, cut : 2 * cut]) for w in pairs[:num_prompts]]
 
 
-def sample_pieces(prior, codec, seconds: float, num: int, seed: int, sampling: dict):
+def sample_pieces(
+    prior, codec, seconds: float, num: int, seed: int, sampling: dict, iters: int | None = None
+):
     """(wav (num, T), level-0 codes (num, frames), seconds of sampling) for one batch."""
     config = prior.config
     rate, block = codec.config.sample_rate, codec.config.block_samples
@@ -125,7 +132,7 @@ def sample_pieces(prior, codec, seconds: float, num: int, seed: int, sampling: d
     took = time.perf_counter() - began
     codes = Codes.from_tokens(tokens, config.level_strides, config.codebook_size, samples)
     with torch.inference_mode():
-        wav = decode_codes(codec, codes)[:, 0].numpy()
+        wav = decode_codes(codec, codes, griffin_lim_iters=iters)[:, 0].numpy()
     return wav, codes.levels[0].numpy(), took
 
 
@@ -146,7 +153,10 @@ def evaluate_prior(args, label, path, codec, held_tokens, train_level0, excerpts
     row["bits_per_s"] = (
         row["bits_per_token"] * prior.config.tokens_per_block * rate / (codec.config.block_samples)
     )
-    wav, level0, took = sample_pieces(prior, codec, args.seconds, args.num, args.seed, sampling)
+    iters = min(args.griffin_lim_iters, codec.config.griffin_lim_iters)
+    wav, level0, took = sample_pieces(
+        prior, codec, args.seconds, args.num, args.seed, sampling, iters
+    )
     row["sampling_s"] = took
     pieces = [piece_metrics(w, c, rate, args.seconds) for w, c in zip(wav, level0)]
     row.update(summarise(pieces))
@@ -163,6 +173,7 @@ def evaluate_prior(args, label, path, codec, held_tokens, train_level0, excerpts
             seed=args.seed + i,
             prompt_wav=torch.from_numpy(prompt),
             prompt_seconds=PROMPT_SECONDS,
+            griffin_lim_iters=args.griffin_lim_iters,
             **sampling,
         )[0].numpy()
         conts.append(out[:, -round(PROMPT_SECONDS * rate) :])
@@ -241,6 +252,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=0.98)
+    parser.add_argument(
+        "--griffin-lim-iters", type=int, default=GENERATED_GRIFFIN_LIM_ITERS, help="as generate's"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", type=Path, help="write spectrogram + chromagram PNG here")
     parser.add_argument("--name", default="generation_music", help="results file name")
@@ -329,8 +343,8 @@ def main() -> None:
     notes = (
         f"{args.num} pieces of {args.seconds:g} s per row (seeds {args.seed}..), real excerpts "
         f"from {', '.join(t.name for t in tracks)}; sampling temperature {args.temperature:g}, "
-        f"top-k {args.top_k}, top-p {args.top_p}; {args.threads} threads; continuation margin over "
-        f"{len(pairs)} prompts of 10 s",
+        f"top-k {args.top_k}, top-p {args.top_p}; {args.griffin_lim_iters} Griffin-Lim iterations; "
+        f"{args.threads} threads; continuation margin over {len(pairs)} prompts of 10 s",
     )
     common.report(
         args.name,

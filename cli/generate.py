@@ -142,6 +142,15 @@ def generate(
     prior: Annotated[Path | None, typer.Option(help="Prior checkpoint [default: shipped].")] = None,
     codec: Annotated[Path | None, typer.Option(help="Codec checkpoint [default: shipped].")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    # vqaudio.prior.sampling.GENERATED_GRIFFIN_LIM_ITERS (a test keeps them equal): measured to
+    # render generated pieces with the same chroma as 32 iterations, in 40 % less time
+    griffin_lim_iters: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Griffin-Lim iterations to render with (up to the codec's own; fewer: faster).",
+        ),
+    ] = 16,
     no_cache: Annotated[
         bool,
         typer.Option(
@@ -193,6 +202,7 @@ def generate(
             on_progress=on_progress,
             use_cache=not no_cache,
             prompt_seconds=prompt_seconds,
+            griffin_lim_iters=griffin_lim_iters,
         )
     wav = wav.float().cpu().numpy()
     rate = codec_model.config.sample_rate

@@ -176,3 +176,19 @@ def test_bad_values_and_missing_default_prior_are_one_line_errors(models, tmp_pa
     r = runner.invoke(app, ["generate", "--seconds", "0.01", "-o", str(tmp_path / "a.wav")])
     assert r.exit_code == 1 and "no default prior" in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_renders_with_the_librarys_griffin_lim_default():
+    """`generate --griffin-lim-iters` defaults to what generate() uses (the CLI keeps torch out
+    of its import, so it restates the number)."""
+    import inspect
+
+    from vqaudio_cli.generate import generate as command
+
+    from vqaudio.prior import sampling
+
+    option = inspect.signature(command).parameters["griffin_lim_iters"]
+    assert option.default == sampling.GENERATED_GRIFFIN_LIM_ITERS
+    assert inspect.signature(sampling.generate).parameters["griffin_lim_iters"].default == (
+        sampling.GENERATED_GRIFFIN_LIM_ITERS
+    )

@@ -231,7 +231,9 @@ def test_continuation_begins_with_the_prompt_codes(codec, monkeypatch):
     prompt_wav = harmonic(100, 8000)[0]  # 6 whole blocks (96 samples) + 4
     decoded = []
     decode = codec.decode
-    monkeypatch.setattr(codec, "decode", lambda codes: decoded.append(codes) or decode(codes))
+    monkeypatch.setattr(
+        codec, "decode", lambda codes, **options: decoded.append(codes) or decode(codes, **options)
+    )
     wav = generate(prior, codec, 0.01, n=2, prompt_wav=prompt_wav, prompt_seconds=0.011)
     expected = codec.encode(prompt_wav[None, :, -80:]).keep(2)  # 88 samples -> 5 blocks
     assert wav.shape == (2, 1, 80 + 80)

@@ -15,6 +15,7 @@ from vqaudio.codec.spectral import (
     log_magnitude,
 )
 from vqaudio.config import CodecConfig
+from vqaudio.errors import ConfigError
 from vqaudio.metrics import chroma_correlation
 from vqaudio.recipe import load_recipe
 
@@ -281,3 +282,19 @@ def test_band_matched_loss_ignores_a_band_gain_but_not_the_shape_within_a_band()
     assert float(off["level"]) > 0.3  # the raw prediction is off in level, and the term says so
     smeared = target + 0.5 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
     assert float(matched(smeared, wav)["logmag"]) > float(exact["logmag"]) + 0.2
+
+
+def test_decode_renders_with_the_griffin_lim_iterations_asked_for():
+    """decode(griffin_lim_iters=k) is the decode of the same weights configured for k iterations;
+    more than the config's (whose reach sets the chunk margins) is refused."""
+    torch.manual_seed(0)
+    codec = Codec(spectral_config(kmeans_init=True)).eval()
+    fewer = Codec(spectral_config(kmeans_init=True, griffin_lim_iters=3)).eval()
+    fewer.load_state_dict(codec.state_dict())
+    with torch.no_grad():
+        codes = codec.encode(chord(220.0, 1.0))
+        own, three = codec.decode(codes), codec.decode(codes, griffin_lim_iters=3)
+        assert torch.equal(three, fewer.decode(codes))
+        assert (own - three).abs().max() > 1e-3  # the count changes the rendering
+        with pytest.raises(ConfigError, match="griffin_lim_iters 17"):
+            codec.decode(codes, griffin_lim_iters=17)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ..band_levels import BandLevels
 from ..codes import Codes
 from ..config import CodecConfig
+from ..errors import ConfigError
 from .code_space import code_space_id
 from .decoder import Decoder, ISTFTDecoder
 from .encoder import Encoder
@@ -31,6 +32,17 @@ def make_decoder(config: CodecConfig) -> nn.Module:
     if config.decoder == "spectral":
         return SpectralDecoder(config)
     return ISTFTDecoder(config) if config.decoder == "istft" else Decoder(config)
+
+
+def check_griffin_lim_iters(config: CodecConfig, iters: int | None) -> int | None:
+    """``iters`` if it is a count a decode can use (0 .. the config's ``griffin_lim_iters``:
+    chunked decoding's margins cover that reach and no more), else a ConfigError."""
+    if iters is not None and not 0 <= iters <= config.griffin_lim_iters:
+        raise ConfigError(
+            f"griffin_lim_iters {iters} must be in [0, {config.griffin_lim_iters}] "
+            "(the codec's own count, which sets the decoding margins)"
+        )
+    return iters
 
 
 @dataclass
@@ -117,14 +129,21 @@ class Codec(nn.Module):
         return codes
 
     @torch.no_grad()
-    def decode(self, codes: Codes, band_levels: BandLevels | None = None) -> Tensor:
+    def decode(
+        self,
+        codes: Codes,
+        band_levels: BandLevels | None = None,
+        griffin_lim_iters: int | None = None,
+    ) -> Tensor:
         """Codes (any prefix of the levels) -> wav (B, C, num_samples). A spectral decoder
-        scales to ``band_levels`` (a file's, ``vqaudio.band_levels``) when given; the other
-        decoders ignore them."""
+        scales to ``band_levels`` (a file's, ``vqaudio.band_levels``) when given, and renders
+        with ``griffin_lim_iters`` iterations (None: the config's; at most the config's, whose
+        reach sets the chunk margins); the other decoders ignore both."""
         # the istft decoder is not bounded like the conv decoder's tanh: clip, as a DAC would
         z_q = self.quantizer.decode(codes)
         if isinstance(self.decoder, SpectralDecoder):  # with its gain for this many levels
-            wav = self.decoder(z_q, codes.num_levels, band_levels).clamp(-1.0, 1.0)
+            iters = check_griffin_lim_iters(self.config, griffin_lim_iters)
+            wav = self.decoder(z_q, codes.num_levels, band_levels, iters).clamp(-1.0, 1.0)
         else:
             wav = self.decoder(z_q).clamp(-1.0, 1.0)
         if codes.num_samples is not None:

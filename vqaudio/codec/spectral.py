@@ -208,17 +208,20 @@ class SpectralDecoder(nn.Module):
         log_mag: Tensor,
         num_levels: int | None = None,
         band_levels: bands.BandLevels | None = None,
+        iters: int | None = None,
     ) -> Tensor:
         """Predicted log-magnitude (B, C, bins, n) -> wav (B, C, (n - 1) * hop). The magnitude is
         scaled to the sent ``band_levels`` (batch 1; values (C, bands, spans)) when given, else
-        by the calibrated gain of ``num_levels`` decoded levels (None: no gain)."""
+        by the calibrated gain of ``num_levels`` decoded levels (None: no gain). ``iters``
+        Griffin-Lim iterations (None: the config's ``griffin_lim_iters``)."""
         batch, channels, bins, frames = log_mag.shape
         magnitude = (log_mag.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
         if band_levels is not None:
             magnitude = bands.apply(magnitude, band_levels, self.n_fft, self.sample_rate)
         elif num_levels is not None:
             magnitude = magnitude * self.level_gain[num_levels - 1].exp()
-        wav = griffin_lim(magnitude, self.n_fft, self.hop, self.iters)
+        iters = self.iters if iters is None else iters
+        wav = griffin_lim(magnitude, self.n_fft, self.hop, iters)
         return wav.view(batch, channels, -1)
 
     def forward(
@@ -226,8 +229,9 @@ class SpectralDecoder(nn.Module):
         z_q: Tensor,
         num_levels: int | None = None,
         band_levels: bands.BandLevels | None = None,
+        iters: int | None = None,
     ) -> Tensor:
-        return self.render(self.log_magnitude(z_q), num_levels, band_levels)
+        return self.render(self.log_magnitude(z_q), num_levels, band_levels, iters)
 
 
 @torch.no_grad()
