@@ -136,9 +136,21 @@ def sample_pieces(
     return wav, codes.levels[0].numpy(), took
 
 
+def keep_levels(tokens: np.ndarray, level_strides, num_levels: int) -> np.ndarray:
+    """Flattened tokens of ``level_strides``' levels -> those of the first ``num_levels`` (the
+    tokens a prior over fewer levels models; the flatten order interleaves the levels within a
+    frame, vqaudio/codes.py, and keeps their order)."""
+    levels = token_levels(tuple(level_strides)).numpy()
+    if num_levels >= levels.max() + 1:
+        return tokens
+    return np.asarray(tokens).reshape(-1, len(levels))[:, levels < num_levels].ravel()
+
+
 def evaluate_prior(args, label, path, codec, held_tokens, train_level0, excerpts, pairs):
     rate = codec.config.sample_rate
     prior = load_prior(path)
+    strides = codec.config.level_strides[:5]
+    held_tokens = [keep_levels(t, strides, prior.config.num_levels) for t in held_tokens]
     sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
     bits, per_level = zip(*(level_bits(prior, t) for t in held_tokens))
     weights = np.array([len(t) for t in held_tokens], dtype=float)

@@ -11,7 +11,7 @@ logging interval, so code extraction and start-up are not counted).
 
 A ``--runs`` entry may name several run folders (quoted, space-separated): a curriculum's stages,
 whose wall times add up; "-" for a prior with no run folder at hand.
-Writes benchmarks/results/prior_bits.json.
+Writes benchmarks/results/prior_bits.json (``--name``: another name).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
-from generation_music import level_bits  # noqa: E402
+from generation_music import keep_levels, level_bits  # noqa: E402
 
 from vqaudio import load_codec, load_prior  # noqa: E402
 from vqaudio.train.data import find_audio, split_files  # noqa: E402
@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", help="run folder(s) per prior, for the wall time")
     parser.add_argument("--codec", default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--name", default="prior_bits", help="results file name")
     parser.add_argument("--codes-cache", type=Path, default=Path("runs/music-24k-prior/codes"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -59,12 +60,14 @@ def main() -> None:
     tracks = [t for t in held if t.stem != "silence"]
     with torch.inference_mode():
         tokens = [cached_tokens(codec, t, 5, args.codes_cache) for t in tracks]
-    weights = np.array([len(t) for t in tokens], dtype=float)
     labels = args.labels or args.priors
     rows = []
     for i, (label, path) in enumerate(zip(labels, args.priors, strict=True)):
         prior = load_prior(path)
-        bits, per_level = zip(*(level_bits(prior, t) for t in tokens))
+        strides = codec.config.level_strides[:5]
+        own = [keep_levels(t, strides, prior.config.num_levels) for t in tokens]
+        bits, per_level = zip(*(level_bits(prior, t) for t in own))
+        weights = np.array([len(t) for t in own], dtype=float)
         row = {
             "label": label,
             "prior": path,
@@ -86,9 +89,7 @@ def main() -> None:
             else ""
         )
         print(f"{label}: {row['bits_per_token']:.3f} bits/token (levels {levels}){wall}")
-    common.save(
-        "prior_bits", {"machine": common.machine(), "command": common.command(), "rows": rows}
-    )
+    common.save(args.name, {"machine": common.machine(), "command": common.command(), "rows": rows})
 
 
 if __name__ == "__main__":
