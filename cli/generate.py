@@ -142,15 +142,14 @@ def generate(
     prior: Annotated[Path | None, typer.Option(help="Prior checkpoint [default: shipped].")] = None,
     codec: Annotated[Path | None, typer.Option(help="Codec checkpoint [default: shipped].")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    # vqaudio.prior.sampling.GENERATED_GRIFFIN_LIM_ITERS (a test keeps them equal): measured to
-    # render generated pieces with the same chroma as 32 iterations, in 40 % less time
     griffin_lim_iters: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
-            help="Griffin-Lim iterations to render with (up to the codec's own; fewer: faster).",
+            help="Griffin-Lim iterations to render with, at most the codec's own "
+            "[default: 16, or the codec's own if fewer: the same chroma as 32 in 40 % less time].",
         ),
-    ] = 16,
+    ] = None,
     no_cache: Annotated[
         bool,
         typer.Option(
@@ -176,6 +175,11 @@ def generate(
         check_output(name, force)
     device = pick_device(device)
     prior_model, codec_model = _load_models(prior, codec, device)
+    if griffin_lim_iters is not None and griffin_lim_iters > codec_model.config.griffin_lim_iters:
+        raise VqaudioError(
+            f"--griffin-lim-iters {griffin_lim_iters} is more than the codec's own "
+            f"{codec_model.config.griffin_lim_iters} (which sets its decoding margins)"
+        )
     prompt_wav = _read_prompt(prompt, codec_model) if prompt is not None else None
     with _progress(quiet) as bar:
         task = bar.add_task("generate", total=None, rate=0.0)
@@ -202,7 +206,7 @@ def generate(
             on_progress=on_progress,
             use_cache=not no_cache,
             prompt_seconds=prompt_seconds,
-            griffin_lim_iters=griffin_lim_iters,
+            **({} if griffin_lim_iters is None else {"griffin_lim_iters": griffin_lim_iters}),
         )
     wav = wav.float().cpu().numpy()
     rate = codec_model.config.sample_rate

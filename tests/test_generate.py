@@ -178,17 +178,9 @@ def test_bad_values_and_missing_default_prior_are_one_line_errors(models, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_cli_renders_with_the_librarys_griffin_lim_default():
-    """`generate --griffin-lim-iters` defaults to what generate() uses (the CLI keeps torch out
-    of its import, so it restates the number)."""
-    import inspect
-
-    from vqaudio_cli.generate import generate as command
-
-    from vqaudio.prior import sampling
-
-    option = inspect.signature(command).parameters["griffin_lim_iters"]
-    assert option.default == sampling.GENERATED_GRIFFIN_LIM_ITERS
-    assert inspect.signature(sampling.generate).parameters["griffin_lim_iters"].default == (
-        sampling.GENERATED_GRIFFIN_LIM_ITERS
-    )
+def test_more_griffin_lim_iterations_than_the_codecs_are_refused(models, tmp_path):
+    out = tmp_path / "g.wav"
+    r = _run(models, "--seconds", 0.02, "--griffin-lim-iters", 999, "-o", out, "-q")
+    assert r.exit_code == 1 and "--griffin-lim-iters 999 is more than the codec's own" in r.output
+    assert not out.exists()
+    assert _run(models, "--seconds", 0.02, "--griffin-lim-iters", 4, "-o", out, "-q").exit_code == 0
