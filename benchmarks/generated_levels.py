@@ -58,10 +58,9 @@ def main() -> None:
     ways = [(k, args.iters[0]) for k in args.levels] + [(args.levels[0], n) for n in args.iters[1:]]
     rows = []
     for levels, iters in ways:
-        common.set_griffin_lim_iters(codec, iters)
         began = time.perf_counter()
         with torch.inference_mode():
-            wav = decode_codes(codec, codes.keep(levels))[:, 0].numpy()
+            wav = decode_codes(codec, codes.keep(levels), griffin_lim_iters=iters)[:, 0].numpy()
         took = time.perf_counter() - began
         pieces = [piece_metrics(w, c, rate, args.seconds) for w, c in zip(wav, level0)]
         row = {"levels": levels, "griffin_lim_iters": iters, "decode_s": took}
