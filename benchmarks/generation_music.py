@@ -7,6 +7,8 @@ trains on). Every figure is a mean over pieces with its [min, max] spread:
 
 - held-out bits per token (all levels and per level) and bits/s, on the held-out tracks' codes;
 - distinct level-0 codes per second, and KL(level-0 histogram || the training music's);
+- the longest hold of one level-0 code, and the drones: pieces that hold one longer than any of
+  the real excerpts does;
 - chroma flux (0.5 s blocks) and chroma self-similarity at 5-25 s (centred chroma,
   vqaudio/structure.py), chroma peak (notes or a noise texture: flux and self-similarity alone
   rate a stationary noise as steady), tempo spread over 10 s windows, the longest silent hole,
@@ -56,6 +58,7 @@ def piece_metrics(wav: np.ndarray, level0: np.ndarray, rate: int, seconds: float
     return {
         "codes_per_s": len(np.unique(level0)) / seconds,
         "l0_held": float(np.mean(level0[1:] == level0[:-1])),  # frames that repeat the last code
+        "l0_hold_s": structure.longest_hold(level0) * seconds / max(len(level0), 1),
         "flux": structure.chroma_flux(wav, rate),
         "chroma_peak": structure.chroma_peak(wav, rate),
         "self_similarity": structure.chroma_self_similarity(wav, rate),
@@ -172,6 +175,8 @@ def evaluate_prior(args, label, path, codec, held_tokens, train_level0, excerpts
     row["sampling_s"] = took
     pieces = [piece_metrics(w, c, rate, args.seconds) for w, c in zip(wav, level0)]
     row.update(summarise(pieces))
+    # a drone: one level-0 code held longer than any real excerpt holds one
+    row["drones"] = sum(p["l0_hold_s"] > args.real_hold_s for p in pieces)
     row["kl_level0"] = kl_divergence(level0.ravel(), train_level0, codec.config.codebook_size)
     frame_rate = rate / codec.config.block_samples
     runs = [structure.longest_shared_run(c, args.train_level0_tracks) for c in level0]
@@ -238,6 +243,8 @@ COLUMNS = [
     ("bits_per_s", "bits/s", "{:.0f}"),
     ("codes_per_s", "L0 codes/s", "{:.2f}"),
     ("l0_held", "L0 held", "{:.2f}"),
+    ("l0_hold_s", "L0 hold s", "{:.1f}"),
+    ("drones", "drones", "{}"),
     ("kl_level0", "L0 KL", "{:.2f}"),
     ("flux", "flux", "{:.3f}"),
     ("chroma_peak", "peak", "{:.2f}"),
@@ -301,6 +308,8 @@ def main() -> None:
         summarise([piece_metrics(w, c, rate, args.seconds) for w, c in zip(excerpts, real_codes)])
     )
     real["kl_level0"] = kl_divergence(np.concatenate(real_codes), train_level0, size)
+    args.real_hold_s = real["l0_hold_s_range"][1]
+    real["drones"] = 0  # by definition: the longest real hold is the bar
     frame_rate = rate / codec.config.block_samples
     real["memorised_s"] = (
         max(structure.longest_shared_run(c, args.train_level0_tracks) for c in real_codes)
@@ -331,6 +340,7 @@ def main() -> None:
         )
     )
     ceiling["kl_level0"] = real["kl_level0"]
+    ceiling["drones"] = 0  # the real excerpts' own level-0 codes
     ceiling["memorised_s"] = real["memorised_s"]
     ceiling["continuation_margin"] = structure.continuation_margin(
         [structure.mean_chroma(p, rate) for p, _ in pairs],
@@ -346,7 +356,7 @@ def main() -> None:
         pictures.append((label, wav))
     spread = [
         ("label", "", ""),
-        *[(f"{k}_range", f"{h} [min, max]", "") for k, h, _ in COLUMNS[3:5] + COLUMNS[6:12]],
+        *[(f"{k}_range", f"{h} [min, max]", "") for k, h, _ in COLUMNS[3:6] + COLUMNS[8:14]],
     ]
     for row in rows:
         for key in list(row):

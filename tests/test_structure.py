@@ -72,3 +72,10 @@ def test_chroma_peak_tells_notes_from_a_noise_texture():
     assert structure.chroma_peak(note, RATE) > 5.0
     assert 1.5 < structure.chroma_peak(triad, RATE) < structure.chroma_peak(note, RATE)
     assert structure.chroma_peak(noise, RATE) < 1.6
+
+
+def test_longest_hold_counts_the_longest_run_of_one_code():
+    assert structure.longest_hold(np.array([3, 3, 1, 1, 1, 1, 2, 3, 3, 3])) == 4
+    assert structure.longest_hold(np.array([5] * 7)) == 7
+    assert structure.longest_hold(np.arange(6)) == 1
+    assert structure.longest_hold(np.array([], dtype=int)) == 0

@@ -160,3 +160,14 @@ def longest_shared_run(codes: np.ndarray, reference: list[np.ndarray]) -> int:
         else:
             hi = mid - 1
     return lo
+
+
+def longest_hold(codes: np.ndarray) -> int:
+    """Length of the longest run of one repeated value in ``codes`` (1-D): a drone holds one
+    coarse code for many frames, real music changes it every few (0 for an empty sequence)."""
+    codes = np.asarray(codes)
+    if len(codes) == 0:
+        return 0
+    changes = np.flatnonzero(codes[1:] != codes[:-1])
+    edges = np.concatenate([[-1], changes, [len(codes) - 1]])
+    return int(np.diff(edges).max())
