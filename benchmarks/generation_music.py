@@ -155,6 +155,8 @@ def evaluate_prior(args, label, path, codec, held_tokens, train_level0, excerpts
     strides = codec.config.level_strides[:5]
     held_tokens = [keep_levels(t, strides, prior.config.num_levels) for t in held_tokens]
     sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
+    if args.cache_scale != 1.0:
+        sampling["cache_scale"] = args.cache_scale
     bits, per_level = zip(*(level_bits(prior, t) for t in held_tokens))
     weights = np.array([len(t) for t in held_tokens], dtype=float)
     row = {
@@ -271,6 +273,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=0.98)
+    parser.add_argument("--cache-scale", type=float, default=1.0, help="as generate's")
     parser.add_argument(
         "--griffin-lim-iters", type=int, default=GENERATED_GRIFFIN_LIM_ITERS, help="as generate's"
     )
@@ -365,7 +368,8 @@ def main() -> None:
     notes = (
         f"{args.num} pieces of {args.seconds:g} s per row (seeds {args.seed}..), real excerpts "
         f"from {', '.join(t.name for t in tracks)}; sampling temperature {args.temperature:g}, "
-        f"top-k {args.top_k}, top-p {args.top_p}; {args.griffin_lim_iters} Griffin-Lim iterations; "
+        f"top-k {args.top_k}, top-p {args.top_p}, cache scale {args.cache_scale:g}; "
+        f"{args.griffin_lim_iters} Griffin-Lim iterations; "
         f"{args.threads} threads; continuation margin over {len(pairs)} prompts of 10 s",
     )
     common.report(
@@ -375,7 +379,12 @@ def main() -> None:
         rows,
         COLUMNS,
         notes=notes,
-        sampling={"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p},
+        sampling={
+            "temperature": args.temperature,
+            "top_k": args.top_k,
+            "top_p": args.top_p,
+            "cache_scale": args.cache_scale,
+        },
     )
     common.print_table(rows, spread)
     for row in rows[2:]:

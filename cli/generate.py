@@ -135,6 +135,14 @@ def generate(
     top_p: Annotated[
         float | None, typer.Option(help="Nucleus sampling mass in (0, 1] (1: off).")
     ] = 0.98,
+    cache_scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Weight of the frame prior's unigram cache, the pull of the piece's own earlier "
+            "codes (1: as trained; lower against drones) [default: measured, "
+            "vqaudio.prior.sampling.DEFAULT_CACHE_SCALE, for a prior with the cache].",
+        ),
+    ] = None,
     prompt: Annotated[str | None, typer.Option(help="Audio to continue ('-' for stdin).")] = None,
     prompt_seconds: Annotated[
         float, typer.Option(help="Seconds of the prompt's end to use.")
@@ -166,6 +174,7 @@ def generate(
     import time
 
     from vqaudio.prior import generate as generate_wav
+    from vqaudio.prior.sampling import check_cache_scale, default_cache_scale
 
     _check_options(seconds, temperature, top_p, prompt)
     names = output_names(output, n)
@@ -180,6 +189,9 @@ def generate(
             f"--griffin-lim-iters {griffin_lim_iters} is more than the codec's own "
             f"{codec_model.config.griffin_lim_iters} (which sets its decoding margins)"
         )
+    if cache_scale is None:
+        cache_scale = default_cache_scale(prior_model)
+    check_cache_scale(prior_model, cache_scale)
     prompt_wav = _read_prompt(prompt, codec_model) if prompt is not None else None
     with _progress(quiet) as bar:
         task = bar.add_task("generate", total=None, rate=0.0)
@@ -206,6 +218,7 @@ def generate(
             on_progress=on_progress,
             use_cache=not no_cache,
             prompt_seconds=prompt_seconds,
+            cache_scale=cache_scale,
             **({} if griffin_lim_iters is None else {"griffin_lim_iters": griffin_lim_iters}),
         )
     wav = wav.float().cpu().numpy()

@@ -184,3 +184,13 @@ def test_more_griffin_lim_iterations_than_the_codecs_are_refused(models, tmp_pat
     assert r.exit_code == 1 and "--griffin-lim-iters 999 is more than the codec's own" in r.output
     assert not out.exists()
     assert _run(models, "--seconds", 0.02, "--griffin-lim-iters", 4, "-o", out, "-q").exit_code == 0
+
+
+def test_cache_scale_needs_a_prior_with_the_cache(models, tmp_path):
+    """The fixture's flat transformer has no unigram cache: --cache-scale other than 1 is a
+    one-line error before anything is written, 1 (and the default) work."""
+    out = tmp_path / "g.wav"
+    r = _run(models, "--seconds", 0.02, "--cache-scale", 0.5, "-o", out, "-q")
+    assert r.exit_code == 1 and "code_counts" in r.stderr and "Traceback" not in r.output
+    assert not out.exists()
+    assert _run(models, "--seconds", 0.02, "--cache-scale", 1, "-o", out, "-q").exit_code == 0

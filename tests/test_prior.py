@@ -131,6 +131,50 @@ def test_code_counts_raise_the_codes_the_window_has_used():
     )
 
 
+def test_cache_scale_weighs_the_unigram_cache_and_cached_sampling_follows_it():
+    """cache_scale 0 removes the cache's pull (the logits of the same weights without the cache's
+    term), 1 leaves the trained logits, and the stream agrees with the full recompute at any scale
+    through a window slide."""
+    prior = tiny_prior("frames", code_counts=3, context_blocks=6)
+    with torch.no_grad():
+        prior.count_gate.weight.zero_()
+        prior.count_gate.bias.fill_(1.0)
+    repeated = torch.tensor([[3, 16 + 7, 16 + 7]] * 5).reshape(1, -1)
+    with torch.inference_mode():
+        trained = prior.window_logits(repeated)
+        assert torch.equal(prior.window_logits(repeated, cache_scale=1.0), trained)
+        off = prior.window_logits(repeated, cache_scale=0.0)
+        half = prior.window_logits(repeated, cache_scale=0.5)
+        prior.count_gate.bias.fill_(0.0)  # the same prior with the cache's gates shut
+        torch.testing.assert_close(off, prior.window_logits(repeated))
+        prior.count_gate.bias.fill_(1.0)
+    code = 3  # level 0's repeated code: the cache pulls it up, by half as much at half the scale
+    # the last row predicts the next frame's level 0, after 5 frames of code 3
+    pull, half_pull = trained[0, -1, code] - off[0, -1, code], half[0, -1, code] - off[0, -1, code]
+    assert pull > 0.5
+    torch.testing.assert_close(half_pull, pull / 2)
+    prompt = random_tokens(prior.config, 2, batch=2)
+    for scale in (0.0, 0.5):
+        cached = sample_tokens(prior, 36, prompt, seed=3, cache_scale=scale)
+        uncached = sample_tokens(prior, 36, prompt, seed=3, use_cache=False, cache_scale=scale)
+        assert torch.equal(cached, uncached)
+    assert not torch.equal(
+        sample_tokens(prior, 36, prompt, seed=3, cache_scale=0.0),
+        sample_tokens(prior, 36, prompt, seed=3),
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cache_scale_is_refused_where_there_is_no_cache(kind):
+    prior = tiny_prior(kind)
+    start = torch.zeros(1, 0, dtype=torch.long)
+    with pytest.raises(ConfigError, match="code_counts"):
+        sample_tokens(prior, 3, start, cache_scale=0.5)
+    with pytest.raises(ConfigError, match=">= 0"):
+        sample_tokens(tiny_prior("frames", code_counts=2), 3, start, cache_scale=-1.0)
+    assert sample_tokens(prior, 3, start, cache_scale=1.0).shape == (1, 3)
+
+
 def test_window_slides_keep_whole_blocks():
     prior = tiny_prior("transformer", context_blocks=6)
     block, context = prior.config.tokens_per_block, prior.config.context_tokens

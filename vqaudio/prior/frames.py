@@ -152,12 +152,16 @@ class FramePrior(Prior):
         index = (earlier - offset).clamp(0, logits.shape[-1] - 1)[..., None]
         return logits.scatter_add(-1, index, gate.to(logits.dtype))
 
-    def _counted(self, logits: Tensor, out: Tensor, features: Tensor | None) -> Tensor:
+    def _counted(
+        self, logits: Tensor, out: Tensor, features: Tensor | None, scale: float = 1.0
+    ) -> Tensor:
         """logits (..., V') + the unigram cache: gates of ``out`` (..., d) times ``features``
-        (..., 2, V') broadcast over the slots (no change without code_counts)."""
+        (..., 2, V') broadcast over the slots, times ``scale`` (no change without code_counts)."""
         if features is None:
             return logits
         gate = self.count_gate(out).to(features.dtype)  # (..., 2)
+        if scale != 1.0:
+            gate = gate * scale
         return logits + gate[..., 0:1] * features[..., 0, :] + gate[..., 1:2] * features[..., 1, :]
 
     def _features(self, frames: Tensor) -> Tensor | None:
@@ -187,12 +191,15 @@ class FramePrior(Prior):
 
     # --- the Prior interface ------------------------------------------------------------------
 
-    def window_logits(self, tokens: Tensor) -> Tensor:
+    def window_logits(self, tokens: Tensor, cache_scale: float = 1.0) -> Tensor:
+        """As Prior.window_logits; ``cache_scale`` multiplies the unigram cache's gates (a
+        sampling setting, ``sample_tokens``: training and scoring use 1)."""
         batch, length = tokens.shape
         out, frames = self._outputs(tokens)
         logits = self._copy(self.head(out), out, self._earlier(frames), 0)
         features = self._features(frames)  # (B, F, 2, V) -> each slot of frame f
-        logits = self._counted(logits, out, None if features is None else features[:, :, None])
+        features = None if features is None else features[:, :, None]
+        logits = self._counted(logits, out, features, cache_scale)
         logits = logits.reshape(batch, -1, self.config.vocab_size)[:, : length + 1]
         return self.masked(logits)
 
@@ -223,19 +230,21 @@ class FramePrior(Prior):
             )
         return nll.reshape(batch, length)
 
-    def next_logits(self, tokens: Tensor) -> Tensor:
-        return self.window_logits(tokens[:, self.window_start(tokens.shape[1]) :])[:, -1]
+    def next_logits(self, tokens: Tensor, cache_scale: float = 1.0) -> Tensor:
+        window = tokens[:, self.window_start(tokens.shape[1]) :]
+        return self.window_logits(window, cache_scale)[:, -1]
 
-    def stream(self, tokens: Tensor) -> FrameStream:
-        return FrameStream(self, tokens)
+    def stream(self, tokens: Tensor, cache_scale: float = 1.0) -> FrameStream:
+        return FrameStream(self, tokens, cache_scale)
 
 
 class FrameStream(Stream):
     """KV-cached decoding: a temporal step once per frame, a depth step per token."""
 
-    def __init__(self, prior: FramePrior, tokens: Tensor):
+    def __init__(self, prior: FramePrior, tokens: Tensor, cache_scale: float = 1.0):
         config = prior.config
         self.prior, self.vocab_size = prior, config.vocab_size
+        self.cache_scale = cache_scale
         batch = tokens.shape[0]
         weight = prior.head.weight
         self.temporal_cache = torch.zeros(
@@ -323,7 +332,10 @@ class FrameStream(Stream):
         copy = gates[:, :1] * self.copy_on[slot]
         logits = logits.scatter_add(1, self.copy_index[slot], copy.to(logits.dtype))
         if self.features is not None:  # + g_all * log(1 + count) + g_recent * log(1 + recent)
-            cache = torch.bmm(gates[:, None, 1:].to(logits.dtype), self.features[..., lo:hi])
+            count_gates = gates[:, None, 1:].to(logits.dtype)
+            if self.cache_scale != 1.0:
+                count_gates = count_gates * self.cache_scale
+            cache = torch.bmm(count_gates, self.features[..., lo:hi])
             logits = logits + cache[:, 0]
         return self._set_logits(logits, (lo, hi))
 

@@ -37,6 +37,27 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
         raise ConfigError(f"top_p {top_p:g} must be in (0, 1]")
 
 
+# The unigram cache's weight while sampling, for priors that have one (1: as trained). Measured
+# on benchmarks/generation_music.py (docs/MODEL_CARD.md).
+DEFAULT_CACHE_SCALE = 1.0
+
+
+def default_cache_scale(prior: Prior) -> float:
+    """DEFAULT_CACHE_SCALE for a prior with a unigram cache, else 1 (nothing to scale)."""
+    return DEFAULT_CACHE_SCALE if getattr(prior.config, "code_counts", 0) else 1.0
+
+
+def check_cache_scale(prior: Prior, cache_scale: float) -> None:
+    """A ``cache_scale`` other than 1 needs a prior with a unigram cache (``prior.code_counts``)."""
+    if not (cache_scale >= 0 and math.isfinite(cache_scale)):
+        raise ConfigError(f"cache_scale {cache_scale:g} must be a number >= 0")
+    if cache_scale != 1.0 and not getattr(prior.config, "code_counts", 0):
+        raise ConfigError(
+            f"cache_scale {cache_scale:g} needs a frame prior with code_counts (a unigram cache); "
+            f"this prior (kind {prior.config.kind}) has none: leave it at 1"
+        )
+
+
 def sample_next(
     logits: Tensor,
     temperature: float = 1.0,
@@ -92,8 +113,12 @@ def sample_tokens(
     on_progress: Callable[[int, int], None] | None = None,
     use_cache: bool = True,
     num_threads: int | None = 1,
+    cache_scale: float = 1.0,
 ) -> Tensor:
     """Continue ``prompt`` (B, P) token ids (P may be 0) by ``num_tokens`` -> (B, P + num_tokens).
+
+    ``cache_scale`` multiplies a frame prior's unigram-cache gates while sampling (1: as trained;
+    below 1 the piece's own earlier codes pull less, against drones: see DEFAULT_CACHE_SCALE).
 
     Same seed, device and inputs give the same tokens; the cached and uncached paths see the
     same windows. Row b draws from its own generator seeded ``seed + b``, so row b of a batch is
@@ -102,6 +127,8 @@ def sample_tokens(
     restored afterwards.
     """
     check_sampling(temperature, top_k, top_p)
+    check_cache_scale(prior, cache_scale)
+    scaled = {} if cache_scale == 1.0 else {"cache_scale": cache_scale}
     batch, start = prompt.shape
     device = prompt.device
     generator = [torch.Generator(device=device).manual_seed(seed + b) for b in range(batch)]
@@ -113,13 +140,13 @@ def sample_tokens(
     # workers (measured: 2 threads 8-10x slower than 1 on a loaded 2-core machine).
     threads = num_threads if device.type == "cpu" else None
     with _intra_op_threads(threads), torch.inference_mode():
-        stream = prior.stream(prompt) if use_cache else None
+        stream = prior.stream(prompt, **scaled) if use_cache else None
         for i in range(start, start + num_tokens):
             lo, hi = prior.slot_ranges[i % every]  # only the next level's ids can follow
             if stream is not None:
                 logits = stream.slot_logits((lo, hi))
             else:
-                logits = prior.next_logits(tokens[:, :i])[:, lo:hi]
+                logits = prior.next_logits(tokens[:, :i], **scaled)[:, lo:hi]
             token = sample_next(logits, temperature, top_k, top_p, generator) + lo
             tokens[:, i] = token
             if stream is not None and i + 1 < start + num_tokens:
@@ -225,6 +252,7 @@ def generate(
     use_cache: bool = True,
     prompt_seconds: float | None = None,
     griffin_lim_iters: int | None = GENERATED_GRIFFIN_LIM_ITERS,
+    cache_scale: float = 1.0,
 ) -> Tensor:
     """Sample ``n`` pieces of music -> wav (n, C, T) at ``codec.sample_rate``.
 
@@ -233,13 +261,14 @@ def generate(
     and continued: T = that prompt length + round(seconds * sample_rate), the output starting with
     the decoded prompt codes. ``on_progress(done, total)`` counts generated tokens. A spectral
     codec renders with ``griffin_lim_iters`` Griffin-Lim iterations, or its own count where that
-    is lower (None: its own).
+    is lower (None: its own). ``cache_scale``: as ``sample_tokens``.
     """
     if not seconds > 0 or not math.isfinite(seconds):
         raise ConfigError(f"seconds {seconds:g} must be a positive number")
     if n < 1:
         raise ConfigError(f"n {n} must be >= 1")
     check_compatible(prior, codec)
+    check_cache_scale(prior, cache_scale)
     if griffin_lim_iters is not None:
         griffin_lim_iters = min(griffin_lim_iters, codec.config.griffin_lim_iters)
     config = prior.config
@@ -261,6 +290,7 @@ def generate(
         top_p,
         on_progress,
         use_cache,
+        cache_scale=cache_scale,
     )
     codes = Codes.from_tokens(
         tokens, config.level_strides, config.codebook_size, prompt_samples + new_samples
