@@ -255,3 +255,15 @@ def looped(wav: np.ndarray, num_samples: int) -> np.ndarray:
     """(C, T) repeated/cropped to ``num_samples``: a long input from a shorter track."""
     reps = -(-num_samples // wav.shape[1])
     return np.ascontiguousarray(np.tile(wav, (1, reps))[:, :num_samples])
+
+
+def top_k_levels(text: str) -> int | None | tuple[int | None, ...]:
+    """'250' or '100,0' (per level, level 0 first; 0: no top-k) -> sample_tokens' top_k."""
+    values = tuple(int(v) or None for v in text.split(","))
+    return values[0] if len(values) == 1 else values
+
+
+def top_p_levels(text: str) -> float | tuple[float, ...]:
+    """'0.98' or '1,0.98' (per level, level 0 first) -> sample_tokens' top_p."""
+    values = tuple(float(v) for v in text.split(","))
+    return values[0] if len(values) == 1 else values

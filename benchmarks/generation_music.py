@@ -42,8 +42,10 @@ import common  # noqa: E402
 from vqaudio import load_codec, load_prior, structure  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
+    DEFAULT_TOP_P,
     GENERATED_GRIFFIN_LIM_ITERS,
     decode_codes,
+    default_cache_scale,
     generate,
     sample_tokens,
 )
@@ -149,14 +151,17 @@ def keep_levels(tokens: np.ndarray, level_strides, num_levels: int) -> np.ndarra
     return np.asarray(tokens).reshape(-1, len(levels))[:, levels < num_levels].ravel()
 
 
-def evaluate_prior(args, label, path, codec, held_tokens, train_level0, excerpts, pairs):
+def evaluate_prior(
+    args, label, path, codec, held_tokens, train_level0, excerpts, pairs, cache_scale=None
+):
     rate = codec.config.sample_rate
     prior = load_prior(path)
+    cache_scale = default_cache_scale(prior) if cache_scale is None else cache_scale
     strides = codec.config.level_strides[:5]
     held_tokens = [keep_levels(t, strides, prior.config.num_levels) for t in held_tokens]
     sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
-    if args.cache_scale != 1.0:
-        sampling["cache_scale"] = args.cache_scale
+    if cache_scale != 1.0:
+        sampling["cache_scale"] = cache_scale
     bits, per_level = zip(*(level_bits(prior, t) for t in held_tokens))
     weights = np.array([len(t) for t in held_tokens], dtype=float)
     row = {
@@ -175,6 +180,7 @@ def evaluate_prior(args, label, path, codec, held_tokens, train_level0, excerpts
         prior, codec, args.seconds, args.num, args.seed, sampling, iters
     )
     row["sampling_s"] = took
+    row["cache_scale"] = cache_scale
     pieces = [piece_metrics(w, c, rate, args.seconds) for w, c in zip(wav, level0)]
     row.update(summarise(pieces))
     # a drone: one level-0 code held longer than any real excerpt holds one
@@ -271,9 +277,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     # the defaults of `vqaudio generate`
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=0.98)
-    parser.add_argument("--cache-scale", type=float, default=1.0, help="as generate's")
+    parser.add_argument(
+        "--top-k", type=common.top_k_levels, default=None, help="K, or K0,K1,.. per level; 0: off"
+    )
+    parser.add_argument(
+        "--top-p",
+        type=common.top_p_levels,
+        default=DEFAULT_TOP_P,
+        help="P, or P0,P1,.. per level (default: generate's)",
+    )
+    parser.add_argument(
+        "--cache-scale",
+        type=float,
+        nargs="+",
+        default=[None],
+        help="as generate's [default: its default for the prior]; several: a row per prior and "
+        "scale",
+    )
     parser.add_argument(
         "--griffin-lim-iters", type=int, default=GENERATED_GRIFFIN_LIM_ITERS, help="as generate's"
     )
@@ -352,11 +372,13 @@ def main() -> None:
     rows, pictures = [real, ceiling], []
     labels = args.labels or [str(p or "shipped") for p in args.priors]
     for label, path in zip(labels, args.priors, strict=True):
-        row, wav = evaluate_prior(
-            args, label, path, codec, held_tokens, train_level0, excerpts, pairs
-        )
-        rows.append(row)
-        pictures.append((label, wav))
+        for scale in args.cache_scale:
+            named = label if len(args.cache_scale) == 1 else f"{label}, cache {scale:g}"
+            row, wav = evaluate_prior(
+                args, named, path, codec, held_tokens, train_level0, excerpts, pairs, scale
+            )
+            rows.append(row)
+            pictures.append((named, wav))
     spread = [
         ("label", "", ""),
         *[(f"{k}_range", f"{h} [min, max]", "") for k, h, _ in COLUMNS[3:6] + COLUMNS[8:14]],
@@ -368,7 +390,8 @@ def main() -> None:
     notes = (
         f"{args.num} pieces of {args.seconds:g} s per row (seeds {args.seed}..), real excerpts "
         f"from {', '.join(t.name for t in tracks)}; sampling temperature {args.temperature:g}, "
-        f"top-k {args.top_k}, top-p {args.top_p}, cache scale {args.cache_scale:g}; "
+        f"top-k {args.top_k}, top-p {args.top_p}, cache scale "
+        f"{' / '.join('default' if c is None else f'{c:g}' for c in args.cache_scale)}; "
         f"{args.griffin_lim_iters} Griffin-Lim iterations; "
         f"{args.threads} threads; continuation margin over {len(pairs)} prompts of 10 s",
     )

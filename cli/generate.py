@@ -86,7 +86,32 @@ def _load_models(prior_path: Path | None, codec_path: Path | None, device: str):
     return prior, codec
 
 
-def _check_options(seconds: float, temperature: float, top_p: float | None, prompt: str | None):
+def _per_level(text: str, option: str, kind: type):
+    """'0.98' or '1,0.98' (one value per level, level 0 first) -> a value or a tuple."""
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        raise VqaudioError(
+            f"{option} {text}: give a number, or numbers per level separated by commas "
+            f"(level 0 first, e.g. {'1,0.98' if kind is float else '100,0'})"
+        ) from None
+    return values[0] if len(values) == 1 else values
+
+
+def _sampling_options(top_k: str | None, top_p: str | None):
+    """--top-k / --top-p text -> sample_tokens' top_k / top_p (0 as a top-k: none)."""
+    from vqaudio.prior.sampling import DEFAULT_TOP_P
+
+    k = None if top_k is None else _per_level(top_k, "--top-k", int)
+    if isinstance(k, tuple):
+        k = tuple(v or None for v in k)
+    elif k is not None:
+        k = k or None
+    p = DEFAULT_TOP_P if top_p is None else _per_level(top_p, "--top-p", float)
+    return k, p
+
+
+def _check_options(seconds: float, temperature: float, top_k, top_p, prompt: str | None):
     """Option errors before any model loads (a model load can take seconds)."""
     import math
 
@@ -94,7 +119,7 @@ def _check_options(seconds: float, temperature: float, top_p: float | None, prom
 
     if not (seconds > 0 and math.isfinite(seconds)):
         raise VqaudioError(f"--seconds {seconds:g}: must be a positive number")
-    check_sampling(temperature, None, top_p)
+    check_sampling(temperature, top_k, top_p)
     if prompt is not None and prompt != "-" and not Path(prompt).is_file():
         raise VqaudioError(f"--prompt {prompt}: no such file")
 
@@ -126,15 +151,22 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device -> same audio).")] = 0,
     # defaults measured on benchmarks/generation_music.py (docs/MODEL_CARD.md): with the prior's
     # unigram cache, temperatures below 1 feed its counts back until a piece sticks on one frame
-    # (a drone at 0.8 / top-k 50); top-k 250 at 1.0 changes harmony fastest (flux 0.62), the
-    # nucleus 0.98 slowest (0.32, real music 0.22, real music through the codec 0.34)
+    # (a drone at 0.8 / top-k 50); a nucleus at level 0 makes long holds absorbing
     temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 1.0,
     top_k: Annotated[
-        int | None, typer.Option(min=0, help="Sample among the K likeliest codes (0: all).")
-    ] = 0,
+        str | None,
+        typer.Option(
+            help="Sample among the K likeliest codes (0: all); K0,K1,.. sets each level "
+            "(level 0 first, the last repeats) [default: 0].",
+        ),
+    ] = None,
     top_p: Annotated[
-        float | None, typer.Option(help="Nucleus sampling mass in (0, 1] (1: off).")
-    ] = 0.98,
+        str | None,
+        typer.Option(
+            help="Nucleus sampling mass in (0, 1] (1: off); P0,P1,.. sets each level "
+            "(level 0 first, the last repeats; 1,0.98 halves the longest holds) [default: 0.98].",
+        ),
+    ] = None,
     cache_scale: Annotated[
         float | None,
         typer.Option(
@@ -176,7 +208,8 @@ def generate(
     from vqaudio.prior import generate as generate_wav
     from vqaudio.prior.sampling import check_cache_scale, default_cache_scale
 
-    _check_options(seconds, temperature, top_p, prompt)
+    top_k, top_p = _sampling_options(top_k, top_p)
+    _check_options(seconds, temperature, top_k, top_p, prompt)
     names = output_names(output, n)
     check_distinct(names)
     for name in names:
@@ -212,7 +245,7 @@ def generate(
             n=n,
             seed=seed,
             temperature=temperature,
-            top_k=top_k or None,
+            top_k=top_k,
             top_p=top_p,
             prompt_wav=prompt_wav,
             on_progress=on_progress,

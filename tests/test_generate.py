@@ -194,3 +194,18 @@ def test_cache_scale_needs_a_prior_with_the_cache(models, tmp_path):
     assert r.exit_code == 1 and "code_counts" in r.stderr and "Traceback" not in r.output
     assert not out.exists()
     assert _run(models, "--seconds", 0.02, "--cache-scale", 1, "-o", out, "-q").exit_code == 0
+
+
+def test_per_level_top_k_and_top_p(models, tmp_path):
+    """--top-p 1,0.9 and --top-k 5,0 set level 0 apart from the finer levels; a value that is not
+    a number is a one-line error, before anything is written."""
+    out = tmp_path / "g.wav"
+    r = _run(models, "--seconds", 0.02, "--top-p", "1,0.9", "--top-k", "5,0", "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    assert out.exists()
+    for option, value in (("--top-p", "1,x"), ("--top-k", "5,"), ("--top-p", "1,1.5")):
+        bad = tmp_path / "bad.wav"
+        r = _run(models, "--seconds", 0.02, option, value, "-o", bad, "-q")
+        named = (option, option.strip("-").replace("-", "_"))  # --top-p, or top_p for a range
+        assert r.exit_code == 1 and any(name in r.stderr for name in named), r.output
+        assert "Traceback" not in r.output and not bad.exists()

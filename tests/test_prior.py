@@ -237,6 +237,31 @@ def test_cached_and_uncached_sampling_agree(kind, extra):
     assert torch.equal(cached[:, :6], prompt)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_top_k_and_top_p_per_level(kind):
+    """A sequence sets each level (level 0 first, the last repeating): greedy at level 0 alone
+    draws the same first level-0 code for every seed, the argmax of the prior's first logits,
+    while the finer levels still differ between seeds."""
+    prior = tiny_prior(kind)
+    start = torch.zeros(1, 0, dtype=torch.long)
+    levels = token_levels(prior.config.level_strides).repeat(4)
+    draws = [sample_tokens(prior, len(levels), start, seed=s, top_k=(1, None))[0] for s in range(6)]
+    with torch.inference_mode():
+        first = int(prior.next_logits(start).argmax())
+    assert all(int(d[0]) == first for d in draws)
+    assert len({tuple(d[levels > 0].tolist()) for d in draws}) > 1
+    # the same draws as one value for every level where the sequence repeats it
+    torch.testing.assert_close(
+        sample_tokens(prior, 24, start, seed=2, top_p=(0.9,)),
+        sample_tokens(prior, 24, start, seed=2, top_p=0.9),
+    )
+    for bad in ((1.0, 0.0), (0.9, 1.5)):
+        with pytest.raises(ConfigError, match="top_p"):
+            sample_tokens(prior, 3, start, top_p=bad)
+    with pytest.raises(ConfigError, match="top_k"):
+        sample_tokens(prior, 3, start, top_k=(5, 0))
+
+
 def test_top_k_and_top_p_keep_only_the_likeliest():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(200, 1)
     gen = torch.Generator().manual_seed(0)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
-from ..codes import Codes
+from ..codes import Codes, token_levels
 from ..errors import AudioError, CheckpointError, ConfigError
 from ..margins import decoder_margin_blocks, with_margin
 from .base import Prior
@@ -28,14 +28,45 @@ DECODE_CHUNK_BLOCKS = 750  # 60 s of the default codec per decoder call
 GENERATED_GRIFFIN_LIM_ITERS = 16
 
 
-def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+TopK = int | None | Sequence[int | None]
+TopP = float | None | Sequence[float | None]
+
+
+def _values(value, name: str) -> list:
+    """A single value (None included) as a list of one; a sequence as a list."""
+    if value is None or isinstance(value, (int, float)):
+        return [value]
+    values = list(value)
+    if not values:
+        raise ConfigError(f"{name}: give one value, or one per level")
+    return values
+
+
+def per_level(value, num_levels: int, name: str) -> list:
+    """One setting per level from a single value (every level) or a sequence (level 0, 1, ...;
+    the last value repeats for the finer levels)."""
+    values = _values(value, name)
+    return (values + values[-1:] * num_levels)[:num_levels]
+
+
+def check_sampling(temperature: float, top_k: TopK, top_p: TopP) -> None:
+    """Refuse a temperature <= 0, a top-k < 1 or a top-p outside (0, 1], at any level."""
     if not temperature > 0:
         raise ConfigError(f"temperature {temperature:g} must be > 0 (use top_k=1 for greedy)")
-    if top_k is not None and top_k < 1:
-        raise ConfigError(f"top_k {top_k} must be >= 1")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ConfigError(f"top_p {top_p:g} must be in (0, 1]")
+    for k in _values(top_k, "top_k"):
+        if k is not None and k < 1:
+            raise ConfigError(f"top_k {k} must be >= 1")
+    for q in _values(top_p, "top_p"):
+        if q is not None and not 0 < q <= 1:
+            raise ConfigError(f"top_p {q:g} must be in (0, 1]")
 
+
+# generate's nucleus mass, at every level. A nucleus at level 0 makes a long hold absorbing (once
+# the prior gives the held code more than top_p, it is the only code left), so (1.0, 0.98) or
+# (0.995, 0.98) halve the longest holds; but level 0 then visits 1.6-1.7x real music's codes per
+# second, and chroma flux, peak and the continuation margin do not improve beyond the noise of
+# 16 pieces (docs/MODEL_CARD.md, benchmarks/generation_music.py --top-p 1,0.98).
+DEFAULT_TOP_P = 0.98
 
 # The unigram cache's weight while sampling, for priors that have one (1: as trained). Measured
 # on benchmarks/generation_music.py (docs/MODEL_CARD.md).
@@ -108,14 +139,17 @@ def sample_tokens(
     prompt: Tensor,
     seed: int = 0,
     temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    top_k: TopK = None,
+    top_p: TopP = None,
     on_progress: Callable[[int, int], None] | None = None,
     use_cache: bool = True,
     num_threads: int | None = 1,
     cache_scale: float = 1.0,
 ) -> Tensor:
     """Continue ``prompt`` (B, P) token ids (P may be 0) by ``num_tokens`` -> (B, P + num_tokens).
+
+    ``top_k`` and ``top_p`` are one value for every level, or one per level (level 0 first; the
+    last repeats): e.g. ``top_p=(1.0, 0.98)`` leaves level 0 untruncated (see DEFAULT_TOP_P).
 
     ``cache_scale`` multiplies a frame prior's unigram-cache gates while sampling (1: as trained;
     below 1 the piece's own earlier codes pull less, against drones: see DEFAULT_CACHE_SCALE).
@@ -135,6 +169,10 @@ def sample_tokens(
     tokens = torch.empty(batch, start + num_tokens, dtype=torch.long, device=device)
     tokens[:, :start] = prompt
     every = prior.config.tokens_per_block
+    levels = token_levels(prior.config.level_strides).tolist()  # each slot's level
+    num_levels = prior.config.num_levels
+    slot_k = [per_level(top_k, num_levels, "top_k")[level] for level in levels]
+    slot_p = [per_level(top_p, num_levels, "top_p")[level] for level in levels]
     # A cached step is ~100 ops on vectors of a few hundred numbers: a thread pool costs more
     # hand-offs than it saves, and where cores are shared a pool waits for descheduled
     # workers (measured: 2 threads 8-10x slower than 1 on a loaded 2-core machine).
@@ -147,7 +185,8 @@ def sample_tokens(
                 logits = stream.slot_logits((lo, hi))
             else:
                 logits = prior.next_logits(tokens[:, :i], **scaled)[:, lo:hi]
-            token = sample_next(logits, temperature, top_k, top_p, generator) + lo
+            slot = i % every
+            token = sample_next(logits, temperature, slot_k[slot], slot_p[slot], generator) + lo
             tokens[:, i] = token
             if stream is not None and i + 1 < start + num_tokens:
                 stream.push(token)
@@ -245,8 +284,8 @@ def generate(
     n: int = 1,
     seed: int = 0,
     temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    top_k: TopK = None,
+    top_p: TopP = None,
     prompt_wav: Tensor | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     use_cache: bool = True,
