@@ -171,8 +171,7 @@ def generate(
         float | None,
         typer.Option(
             help="Weight of the frame prior's unigram cache, the pull of the piece's own earlier "
-            "codes (1: as trained; lower against drones) [default: measured, "
-            "vqaudio.prior.sampling.DEFAULT_CACHE_SCALE, for a prior with the cache].",
+            "codes (lower: fewer drones, but the piece wanders) [default: 1, as trained].",
         ),
     ] = None,
     prompt: Annotated[str | None, typer.Option(help="Audio to continue ('-' for stdin).")] = None,
