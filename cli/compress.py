@@ -26,7 +26,7 @@ from .console import (
 
 CodecOption = Annotated[
     Path | None,
-    typer.Option("--codec", help="Codec model file (.safetensors) [default: shipped model]."),
+    typer.Option("--codec", help="Codec model file (.safetensors) \\[default: shipped model]."),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
 QuietOption = Annotated[
@@ -189,7 +189,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--output",
                 "-o",
-                help="Destination .vqa, a folder, or '-' for stdout [default: IN.vqa].",
+                help="Destination .vqa, a folder, or '-' for stdout \\[default: IN.vqa].",
             ),
         ] = None,
         bitrate: BitrateOption = 6.0,
@@ -224,7 +224,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--output",
                 "-o",
-                help="Destination .wav/.flac, a folder, or '-' for stdout (wav) [default: IN.wav].",
+                help="Destination .wav/.flac, a folder, or '-' for stdout (wav) "
+                "\\[default: IN.wav].",
             ),
         ] = None,
         codec: CodecOption = None,
@@ -234,7 +235,7 @@ def register(app: typer.Typer) -> None:
                 "--sample-rate",
                 min=1000,
                 max=768000,
-                help="Output rate in Hz [default: the source's].",
+                help="Output rate in Hz \\[default: the source's].",
             ),
         ] = None,
         device: DeviceOption = "auto",

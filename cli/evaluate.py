@@ -75,7 +75,7 @@ def evaluate(
     codec: Annotated[
         Path | None,
         typer.Option(
-            help="Codec checkpoint for --bitrate and .vqa inputs [default: the shipped one]."
+            help="Codec checkpoint for --bitrate and .vqa inputs \\[default: the shipped one]."
         ),
     ] = None,
     bitrate: Annotated[
@@ -87,7 +87,7 @@ def evaluate(
     sample_rate: Annotated[
         int | None,
         typer.Option(
-            "--sample-rate", min=1000, help="Score at this rate [default: each reference's rate]."
+            "--sample-rate", min=1000, help="Score at this rate \\[default: each reference's rate]."
         ),
     ] = None,
     delay: Annotated[

@@ -144,7 +144,7 @@ def generate(
             "--output",
             "-o",
             help="Output .wav/.flac, '-' for stdout; numbered OUT-1.wav ... with -n > 1 "
-            "[default: generated.wav, or the next free generated-N.wav].",
+            "\\[default: generated.wav, or the next free generated-N.wav].",
         ),
     ] = None,
     n: Annotated[int, typer.Option("--num-samples", "-n", min=1, help="Samples to generate.")] = 1,
@@ -157,36 +157,41 @@ def generate(
         str | None,
         typer.Option(
             help="Sample among the K likeliest codes (0: all); K0,K1,.. sets each level "
-            "(level 0 first, the last repeats) [default: 0].",
+            "(level 0 first, the last repeats) \\[default: 0].",
         ),
     ] = None,
     top_p: Annotated[
         str | None,
         typer.Option(
             help="Nucleus sampling mass in (0, 1] (1: off); P0,P1,.. sets each level "
-            "(level 0 first, the last repeats; 1,0.98 halves the longest holds) [default: 0.98].",
+            "(level 0 first, the last repeats; 1,0.98 halves the longest holds) \\[default: 0.98].",
         ),
     ] = None,
     cache_scale: Annotated[
         float | None,
         typer.Option(
             help="Weight of the frame prior's unigram cache, the pull of the piece's own earlier "
-            "codes (lower: fewer drones, but the piece wanders) [default: 1, as trained].",
+            "codes (lower: fewer drones, but the piece wanders) \\[default: 1, as trained].",
         ),
     ] = None,
     prompt: Annotated[str | None, typer.Option(help="Audio to continue ('-' for stdin).")] = None,
     prompt_seconds: Annotated[
         float, typer.Option(help="Seconds of the prompt's end to use.")
     ] = 10.0,
-    prior: Annotated[Path | None, typer.Option(help="Prior checkpoint [default: shipped].")] = None,
-    codec: Annotated[Path | None, typer.Option(help="Codec checkpoint [default: shipped].")] = None,
+    prior: Annotated[
+        Path | None, typer.Option(help="Prior checkpoint \\[default: shipped].")
+    ] = None,
+    codec: Annotated[
+        Path | None, typer.Option(help="Codec checkpoint \\[default: shipped].")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     griffin_lim_iters: Annotated[
         int | None,
         typer.Option(
             min=0,
             help="Griffin-Lim iterations to render with, at most the codec's own "
-            "[default: 16, or the codec's own if fewer: the same chroma as 32 in 40 % less time].",
+            "\\[default: 16, or the codec's own if fewer: the same chroma as 32 in 40 % less "
+            "time].",
         ),
     ] = None,
     no_cache: Annotated[

@@ -64,3 +64,22 @@ def test_the_package_imports_no_torch_until_a_model_is_used():
         "assert 'torch' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", check], check=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "command, shown",
+    [
+        ("generate", ("[default: 0.98]", "[default: shipped]", "[default: 16,")),
+        ("compress", ("[default: shipped model]", "[default: IN.vqa]")),
+        ("eval", ("[default: the shipped one]",)),
+    ],
+)
+def test_help_shows_the_defaults_written_in_brackets(command, shown):
+    """Rich reads [...] in a help text as markup and drops it unless escaped."""
+    from typer.testing import CliRunner
+    from vqaudio_cli.main import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    for text in shown:
+        assert text in result.output, f"{command} --help lost {text!r}"
