@@ -97,11 +97,14 @@ def level_bits(prior, tokens: np.ndarray) -> tuple[float, list[float]]:
 
 
 def summarise(pieces: list[dict]) -> dict:
+    """Mean, [min, max] and the standard error of the mean of each figure over the pieces."""
     out = {}
     for key in pieces[0]:
         values = np.array([p[key] for p in pieces], dtype=float)
         out[key] = float(np.nanmean(values))
         out[key + "_range"] = [float(np.nanmin(values)), float(np.nanmax(values))]
+        count = int(np.sum(~np.isnan(values)))
+        out[key + "_se"] = float(np.nanstd(values, ddof=1) / np.sqrt(count)) if count > 1 else 0.0
     return out
 
 
@@ -265,6 +268,9 @@ COLUMNS = [
 ]
 
 
+SE_FIGURES = ("codes_per_s", "l0_hold_s", "flux", "chroma_peak", "self_similarity")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--priors", nargs="+", default=[None])
@@ -410,6 +416,9 @@ def main() -> None:
         },
     )
     common.print_table(rows, spread)
+    for row in rows:
+        se = ", ".join(f"{k} ±{row[k + '_se']:.3f}" for k in SE_FIGURES if k + "_se" in row)
+        print(f"{row['label']}: standard error of the mean: {se}")
     for row in rows[2:]:
         per = ", ".join(f"L{k} {b:.2f}" for k, b in enumerate(row["bits_per_level"]))
         print(f"{row['label']}: bits/token per level {per}; sampling {row['sampling_s']:.1f} s")
