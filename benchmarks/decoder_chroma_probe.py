@@ -10,6 +10,10 @@ against the input are measured (centred chroma, mean over frames within 40 dB of
 - ``metric``: `vqaudio.metrics.chroma_correlation` of the audio (n_fft 4096), as `eval` and
   benchmarks/quality.py report it.
 
+And the log-magnitude bias (nepers, + too loud) below 2 kHz on each frame's loudest 5 % of the
+input's bins (the harmonics) and on the others (the gaps): a smeared spectrum has the first
+negative and the second positive.
+
 Also ``consistency``: the spectral convergence between the rendered audio's magnitude and the
 predicted one (0: Griffin-Lim found a signal with exactly that magnitude). A decoder whose
 magnitude chroma holds while the rendered chroma falls predicts magnitudes that no signal has.
@@ -63,6 +67,23 @@ def stft_power(wav: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return spec.abs().square().numpy()
 
 
+def peak_and_gap_bias(
+    power: np.ndarray, predicted: np.ndarray, rate: int, n_fft: int, below_hz: float = 2000.0
+) -> tuple[float, float]:
+    """Mean log-magnitude error (nepers, + too loud) below ``below_hz`` on each frame's loudest 5 %
+    of the input's bins (the harmonics) and on the other bins (the gaps), over frames within
+    40 dB of the loudest."""
+    bins = int(below_hz * n_fft / rate) + 1
+    frames = min(power.shape[1], predicted.shape[1])
+    ref = np.sqrt(power[:bins, :frames])
+    error = np.log(predicted[:bins, :frames] + LOG_FLOOR) - np.log(ref + LOG_FLOOR)
+    energy = power[:, :frames].sum(axis=0)
+    loud = energy >= energy.max() * 10 ** (-TOP_DB / 10)
+    peak = (ref >= np.quantile(ref, 0.95, axis=0, keepdims=True)) & loud
+    gap = ~peak & loud
+    return float(error[peak].mean()), float(error[gap].mean())
+
+
 def probe(codec, wav: np.ndarray, levels: int) -> dict:
     decoder, rate = codec.decoder, codec.config.sample_rate
     n_fft, hop = decoder.n_fft, decoder.hop
@@ -79,7 +100,10 @@ def probe(codec, wav: np.ndarray, levels: int) -> dict:
     energy = reference.sum(axis=0)
     frames = min(predicted.shape[1], again.shape[1])
     diff = np.sqrt(again[:, :frames]) - predicted[:, :frames]
+    peak, gap = peak_and_gap_bias(reference, predicted, rate, n_fft)
     return {
+        "peak_bias": peak,
+        "gap_bias": gap,
         "magnitude": centred_correlation(c_ref, chroma_of_power(predicted**2, rate, n_fft), energy),
         "rendered": centred_correlation(c_ref, chroma_of_power(again, rate, n_fft), energy),
         "metric": metrics.chroma_correlation(wav, rendered[None], rate),
@@ -121,6 +145,8 @@ def main() -> None:
             ("rendered", "rendered chroma", "{:.3f}"),
             ("metric", "chroma (metric)", "{:.3f}"),
             ("consistency", "inconsistency", "{:.3f}"),
+            ("peak_bias", "harmonics < 2 kHz", "{:+.2f}"),
+            ("gap_bias", "gaps < 2 kHz", "{:+.2f}"),
             ("level_db", "level dB", "{:+.2f}"),
         ],
         notes=(common.describe_clips(clips, args.seconds, codec.sample_rate, tracks),),
