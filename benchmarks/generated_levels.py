@@ -1,11 +1,12 @@
 """What the fine levels and Griffin-Lim's iterations do to generated music (issue 16).
 
-Samples one batch of pieces with the prior (seeds seed .. seed + num - 1, `vqaudio generate`'s
-defaults) and decodes the same codes several ways: with their first K levels (the levels of a
-prior's frame past K are dropped, the decoder renders from the coarser ones with its gain for K
-levels) and with N Griffin-Lim iterations. Each row gives the chroma and level figures of
-benchmarks/generation_music.py for one way, so a row that matches the first says the dropped
-levels or iterations add nothing a listener's chroma can see, and what decoding them costs.
+Samples one batch of pieces with the prior (seeds seed .. seed + num - 1, top-p 0.98 at every
+level, `generate`'s defaults until 2026-12-04) and decodes the same codes several ways: with
+their first K levels (the levels of a prior's frame past K are dropped, the decoder renders from
+the coarser ones with its gain for K levels) and with N Griffin-Lim iterations. Each row gives
+the chroma and level figures of benchmarks/generation_music.py for one way, so a row that
+matches the first says the dropped levels or iterations add nothing a listener's chroma can see,
+and what decoding them costs.
 
     python benchmarks/generated_levels.py --levels 5 4 3 2 --iters 32 16 8
 

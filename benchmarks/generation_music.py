@@ -42,6 +42,7 @@ import common  # noqa: E402
 from vqaudio import load_codec, load_prior, structure  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
+    DEFAULT_EXACT_HOLD,
     DEFAULT_TOP_P,
     GENERATED_GRIFFIN_LIM_ITERS,
     decode_codes,
@@ -165,6 +166,8 @@ def evaluate_prior(
     sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
     if cache_scale != 1.0:
         sampling["cache_scale"] = cache_scale
+    if args.exact_hold:
+        sampling["exact_hold"] = True
     bits, per_level = zip(*(level_bits(prior, t) for t in held_tokens))
     weights = np.array([len(t) for t in held_tokens], dtype=float)
     row = {
@@ -293,6 +296,12 @@ def main() -> None:
         help="P, or P0,P1,.. per level (default: generate's)",
     )
     parser.add_argument(
+        "--exact-hold",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_EXACT_HOLD,
+        help="as generate's",
+    )
+    parser.add_argument(
         "--cache-scale",
         type=float,
         nargs="+",
@@ -397,7 +406,8 @@ def main() -> None:
         f"{args.num} pieces of {args.seconds:g} s per row (seeds {args.seed}..), real excerpts "
         f"from {', '.join(t.name for t in tracks)}; sampling temperature {args.temperature:g}, "
         f"top-k {args.top_k}, top-p {args.top_p}, cache scale "
-        f"{' / '.join('default' if c is None else f'{c:g}' for c in args.cache_scale)}; "
+        f"{' / '.join('default' if c is None else f'{c:g}' for c in args.cache_scale)}, "
+        f"exact hold {args.exact_hold}; "
         f"{args.griffin_lim_iters} Griffin-Lim iterations; "
         f"{args.threads} threads; continuation margin over {len(pairs)} prompts of 10 s",
     )
@@ -413,6 +423,7 @@ def main() -> None:
             "top_k": args.top_k,
             "top_p": args.top_p,
             "cache_scale": args.cache_scale,
+            "exact_hold": args.exact_hold,
         },
     )
     common.print_table(rows, spread)

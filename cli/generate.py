@@ -151,7 +151,8 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device -> same audio).")] = 0,
     # defaults measured on benchmarks/generation_music.py (docs/MODEL_CARD.md): with the prior's
     # unigram cache, temperatures below 1 feed its counts back until a piece sticks on one frame
-    # (a drone at 0.8 / top-k 50); a nucleus at level 0 makes long holds absorbing
+    # (a drone at 0.8 / top-k 50); a plain nucleus at level 0 makes long holds certain, hence
+    # --exact-hold (sampling.DEFAULT_TOP_P)
     temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 1.0,
     top_k: Annotated[
         str | None,
@@ -164,7 +165,17 @@ def generate(
         str | None,
         typer.Option(
             help="Nucleus sampling mass in (0, 1] (1: off); P0,P1,.. sets each level "
-            "(level 0 first, the last repeats; 1,0.98 halves the longest holds) \\[default: 0.98].",
+            "(level 0 first, the last repeats) \\[default: 0.9,0.98].",
+        ),
+    ] = None,
+    exact_hold: Annotated[
+        bool | None,
+        typer.Option(
+            "--exact-hold/--no-exact-hold",
+            help="At level 0, keep the prior's probability of holding the previous frame's code "
+            "and apply --top-k/--top-p to the other codes only, so a nucleus never makes a hold "
+            "certain \\[default: on].",
+            show_default=False,
         ),
     ] = None,
     cache_scale: Annotated[
@@ -210,7 +221,7 @@ def generate(
     import time
 
     from vqaudio.prior import generate as generate_wav
-    from vqaudio.prior.sampling import check_cache_scale, default_cache_scale
+    from vqaudio.prior.sampling import DEFAULT_EXACT_HOLD, check_cache_scale, default_cache_scale
 
     top_k, top_p = _sampling_options(top_k, top_p)
     _check_options(seconds, temperature, top_k, top_p, prompt)
@@ -256,6 +267,7 @@ def generate(
             use_cache=not no_cache,
             prompt_seconds=prompt_seconds,
             cache_scale=cache_scale,
+            exact_hold=DEFAULT_EXACT_HOLD if exact_hold is None else exact_hold,
             **({} if griffin_lim_iters is None else {"griffin_lim_iters": griffin_lim_iters}),
         )
     wav = wav.float().cpu().numpy()

@@ -69,7 +69,10 @@ def test_the_package_imports_no_torch_until_a_model_is_used():
 @pytest.mark.parametrize(
     "command, shown",
     [
-        ("generate", ("[default: 0.98]", "[default: shipped]", "[default: 16,")),
+        (
+            "generate",
+            ("[default: 0.9,0.98]", "[default: on]", "[default: shipped]", "[default: 16,"),
+        ),
         ("compress", ("[default: shipped model]", "[default: IN.vqa]")),
         ("eval", ("[default: the shipped one]",)),
     ],

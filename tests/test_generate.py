@@ -203,6 +203,9 @@ def test_per_level_top_k_and_top_p(models, tmp_path):
     r = _run(models, "--seconds", 0.02, "--top-p", "1,0.9", "--top-k", "5,0", "-o", out, "-q")
     assert r.exit_code == 0, r.output
     assert out.exists()
+    for hold in ("--exact-hold", "--no-exact-hold"):
+        r = _run(models, "--seconds", 0.02, "--top-p", "0.9", hold, "-o", out, "-q", "-f")
+        assert r.exit_code == 0, r.output
     for option, value in (("--top-p", "1,x"), ("--top-k", "5,"), ("--top-p", "1,1.5")):
         bad = tmp_path / "bad.wav"
         r = _run(models, "--seconds", 0.02, option, value, "-o", bad, "-q")

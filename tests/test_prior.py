@@ -262,6 +262,35 @@ def test_top_k_and_top_p_per_level(kind):
         sample_tokens(prior, 3, start, top_k=(5, 0))
 
 
+def test_a_held_id_keeps_its_probability_and_the_nucleus_chooses_among_the_others():
+    """p = (0.9, 0.06, 0.03, 0.01): a nucleus of 0.5 alone leaves only id 0, a certain hold. With
+    id 0 held, it keeps 0.9 and the nucleus of the others, (0.6, 0.3, 0.1), keeps id 1 alone."""
+    logits = torch.log(torch.tensor([[0.9, 0.06, 0.03, 0.01]])).repeat(4000, 1)
+    gen = torch.Generator().manual_seed(0)
+    assert set(sample_next(logits, top_p=0.5, generator=gen).tolist()) == {0}
+    held = torch.zeros(4000, dtype=torch.long)
+    draws = sample_next(logits, top_p=0.5, generator=gen, held=held)
+    assert set(draws.tolist()) == {0, 1}
+    assert 0.08 < (draws == 1).float().mean() < 0.12
+    # nothing truncated: the held id changes nothing, draw for draw
+    a = sample_next(logits, generator=torch.Generator().manual_seed(1))
+    b = sample_next(logits, generator=torch.Generator().manual_seed(1), held=held)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_exact_hold_sampling_is_seeded_and_the_cache_agrees(kind):
+    prior = tiny_prior(kind)
+    prompt = random_tokens(prior.config, 2, batch=2)
+    options = {"seed": 3, "top_p": 0.6, "exact_hold": True}
+    cached = sample_tokens(prior, 36, prompt, **options)
+    assert torch.equal(cached, sample_tokens(prior, 36, prompt, use_cache=False, **options))
+    alone = sample_tokens(prior, 36, prompt[1:], **{**options, "seed": 4})
+    assert torch.equal(cached[1], alone[0])
+    plain = sample_tokens(prior, 36, prompt, seed=3)
+    assert torch.equal(sample_tokens(prior, 36, prompt, seed=3, exact_hold=True), plain)
+
+
 def test_top_k_and_top_p_keep_only_the_likeliest():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(200, 1)
     gen = torch.Generator().manual_seed(0)

@@ -61,12 +61,16 @@ def check_sampling(temperature: float, top_k: TopK, top_p: TopP) -> None:
             raise ConfigError(f"top_p {q:g} must be in (0, 1]")
 
 
-# generate's nucleus mass, at every level. A nucleus at level 0 makes a long hold absorbing (once
-# the prior gives the held code more than top_p, it is the only code left), so (1.0, 0.98) or
-# (0.995, 0.98) halve the longest holds; but level 0 then visits 1.6-1.7x real music's codes per
-# second, and chroma flux, peak and the continuation margin do not improve beyond the noise of
-# 16 pieces (docs/MODEL_CARD.md, benchmarks/generation_music.py --top-p 1,0.98).
-DEFAULT_TOP_P = 0.98
+# generate's nucleus mass per level (level 0 first, the last repeating) and its level-0 rule:
+# the code of the frame before keeps the prior's probability, the nucleus chooses among the
+# others. A plain nucleus at level 0 makes a long hold certain once the prior gives the held code
+# more than top_p. On 16 pieces of the shipped prior (benchmarks/generation_music.py --num 16,
+# docs/MODEL_CARD.md) against top-p 0.98 at every level: the longest hold 4.7 s against 10.6 s
+# (real music 1.6 s), drones 6 of 16 against 8, level-0 codes/s 1.43 against 1.56 (real 1.13);
+# flux, chroma peak and self-similarity within their standard errors; margin 0.435 against
+# 0.481. Level 0 at 0.98 with the same rule visits 1.79 codes/s, over the 1.5x floor.
+DEFAULT_TOP_P = (0.9, 0.98)
+DEFAULT_EXACT_HOLD = True
 
 # The unigram cache's weight while sampling, for priors that have one: as trained. On 16 pieces
 # of the shipped prior (benchmarks/generation_music.py --cache-scale 0.8 0.6, docs/MODEL_CARD.md)
@@ -92,19 +96,8 @@ def check_cache_scale(prior: Prior, cache_scale: float) -> None:
         )
 
 
-def sample_next(
-    logits: Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | list[torch.Generator] | None = None,
-) -> Tensor:
-    """Draw one token per row of logits (B, V) -> (B,) after temperature, top-k, then top-p.
-
-    With a list of B generators, row b draws from generator b alone, so a row's sample does not
-    depend on the other rows of the batch.
-    """
-    logits = logits / temperature if temperature != 1.0 else logits
+def _truncate(logits: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
+    """Logits (B, V) with all but the top-k, then all but the top-p nucleus, set to -inf."""
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -113,7 +106,37 @@ def sample_next(
         probs = torch.softmax(sorted_logits, dim=-1)
         drop = probs.cumsum(dim=-1) - probs > top_p  # mass before a token already exceeds top_p
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-    probs = torch.softmax(logits, dim=-1)
+    return logits
+
+
+def sample_next(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    held: Tensor | None = None,
+) -> Tensor:
+    """Draw one token per row of logits (B, V) -> (B,) after temperature, top-k, then top-p.
+
+    With a list of B generators, row b draws from generator b alone, so a row's sample does not
+    depend on the other rows of the batch. With ``held`` (B,) ids, each row's held id keeps its
+    probability after the temperature, and top-k / top-p choose among the other ids only. A
+    nucleus never makes a hold certain: a plain one leaves only the held id once the prior gives
+    it more than top_p.
+    """
+    logits = logits / temperature if temperature != 1.0 else logits
+    truncating = (top_k is not None and top_k < logits.shape[-1]) or (
+        top_p is not None and top_p < 1.0
+    )
+    if held is not None and truncating:
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        p_held = torch.softmax(logits, dim=-1)[rows, held]
+        others = logits.index_put((rows, held), logits.new_tensor(float("-inf")))
+        probs = torch.softmax(_truncate(others, top_k, top_p), dim=-1) * (1 - p_held)[:, None]
+        probs = probs.index_put((rows, held), p_held)
+    else:
+        probs = torch.softmax(_truncate(logits, top_k, top_p), dim=-1)
     if isinstance(generator, list) and len(generator) == 1:
         generator = generator[0]
     if isinstance(generator, list):
@@ -148,8 +171,13 @@ def sample_tokens(
     use_cache: bool = True,
     num_threads: int | None = 1,
     cache_scale: float = 1.0,
+    exact_hold: bool = False,
 ) -> Tensor:
     """Continue ``prompt`` (B, P) token ids (P may be 0) by ``num_tokens`` -> (B, P + num_tokens).
+
+    ``exact_hold``: at level 0, the code of the frame before keeps the prior's probability and
+    top-k / top-p choose among the other codes (``sample_next``'s ``held``), so a nucleus never
+    makes a hold certain (see DEFAULT_EXACT_HOLD).
 
     ``top_k`` and ``top_p`` are one value for every level, or one per level (level 0 first; the
     last repeats): e.g. ``top_p=(1.0, 0.98)`` leaves level 0 untruncated (see DEFAULT_TOP_P).
@@ -190,7 +218,11 @@ def sample_tokens(
             else:
                 logits = prior.next_logits(tokens[:, :i], **scaled)[:, lo:hi]
             slot = i % every
-            token = sample_next(logits, temperature, slot_k[slot], slot_p[slot], generator) + lo
+            held = None
+            if exact_hold and levels[slot] == 0 and i >= every:
+                held = tokens[:, i - every] - lo  # the same slot one frame earlier
+            token = sample_next(logits, temperature, slot_k[slot], slot_p[slot], generator, held)
+            token = token + lo
             tokens[:, i] = token
             if stream is not None and i + 1 < start + num_tokens:
                 stream.push(token)
@@ -296,6 +328,7 @@ def generate(
     prompt_seconds: float | None = None,
     griffin_lim_iters: int | None = GENERATED_GRIFFIN_LIM_ITERS,
     cache_scale: float = 1.0,
+    exact_hold: bool = False,
 ) -> Tensor:
     """Sample ``n`` pieces of music -> wav (n, C, T) at ``codec.sample_rate``.
 
@@ -304,7 +337,7 @@ def generate(
     and continued: T = that prompt length + round(seconds * sample_rate), the output starting with
     the decoded prompt codes. ``on_progress(done, total)`` counts generated tokens. A spectral
     codec renders with ``griffin_lim_iters`` Griffin-Lim iterations, or its own count where that
-    is lower (None: its own). ``cache_scale``: as ``sample_tokens``.
+    is lower (None: its own). ``cache_scale``, ``exact_hold``: as ``sample_tokens``.
     """
     if not seconds > 0 or not math.isfinite(seconds):
         raise ConfigError(f"seconds {seconds:g} must be a positive number")
@@ -334,6 +367,7 @@ def generate(
         on_progress,
         use_cache,
         cache_scale=cache_scale,
+        exact_hold=exact_hold,
     )
     codes = Codes.from_tokens(
         tokens, config.level_strides, config.codebook_size, prompt_samples + new_samples
