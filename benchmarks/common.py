@@ -258,12 +258,21 @@ def looped(wav: np.ndarray, num_samples: int) -> np.ndarray:
 
 
 def top_k_levels(text: str) -> int | None | tuple[int | None, ...]:
-    """'250' or '100,0' (per level, level 0 first; 0: no top-k) -> sample_tokens' top_k."""
-    values = tuple(int(v) or None for v in text.split(","))
-    return values[0] if len(values) == 1 else values
+    """argparse type: '250' or '100,0' (per level, level 0 first; 0: no top-k) -> sample_tokens'
+    top_k (vqaudio.prior.sampling.parse_per_level)."""
+    return _per_level(text, "--top-k", int)
 
 
 def top_p_levels(text: str) -> float | tuple[float, ...]:
-    """'0.98' or '1,0.98' (per level, level 0 first) -> sample_tokens' top_p."""
-    values = tuple(float(v) for v in text.split(","))
-    return values[0] if len(values) == 1 else values
+    """argparse type: '0.98' or '0.9,0.98' (per level, level 0 first) -> sample_tokens' top_p."""
+    return _per_level(text, "--top-p", float)
+
+
+def _per_level(text: str, name: str, kind: type):
+    from vqaudio.errors import ConfigError
+    from vqaudio.prior.sampling import parse_per_level
+
+    try:
+        return parse_per_level(text, name, kind)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

@@ -40,23 +40,11 @@ import common  # noqa: E402
 from vqaudio import load_codec, metrics  # noqa: E402
 from vqaudio.codec.spectral import LOG_FLOOR  # noqa: E402
 
-TOP_DB = 40.0
-
 
 def chroma_of_power(power: np.ndarray, rate: int, n_fft: int) -> np.ndarray:
     import librosa
 
     return librosa.feature.chroma_stft(S=power, sr=rate, n_fft=n_fft)
-
-
-def centred_correlation(ref: np.ndarray, dec: np.ndarray, energy: np.ndarray) -> float:
-    frames = min(ref.shape[1], dec.shape[1], len(energy))
-    ref, dec, energy = ref[:, :frames], dec[:, :frames], energy[:frames]
-    loud = energy >= energy.max() * 10 ** (-TOP_DB / 10)
-    a = ref[:, loud] - ref[:, loud].mean(axis=0)
-    b = dec[:, loud] - dec[:, loud].mean(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    return float(np.where(den > 1e-12, (a * b).sum(axis=0) / np.maximum(den, 1e-12), 0.0).mean())
 
 
 def stft_power(wav: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -78,7 +66,7 @@ def peak_and_gap_bias(
     ref = np.sqrt(power[:bins, :frames])
     error = np.log(predicted[:bins, :frames] + LOG_FLOOR) - np.log(ref + LOG_FLOOR)
     energy = power[:, :frames].sum(axis=0)
-    loud = energy >= energy.max() * 10 ** (-TOP_DB / 10)
+    loud = energy >= energy.max() * 10 ** (-metrics.CHROMA_TOP_DB / 10)
     peak = (ref >= np.quantile(ref, 0.95, axis=0, keepdims=True)) & loud
     gap = ~peak & loud
     return float(error[peak].mean()), float(error[gap].mean())
@@ -92,20 +80,25 @@ def probe(codec, wav: np.ndarray, levels: int) -> dict:
         z_q = codec.quantizer.decode(codes)
         log_mag = decoder.log_magnitude(z_q)
         magnitude = (log_mag.exp() - LOG_FLOOR).clamp(min=0) * decoder.level_gain[levels - 1].exp()
-        rendered = codec.decode(codes)[0, 0, : wav.shape[-1]].numpy()
+        # as codec.decode renders it, from the same magnitude (its gain for this many levels)
+        rendered = decoder.render(log_mag, levels).clamp(-1.0, 1.0)[0, 0, : wav.shape[-1]].numpy()
     predicted = magnitude[0, 0].numpy()
     reference = stft_power(wav[0], n_fft, hop)
     again = stft_power(rendered, n_fft, hop)
     c_ref = chroma_of_power(reference, rate, n_fft)
     energy = reference.sum(axis=0)
+
+    def score(chroma: np.ndarray) -> float:
+        return metrics.chroma_frame_correlation(c_ref, chroma, energy)
+
     frames = min(predicted.shape[1], again.shape[1])
     diff = np.sqrt(again[:, :frames]) - predicted[:, :frames]
     peak, gap = peak_and_gap_bias(reference, predicted, rate, n_fft)
     return {
         "peak_bias": peak,
         "gap_bias": gap,
-        "magnitude": centred_correlation(c_ref, chroma_of_power(predicted**2, rate, n_fft), energy),
-        "rendered": centred_correlation(c_ref, chroma_of_power(again, rate, n_fft), energy),
+        "magnitude": score(chroma_of_power(predicted**2, rate, n_fft)),
+        "rendered": score(chroma_of_power(again, rate, n_fft)),
         "metric": metrics.chroma_correlation(wav, rendered[None], rate),
         "consistency": float(np.linalg.norm(diff) / np.linalg.norm(predicted[:, :frames])),
         "level_db": metrics.level_difference(wav, rendered[None]),

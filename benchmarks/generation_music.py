@@ -46,7 +46,6 @@ from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_TOP_P,
     GENERATED_GRIFFIN_LIM_ITERS,
     decode_codes,
-    default_cache_scale,
     generate,
     sample_tokens,
 )
@@ -156,11 +155,10 @@ def keep_levels(tokens: np.ndarray, level_strides, num_levels: int) -> np.ndarra
 
 
 def evaluate_prior(
-    args, label, path, codec, held_tokens, train_level0, excerpts, pairs, cache_scale=None
+    args, label, path, codec, held_tokens, train_level0, excerpts, pairs, cache_scale=1.0
 ):
     rate = codec.config.sample_rate
     prior = load_prior(path)
-    cache_scale = default_cache_scale(prior) if cache_scale is None else cache_scale
     strides = codec.config.level_strides[:5]
     held_tokens = [keep_levels(t, strides, prior.config.num_levels) for t in held_tokens]
     sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
@@ -305,9 +303,8 @@ def main() -> None:
         "--cache-scale",
         type=float,
         nargs="+",
-        default=[None],
-        help="as generate's [default: its default for the prior]; several: a row per prior and "
-        "scale",
+        default=[1.0],
+        help="as generate's; several: a row per prior and scale",
     )
     parser.add_argument(
         "--griffin-lim-iters", type=int, default=GENERATED_GRIFFIN_LIM_ITERS, help="as generate's"
@@ -406,7 +403,7 @@ def main() -> None:
         f"{args.num} pieces of {args.seconds:g} s per row (seeds {args.seed}..), real excerpts "
         f"from {', '.join(t.name for t in tracks)}; sampling temperature {args.temperature:g}, "
         f"top-k {args.top_k}, top-p {args.top_p}, cache scale "
-        f"{' / '.join('default' if c is None else f'{c:g}' for c in args.cache_scale)}, "
+        f"{' / '.join(f'{c:g}' for c in args.cache_scale)}, "
         f"exact hold {args.exact_hold}; "
         f"{args.griffin_lim_iters} Griffin-Lim iterations; "
         f"{args.threads} threads; continuation margin over {len(pairs)} prompts of 10 s",

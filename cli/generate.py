@@ -86,28 +86,12 @@ def _load_models(prior_path: Path | None, codec_path: Path | None, device: str):
     return prior, codec
 
 
-def _per_level(text: str, option: str, kind: type):
-    """'0.98' or '1,0.98' (one value per level, level 0 first) -> a value or a tuple."""
-    try:
-        values = tuple(kind(v) for v in text.split(","))
-    except ValueError:
-        raise VqaudioError(
-            f"{option} {text}: give a number, or numbers per level separated by commas "
-            f"(level 0 first, e.g. {'1,0.98' if kind is float else '100,0'})"
-        ) from None
-    return values[0] if len(values) == 1 else values
-
-
 def _sampling_options(top_k: str | None, top_p: str | None):
     """--top-k / --top-p text -> sample_tokens' top_k / top_p (0 as a top-k: none)."""
-    from vqaudio.prior.sampling import DEFAULT_TOP_P
+    from vqaudio.prior.sampling import DEFAULT_TOP_P, parse_per_level
 
-    k = None if top_k is None else _per_level(top_k, "--top-k", int)
-    if isinstance(k, tuple):
-        k = tuple(v or None for v in k)
-    elif k is not None:
-        k = k or None
-    p = DEFAULT_TOP_P if top_p is None else _per_level(top_p, "--top-p", float)
+    k = None if top_k is None else parse_per_level(top_k, "--top-k", int)
+    p = DEFAULT_TOP_P if top_p is None else parse_per_level(top_p, "--top-p", float)
     return k, p
 
 
@@ -179,12 +163,12 @@ def generate(
         ),
     ] = None,
     cache_scale: Annotated[
-        float | None,
+        float,
         typer.Option(
             help="Weight of the frame prior's unigram cache, the pull of the piece's own earlier "
-            "codes (lower: fewer drones, but the piece wanders) \\[default: 1, as trained].",
+            "codes (1: as trained; lower: fewer drones, but the piece wanders).",
         ),
-    ] = None,
+    ] = 1.0,
     prompt: Annotated[str | None, typer.Option(help="Audio to continue ('-' for stdin).")] = None,
     prompt_seconds: Annotated[
         float, typer.Option(help="Seconds of the prompt's end to use.")
@@ -221,7 +205,7 @@ def generate(
     import time
 
     from vqaudio.prior import generate as generate_wav
-    from vqaudio.prior.sampling import DEFAULT_EXACT_HOLD, check_cache_scale, default_cache_scale
+    from vqaudio.prior.sampling import DEFAULT_EXACT_HOLD, check_cache_scale
 
     top_k, top_p = _sampling_options(top_k, top_p)
     _check_options(seconds, temperature, top_k, top_p, prompt)
@@ -237,8 +221,6 @@ def generate(
             f"--griffin-lim-iters {griffin_lim_iters} is more than the codec's own "
             f"{codec_model.config.griffin_lim_iters} (which sets its decoding margins)"
         )
-    if cache_scale is None:
-        cache_scale = default_cache_scale(prior_model)
     check_cache_scale(prior_model, cache_scale)
     prompt_wav = _read_prompt(prompt, codec_model) if prompt is not None else None
     with _progress(quiet) as bar:

@@ -215,7 +215,13 @@ def chroma_correlation(
 
     c_ref, energy = chroma(ref)
     c_dec, _ = chroma(dec)
-    frames = min(c_ref.shape[1], c_dec.shape[1])
+    return chroma_frame_correlation(c_ref, c_dec, energy)
+
+
+def chroma_frame_correlation(c_ref: np.ndarray, c_dec: np.ndarray, energy: np.ndarray) -> float:
+    """Mean Pearson correlation of the centred 12 bins of two chromagrams (12, frames), over the
+    frames whose reference ``energy`` is within CHROMA_TOP_DB of its loudest (0 when none is)."""
+    frames = min(c_ref.shape[1], c_dec.shape[1], len(energy))
     c_ref, c_dec, energy = c_ref[:, :frames], c_dec[:, :frames], energy[:frames]
     loud = energy >= energy.max() * 10 ** (-CHROMA_TOP_DB / 10)
     if energy.max() <= 0 or not loud.any():

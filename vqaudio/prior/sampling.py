@@ -42,6 +42,22 @@ def _values(value, name: str) -> list:
     return values
 
 
+def parse_per_level(text: str, name: str, kind: type) -> int | float | None | tuple:
+    """'0.98' or '0.9,0.98' (one value, or one per level: level 0 first) -> the value or a tuple,
+    as ``sample_tokens`` takes them; a top-k (``kind`` int) of 0 means none."""
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        example = "0.9,0.98" if kind is float else "100,0"
+        raise ConfigError(
+            f"{name} {text}: give a number, or numbers per level separated by commas "
+            f"(level 0 first, e.g. {example})"
+        ) from None
+    if kind is int:
+        values = tuple(v or None for v in values)
+    return values[0] if len(values) == 1 else values
+
+
 def per_level(value, num_levels: int, name: str) -> list:
     """One setting per level from a single value (every level) or a sequence (level 0, 1, ...;
     the last value repeats for the finer levels)."""
@@ -72,21 +88,14 @@ def check_sampling(temperature: float, top_k: TopK, top_p: TopP) -> None:
 DEFAULT_TOP_P = (0.9, 0.98)
 DEFAULT_EXACT_HOLD = True
 
-# The unigram cache's weight while sampling, for priors that have one: as trained. On 16 pieces
-# of the shipped prior (benchmarks/generation_music.py --cache-scale 0.8 0.6, docs/MODEL_CARD.md)
-# a weaker cache ends the drones but the pieces wander: level 0 visits 3.8 / 5.6 codes/s at 0.8 /
-# 0.6 (real music 1.1), chroma flux 0.70 / 0.81 (0.42 at 1) and the continuation margin falls
-# from 0.48 to 0.39 / 0.14.
-DEFAULT_CACHE_SCALE = 1.0
-
-
-def default_cache_scale(prior: Prior) -> float:
-    """DEFAULT_CACHE_SCALE for a prior with a unigram cache, else 1 (nothing to scale)."""
-    return DEFAULT_CACHE_SCALE if getattr(prior.config, "code_counts", 0) else 1.0
-
 
 def check_cache_scale(prior: Prior, cache_scale: float) -> None:
-    """A ``cache_scale`` other than 1 needs a prior with a unigram cache (``prior.code_counts``)."""
+    """A ``cache_scale`` other than 1 needs a prior with a unigram cache (``prior.code_counts``).
+
+    generate keeps 1, as trained. On 16 pieces of the shipped prior (benchmarks/generation_music.py
+    --cache-scale 0.8 0.6, docs/MODEL_CARD.md) a weaker cache ends the drones but the pieces
+    wander: level 0 visits 3.8 / 5.6 codes/s at 0.8 / 0.6 (real music 1.1), chroma flux 0.70 /
+    0.81 (0.42 at 1), and the continuation margin falls from 0.48 to 0.39 / 0.14."""
     if not (cache_scale >= 0 and math.isfinite(cache_scale)):
         raise ConfigError(f"cache_scale {cache_scale:g} must be a number >= 0")
     if cache_scale != 1.0 and not getattr(prior.config, "code_counts", 0):
@@ -184,7 +193,7 @@ def sample_tokens(
 
     ``cache_scale`` multiplies a frame prior's unigram-cache gates while sampling (1: as trained;
     below 1 the piece's own earlier codes pull less: fewer drones, more wandering; see
-    DEFAULT_CACHE_SCALE).
+    ``check_cache_scale``).
 
     Same seed, device and inputs give the same tokens; the cached and uncached paths see the
     same windows. Row b draws from its own generator seeded ``seed + b``, so row b of a batch is
@@ -212,12 +221,12 @@ def sample_tokens(
     with _intra_op_threads(threads), torch.inference_mode():
         stream = prior.stream(prompt, **scaled) if use_cache else None
         for i in range(start, start + num_tokens):
-            lo, hi = prior.slot_ranges[i % every]  # only the next level's ids can follow
+            slot = i % every
+            lo, hi = prior.slot_ranges[slot]  # only the next level's ids can follow
             if stream is not None:
                 logits = stream.slot_logits((lo, hi))
             else:
                 logits = prior.next_logits(tokens[:, :i], **scaled)[:, lo:hi]
-            slot = i % every
             held = None
             if exact_hold and levels[slot] == 0 and i >= every:
                 held = tokens[:, i - every] - lo  # the same slot one frame earlier
