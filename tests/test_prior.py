@@ -289,6 +289,8 @@ def test_exact_hold_sampling_is_seeded_and_the_cache_agrees(kind):
     assert torch.equal(cached[1], alone[0])
     plain = sample_tokens(prior, 36, prompt, seed=3)
     assert torch.equal(sample_tokens(prior, 36, prompt, seed=3, exact_hold=True), plain)
+    # with a nucleus it does change the draws (sample_tokens passes the held code on)
+    assert not torch.equal(cached, sample_tokens(prior, 36, prompt, seed=3, top_p=0.6))
 
 
 def test_top_k_and_top_p_keep_only_the_likeliest():
