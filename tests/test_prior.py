@@ -101,6 +101,52 @@ def test_frame_prior_scores_each_level_over_its_own_codebook(code_counts):
     assert not torch.allclose(other[:, 9:], nll[:, 9:])  # the temporal sees earlier frames
 
 
+def test_an_own_context_changes_only_what_later_frames_see():
+    prior = tiny_prior("frames", context_blocks=6, code_counts=2)
+    per_block = prior.tokens_per_block
+    tokens = random_tokens(prior.config, 6)
+    torch.testing.assert_close(prior.token_nll(tokens, tokens), prior.token_nll(tokens))
+    context = tokens.clone()
+    context[:, 2 * per_block : 3 * per_block] = random_tokens(prior.config, 1, seed=1)
+    nll, own = prior.token_nll(tokens), prior.token_nll(tokens, context)
+    # frames 0-2 are predicted from frames before frame 2: a context frame changes none of them,
+    # not even frame 2's own tokens, which see the real tokens earlier in their frame
+    torch.testing.assert_close(own[:, : 3 * per_block], nll[:, : 3 * per_block])
+    assert not torch.allclose(own[:, 3 * per_block :], nll[:, 3 * per_block :])
+
+
+def test_own_frames_are_whole_frames_of_the_prior_own_draws_at_the_given_share():
+    prior = tiny_prior("frames", context_blocks=40, code_counts=2)
+    per_block = prior.tokens_per_block
+    tokens = random_tokens(prior.config, 40, batch=4)
+    frames = tokens.view(4, 40, per_block)
+    assert torch.equal(prior.own_frames(tokens, 0.0), tokens)
+    gen = torch.Generator().manual_seed(3)
+    drawn = prior.own_frames(tokens, 1.0, gen).view_as(frames)
+    levels = token_levels(prior.config.level_strides)
+    assert torch.equal(drawn // prior.config.codebook_size, levels.expand_as(drawn))
+    assert (drawn != frames).float().mean() > 0.5  # drawn, not copied (16 codes per level)
+    again = prior.own_frames(tokens, 1.0, torch.Generator().manual_seed(3)).view_as(frames)
+    assert torch.equal(again, drawn)  # seeded
+    mixed = prior.own_frames(tokens, 0.5, torch.Generator().manual_seed(4)).view_as(frames)
+    kept = (mixed == frames).all(dim=2)  # a frame is kept whole, or drawn whole
+    changed = (mixed != frames).any(dim=2)
+    assert 0.25 < kept.float().mean() < 0.75
+    assert torch.equal(kept, ~changed)
+    prior.train()
+    loss = prior.own_context_loss(tokens, 0.5)
+    loss.backward()
+    assert prior.training and math.isfinite(float(loss.detach()))
+    assert prior.frame_in.weight.grad.abs().sum() > 0  # the mixed context reaches the gradient
+
+
+def test_own_context_is_a_share():
+    with pytest.raises(ConfigError, match="own_context"):
+        from vqaudio.recipe import TrainConfig
+
+        TrainConfig(own_context=1.5)
+
+
 def test_code_counts_count_each_id_in_earlier_frames_and_in_the_recent_ones():
     frames = torch.tensor([[[0, 5], [0, 6], [5, 5], [1, 6]]])  # (B=1, F=4, P=2)
     counts = code_counts(frames, vocab_size=8, recent=2)  # (1, 4, 2, 8)

@@ -75,6 +75,9 @@ class TrainConfig:
     # codec parts kept fixed (loaded from init_from): [encoder, quantizer] trains a new decoder
     # on unchanged codes, so files and priors made with the init_from codec stay valid
     freeze: tuple[str, ...] = ()
+    # prior (kind frames): the share of context frames replaced by the prior's own draws
+    # (parallel scheduled sampling), so training sees contexts like those sampling makes
+    own_context: float = 0.0
 
     def __post_init__(self) -> None:
         require(
@@ -89,6 +92,7 @@ class TrainConfig:
             self.eval_every >= 0 and self.threads >= 0,
             "train.eval_every and train.threads must be >= 0",
         )
+        require(0.0 <= self.own_context <= 1.0, "train.own_context must be in [0, 1] (a share)")
         require(
             set(self.freeze) <= {"encoder", "quantizer"},
             "train.freeze may name encoder and quantizer (the decoder is what trains)",

@@ -129,12 +129,14 @@ class FramePrior(Prior):
             table = _rotary_table(length, head_dim, table.device)
         return torch.view_as_complex(table[:length].float().contiguous())
 
-    def _depth_inputs(self, h: Tensor, frames: Tensor) -> Tensor:
-        """h (B, F, D), frames (B, F, P) -> depth inputs (B * F, P, d)."""
+    def _depth_inputs(self, h: Tensor, frames: Tensor, context: Tensor | None = None) -> Tensor:
+        """h (B, F, D), frames (B, F, P) -> depth inputs (B * F, P, d). The code one frame
+        earlier comes from ``context`` (default ``frames``), the frame's own tokens from
+        ``frames``."""
         batch, count, per_block = frames.shape
         start = frames.new_full((batch, count, 1), self.start_id)
         previous = torch.cat([start, frames[:, :, :-1]], dim=2)  # token j - 1 at position j
-        earlier = self._earlier(frames)
+        earlier = self._earlier(frames if context is None else context)
         x = self.depth_token(self.token_embedding(previous)) + self.slot_embedding.weight
         x = x + self.depth_previous(self.token_embedding(earlier))
         x = x + self.depth_in(h)[:, :, None]
@@ -176,18 +178,28 @@ class FramePrior(Prior):
             x = block(x, rotation)
         return self.depth_norm(x)
 
-    def _outputs(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """tokens (B, N) -> (depth outputs (B, F, P, d), the padded frames (B, F, P)) for the
-        N + 1 predictions of the window (token 0 .. token N), F = N // P + 1."""
+    def _frames(self, tokens: Tensor) -> Tensor:
+        """tokens (B, N) -> frames (B, N // P + 1, P), zero-padded (later slots never reach
+        earlier ones)."""
         batch, length = tokens.shape
         per_block = self.tokens_per_block
         count = length // per_block + 1
-        padded = tokens.new_zeros(batch, count * per_block)  # later slots never reach earlier ones
+        padded = tokens.new_zeros(batch, count * per_block)
         padded[:, :length] = tokens
-        frames = padded.view(batch, count, per_block)
-        h = self._temporal(self._frame_inputs(frames))
-        out = self._depth(self._depth_inputs(h, frames))
-        return out.view(batch, count, per_block, -1), frames
+        return padded.view(batch, count, per_block)
+
+    def _outputs(self, tokens: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """tokens (B, N) -> (depth outputs (B, F, P, d), the padded frames (B, F, P)) for the
+        N + 1 predictions of the window (token 0 .. token N), F = N // P + 1. With ``context``
+        (B, N, as tokens), the earlier frames each prediction sees (temporal input, the code one
+        frame earlier) are those of ``context``; the tokens earlier in its own frame stay those
+        of ``tokens`` (training on the prior's own context, ``own_context_nll``)."""
+        batch = tokens.shape[0]
+        frames = self._frames(tokens)
+        seen = frames if context is None else self._frames(context)
+        h = self._temporal(self._frame_inputs(seen))
+        out = self._depth(self._depth_inputs(h, frames, seen))
+        return out.view(batch, frames.shape[1], self.tokens_per_block, -1), frames
 
     # --- the Prior interface ------------------------------------------------------------------
 
@@ -203,18 +215,32 @@ class FramePrior(Prior):
         logits = logits.reshape(batch, -1, self.config.vocab_size)[:, : length + 1]
         return self.masked(logits)
 
-    def token_nll(self, tokens: Tensor) -> Tensor:
+    def token_nll(self, tokens: Tensor, context: Tensor | None = None) -> Tensor:
         """-log p (nats) of each token (B, N), one level's codebook per slot: the vocabulary-wide
-        logits are never built (1/num_levels of the memory and the head's arithmetic)."""
+        logits are never built (1/num_levels of the memory and the head's arithmetic). With
+        ``context`` (B, N), earlier frames are seen as in ``context`` (see ``_outputs``)."""
         batch, length = tokens.shape
-        per_block, size = self.tokens_per_block, self.config.codebook_size
-        if length % per_block:
+        if length % self.tokens_per_block:
+            if context is not None:
+                raise ValueError("a context needs whole frames")
             return super().token_nll(tokens)
-        out, frames = self._outputs(tokens)
-        earlier = self._earlier(frames)[:, :-1]
-        out, frames = out[:, :-1], frames[:, :-1]  # the extra frame predicts token N only
-        features = self._features(frames)
-        nll = torch.empty_like(frames, dtype=out.dtype)
+        nll = torch.empty_like(tokens, dtype=torch.float32)
+        flat = nll.view(batch, -1, self.tokens_per_block)
+        for slots, logits, target in self._level_logits(tokens, context):
+            flat[:, :, slots] = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
+            ).view(target.shape)
+        return nll
+
+    def _level_logits(self, tokens: Tensor, context: Tensor | None = None):
+        """Yield (slots, logits (B, F, S, size) float, targets (B, F, S) within the level's
+        codebook) level by level, for whole-frame ``tokens`` (B, F * P)."""
+        size = self.config.codebook_size
+        out, frames = self._outputs(tokens, context)
+        seen = frames if context is None else self._frames(context)
+        earlier = self._earlier(seen)[:, :-1]
+        out, frames, seen = out[:, :-1], frames[:, :-1], seen[:, :-1]  # drop the extra frame
+        features = self._features(seen)
         for level, slots in enumerate(self.level_slots):
             weight = self.head.weight[level * size : (level + 1) * size]
             logits = (out[:, :, slots] @ weight.T).float()  # (B, F, S, size)
@@ -222,13 +248,43 @@ class FramePrior(Prior):
             if features is not None:
                 level_features = features[:, :, None, :, level * size : (level + 1) * size]
                 logits = self._counted(logits, out[:, :, slots], level_features)
-            target = frames[:, :, slots] - level * size
-            nll[:, :, slots] = (
-                F.cross_entropy(logits.reshape(-1, size), target.reshape(-1), reduction="none")
-                .view(target.shape)
-                .to(nll.dtype)
-            )
-        return nll.reshape(batch, length)
+            yield slots, logits, frames[:, :, slots] - level * size
+
+    @torch.no_grad()
+    def own_frames(
+        self, tokens: Tensor, rate: float, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """``tokens`` (B, N whole frames) with a share ``rate`` of its frames (each frame by a
+        coin) replaced by the prior's own draws: every token drawn from the prior given the real
+        tokens before it (parallel scheduled sampling, Duckworth et al. 2019). The draws are
+        made without dropout, as sampling makes them."""
+        was_training = self.training
+        self.eval()
+        batch, length = tokens.shape
+        per_block = self.tokens_per_block
+        drawn = torch.empty(
+            batch, length // per_block, per_block, dtype=tokens.dtype, device=tokens.device
+        )
+        for level, (slots, logits, _) in enumerate(self._level_logits(tokens)):
+            probs = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
+            draws = torch.multinomial(probs, 1, generator=generator)
+            size = self.config.codebook_size
+            drawn[:, :, slots] = draws.view(batch, -1, len(slots)) + level * size
+        self.train(was_training)
+        coins = (
+            torch.rand(batch, length // per_block, 1, generator=generator, device=tokens.device)
+            < rate
+        )
+        return torch.where(coins, drawn, tokens.view_as(drawn)).view(batch, length)
+
+    def own_context_loss(
+        self, tokens: Tensor, rate: float, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Mean cross-entropy (nats) of the real ``tokens`` when a share ``rate`` of the earlier
+        frames they are predicted from are the prior's own draws (``own_frames``): sampling sees
+        its own frames, not real ones, and learns there what a hold is worth."""
+        context = self.own_frames(tokens, rate, generator)
+        return self.token_nll(tokens, context).mean()
 
     def next_logits(self, tokens: Tensor, cache_scale: float = 1.0) -> Tensor:
         window = tokens[:, self.window_start(tokens.shape[1]) :]

@@ -25,11 +25,14 @@ ENCODE_SECONDS = 30.0  # audio encoded per codec call while extracting codes (me
 class _PriorLoss(nn.Module):
     """Wraps the prior so DDP / torch.compile see the loss as ``forward``."""
 
-    def __init__(self, prior: nn.Module):
+    def __init__(self, prior: nn.Module, own_context: float = 0.0):
         super().__init__()
         self.prior = prior
+        self.own_context = own_context
 
     def forward(self, tokens: Tensor) -> Tensor:
+        if self.own_context > 0:  # draws from torch's generator, seeded per step by the loop
+            return self.prior.own_context_loss(tokens, self.own_context)
         return self.prior.loss(tokens)
 
 
@@ -121,7 +124,13 @@ class PriorTask:
             state, _, _ = read_model_file(recipe.init_from, "prior")
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's prior section
             on_message(f"initialised from {recipe.init_from}")
-        self.train_module = _PriorLoss(self.model)
+        own_context = recipe.train.own_context
+        if own_context and not hasattr(self.model, "own_context_loss"):
+            raise ConfigError(
+                f"train.own_context needs prior.kind frames; this recipe's prior is "
+                f"{self.config.kind}: set train.own_context to 0"
+            )
+        self.train_module = _PriorLoss(self.model, own_context)
         self.tokens_per_second = tokens_per_second(
             codec_config.sample_rate, codec_config.hop_length, self.config.level_strides
         )
