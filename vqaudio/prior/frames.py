@@ -345,9 +345,9 @@ class FrameStream(Stream):
         self.window[:, : kept.shape[1]] = kept
         self._prefill()
 
-    def _prefill(self) -> Tensor:
-        """Temporal states of the window's frames (cache filled), then the current frame's
-        depth positions up to the next token."""
+    def _prefill(self, depth: bool = True) -> Tensor | None:
+        """Temporal states of the window's frames (cache filled), then (``depth``) the current
+        frame's depth positions up to the next token."""
         prior, per_block = self.prior, self.prior.tokens_per_block
         length = self.num_tokens - self.start
         count = length // per_block + 1
@@ -366,6 +366,8 @@ class FrameStream(Stream):
         )
         self._set_depth_bias(h, self.earlier)
         slot = length % per_block
+        if not depth:
+            return None
         for j in range(slot):
             self._depth_step(j)
         return self._depth_step(slot)
@@ -410,23 +412,27 @@ class FrameStream(Stream):
         assert ids == self.ids, "the stream predicts another slot"
         return self.values
 
-    def _frame_step(self, position: int) -> None:
-        """The frame just completed becomes the temporal input at window frame ``position``."""
+    def _frame_step(self, position: int, fast=None) -> None:
+        """The frame just completed becomes the temporal input at window frame ``position``
+        (in C with ``fast``, a ``fast_depth.FastFrames`` of this prior)."""
         prior = self.prior
-        previous = prior.token_embedding.weight[self.frame].flatten(1)  # (B, P * width)
-        x = F.linear(previous, prior.frame_in.weight, prior.frame_in.bias)
-        x = step_blocks(
-            self.temporal_weights,
-            self.temporal_cache,
-            x,
-            self.rotation[position],
-            position,
-            prior.config.num_heads,
-        )
+        if fast is not None:
+            h = fast.temporal_step(self.frame, self.temporal_cache, position)
+        else:
+            previous = prior.token_embedding.weight[self.frame].flatten(1)  # (B, P * width)
+            x = F.linear(previous, prior.frame_in.weight, prior.frame_in.bias)
+            x = step_blocks(
+                self.temporal_weights,
+                self.temporal_cache,
+                x,
+                self.rotation[position],
+                position,
+                prior.config.num_heads,
+            )
+            h = F.layer_norm(x, x.shape[-1:], prior.norm.weight, prior.norm.bias)
         self.earlier = self.frame.clone()
         if self.features is not None:
             self._count_frame(position)
-        h = F.layer_norm(x, x.shape[-1:], prior.norm.weight, prior.norm.bias)
         self._set_depth_bias(h, self.earlier)
 
     def _count_frame(self, position: int) -> None:
@@ -455,6 +461,56 @@ class FrameStream(Stream):
         size = prior.config.codebook_size  # per slot: where its copy logit goes, and if at all
         self.copy_index = (earlier - self.offsets).clamp(0, size - 1).T[..., None].contiguous()
         self.copy_on = (earlier != prior.start_id).T[..., None].to(bias.dtype).contiguous()
+
+    def sample_frame(
+        self,
+        fast,
+        uniform: Tensor,
+        held: Tensor,
+        settings: tuple[Tensor, Tensor, Tensor],
+        last: bool = False,
+    ) -> Tensor:
+        """The next whole frame (B, P), sampled by ``fast`` (a ``fast_depth.FastFrames`` of this
+        prior) row by row with ``uniform`` (B, P) draws, ``held`` (B, P) ids within each slot's
+        codebook (-1: none) and ``settings`` (temperature, top_k, top_p) per slot; then the
+        stream moves on as after ``push`` of its tokens. ``last``: no frame follows (the
+        temporal step is skipped). The stream must stand at a frame's first slot."""
+        prior, per_block = self.prior, self.prior.tokens_per_block
+        length = self.num_tokens - self.start
+        assert length % per_block == 0, "sample_frame starts at a frame's first slot"
+        copy = torch.where(self.copy_on[..., 0] > 0, self.copy_index[..., 0], -1).T  # (B, P)
+        temperature, top_k, top_p = settings
+        rows = []
+        for b in range(self.frame.shape[0]):
+            features = None if self.features is None else self.features[b]
+            rows.append(
+                fast.frame(
+                    self.depth_bias[:, b],
+                    copy[b],
+                    features,
+                    self.cache_scale,
+                    temperature,
+                    top_k,
+                    top_p,
+                    held[b],
+                    uniform[b],
+                )
+            )
+        tokens = torch.stack(rows).to(self.window.device)
+        self.window[:, length : length + per_block] = tokens
+        self.frame.copy_(tokens)
+        self.num_tokens += per_block
+        if last:
+            return tokens
+        start = prior.window_start(self.num_tokens)
+        if start != self.start:  # slide, as push does
+            kept = self.window[:, start - self.start : length + per_block].clone()
+            self.window[:, : kept.shape[1]] = kept
+            self.start = start
+            self._prefill(depth=False)
+        else:
+            self._frame_step((length + per_block) // per_block, fast)
+        return tokens
 
     def push(self, token: Tensor) -> Tensor:
         prior, per_block = self.prior, self.prior.tokens_per_block

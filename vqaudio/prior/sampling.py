@@ -146,12 +146,29 @@ def sample_next(
         probs = probs.index_put((rows, held), p_held)
     else:
         probs = torch.softmax(_truncate(logits, top_k, top_p), dim=-1)
-    if isinstance(generator, list) and len(generator) == 1:
-        generator = generator[0]
+    return draw(probs, uniforms(generator, probs.shape[0], 1, probs.device)[:, 0])
+
+
+def uniforms(
+    generator: torch.Generator | list[torch.Generator] | None, rows: int, count: int, device
+) -> Tensor:
+    """(rows, count) uniform numbers in [0, 1): row b from generator b where a list is given (so a
+    row's draws do not depend on the other rows), else all from the one generator. A row's
+    ``count`` numbers are those of ``count`` calls for one each (CPU generator)."""
     if isinstance(generator, list):
-        rows = [torch.multinomial(p[None], 1, generator=g) for p, g in zip(probs, generator)]
-        return torch.cat(rows)[:, 0]
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+        return torch.stack([torch.rand(count, generator=g, device=device) for g in generator])
+    return torch.rand(rows, count, generator=generator, device=device)
+
+
+def draw(probs: Tensor, uniform: Tensor) -> Tensor:
+    """The inverse-CDF draw: per row of probs (B, V) (not necessarily normalised), the first id
+    whose running sum (in float64, in id order) exceeds ``uniform`` (B,) times the row's total.
+    The C sampler (``_depth.c``) draws the same way, so both paths give the same tokens."""
+    cdf = probs.double().cumsum(-1)
+    target = uniform.double() * cdf[:, -1]
+    index = (cdf <= target[:, None]).sum(-1)
+    last = probs.shape[-1] - 1 - (probs.flip(-1) > 0).int().argmax(-1)  # the last possible id
+    return torch.minimum(index, last)
 
 
 @contextlib.contextmanager
@@ -218,9 +235,31 @@ def sample_tokens(
     # hand-offs than it saves, and where cores are shared a pool waits for descheduled
     # workers (measured: 2 threads 8-10x slower than 1 on a loaded 2-core machine).
     threads = num_threads if device.type == "cpu" else None
+    end = start + num_tokens
     with _intra_op_threads(threads), torch.inference_mode():
         stream = prior.stream(prompt, **scaled) if use_cache else None
-        for i in range(start, start + num_tokens):
+        fast = _fast_frames(prior, stream, start, num_tokens)
+        if fast is not None:
+            settings = (
+                torch.full((every,), float(temperature)),
+                torch.tensor([k or 0 for k in slot_k], dtype=torch.int32),
+                torch.tensor([1.0 if q is None else q for q in slot_p], dtype=torch.float32),
+            )
+            hold_slots = torch.tensor([exact_hold and level == 0 for level in levels])
+            offsets = torch.tensor([lo for lo, _ in prior.slot_ranges])
+        i = start
+        while fast is not None and i < end:  # whole frames in C (fast_depth)
+            held = torch.full((batch, every), -1, dtype=torch.long)
+            if i >= every:
+                held = torch.where(hold_slots, tokens[:, i - every : i].cpu() - offsets, held)
+            draws = uniforms(generator, batch, every, device).cpu()
+            frame = stream.sample_frame(fast, draws, held, settings, last=i + every == end)
+            tokens[:, i : i + every] = frame.to(device)
+            i += every
+            if on_progress is not None:
+                on_progress(i - start, num_tokens)
+        first = i
+        for i in range(first, end):
             slot = i % every
             lo, hi = prior.slot_ranges[slot]  # only the next level's ids can follow
             if stream is not None:
@@ -239,6 +278,18 @@ def sample_tokens(
             if on_progress is not None and (done % every == 0 or done == num_tokens):
                 on_progress(done, num_tokens)
     return tokens
+
+
+def _fast_frames(prior: Prior, stream, start: int, num_tokens: int):
+    """A ``fast_depth.FastFrames`` where whole frames can be sampled in C: a frame prior's stream
+    on the CPU (float32, the library built), starting at a frame's first slot and asked for
+    whole frames; else None."""
+    from .fast_depth import fast_frames
+
+    every = prior.config.tokens_per_block
+    if stream is None or not hasattr(stream, "sample_frame") or start % every or num_tokens % every:
+        return None
+    return fast_frames(prior)
 
 
 def check_compatible(prior: Prior, codec) -> None:

@@ -1,0 +1,90 @@
+"""The frame prior's sampling loop in C (vqaudio/prior/fast_depth.py) against the PyTorch one."""
+
+import pytest
+import torch
+
+from vqaudio.prior import fast_depth
+from vqaudio.prior.sampling import draw, sample_tokens
+
+from .conftest import tiny_prior
+from .test_prior import random_tokens
+
+needs_library = pytest.mark.skipif(
+    fast_depth.library() is None, reason="the C sampler was not built (no C compiler)"
+)
+
+
+@pytest.fixture
+def torch_only(monkeypatch):
+    """Sampling in PyTorch alone, as without a C compiler."""
+    monkeypatch.setenv("VQAUDIO_FAST_DEPTH", "0")
+    fast_depth.library.cache_clear()
+    yield
+    monkeypatch.delenv("VQAUDIO_FAST_DEPTH")
+    fast_depth.library.cache_clear()
+
+
+def _sample(prior, prompt, **settings):
+    return sample_tokens(prior, 60, prompt, seed=5, **settings)  # 20 frames, past the context
+
+
+SETTINGS = [
+    {},
+    {"top_p": (0.5, 0.9), "exact_hold": True},
+    {"top_k": (3, None), "temperature": 0.8},
+    {"top_k": 5, "top_p": 0.7, "cache_scale": 0.5, "exact_hold": True},
+]
+
+
+@needs_library
+@pytest.mark.parametrize("settings", SETTINGS)
+@pytest.mark.parametrize("code_counts", (0, 2))
+def test_c_sampling_draws_the_tokens_pytorch_draws(settings, code_counts, request):
+    prior = tiny_prior("frames", code_counts=code_counts, context_blocks=6)
+    if "cache_scale" in settings and not code_counts:
+        pytest.skip("cache_scale needs code_counts")
+    prompt = random_tokens(prior.config, 2, batch=3)
+    assert fast_depth.fast_frames(prior) is not None
+    fast = _sample(prior, prompt, **settings)
+    request.getfixturevalue("torch_only")
+    assert fast_depth.fast_frames(prior) is None
+    slow = _sample(prior, prompt, **settings)
+    assert torch.equal(fast, slow)
+    assert not torch.equal(fast[:, 6:], fast[:, 6:].roll(1, 0))  # the rows differ
+
+
+@needs_library
+def test_the_c_temporal_step_is_the_pytorch_one():
+    prior = tiny_prior("frames", code_counts=2, context_blocks=6)
+    tokens = random_tokens(prior.config, 4, batch=2)
+    with torch.inference_mode():
+        slow = prior.stream(tokens[:, :6])
+        fast = prior.stream(tokens[:, :6])
+        slow.frame.copy_(tokens[:, 6:9])
+        fast.frame.copy_(tokens[:, 6:9])
+        slow._frame_step(3)
+        fast._frame_step(3, fast_depth.fast_frames(prior))
+    torch.testing.assert_close(fast.temporal_cache, slow.temporal_cache)
+    torch.testing.assert_close(fast.depth_bias, slow.depth_bias)
+
+
+def test_draw_takes_the_first_id_whose_running_sum_passes_the_uniform():
+    probs = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3, 0.0]] * 5)
+    uniform = torch.tensor([0.0, 0.19, 0.2, 0.71, 0.999999])
+    assert draw(probs, uniform).tolist() == [1, 1, 3, 4, 4]  # never an id of probability 0
+    assert draw(probs * 7, uniform).tolist() == [1, 1, 3, 4, 4]  # not necessarily normalised
+    counts = torch.bincount(draw(probs[:1].expand(20000, -1), torch.rand(20000)), minlength=6)
+    torch.testing.assert_close(counts / 20000, probs[0], atol=0.02, rtol=0)
+
+
+def test_without_the_library_sampling_stays_in_pytorch(torch_only):
+    prior = tiny_prior("frames", code_counts=2)
+    assert fast_depth.library() is None and fast_depth.fast_frames(prior) is None
+    tokens = sample_tokens(prior, 30, torch.zeros(1, 0, dtype=torch.long), seed=1)
+    assert tokens.shape == (1, 30)
+
+
+@needs_library
+def test_other_priors_and_other_dtypes_stay_in_pytorch():
+    assert fast_depth.fast_frames(tiny_prior("transformer")) is None
+    assert fast_depth.fast_frames(tiny_prior("frames").double()) is None
