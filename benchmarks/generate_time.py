@@ -1,0 +1,134 @@
+"""Wall time of `vqaudio generate --seconds 30`, start-up included: the C sampling loop against
+PyTorch's (VQAUDIO_FAST_DEPTH=0), run alternately so both see the same machine, plus one
+in-process split of a run into import, model loading, sampling and decoding.
+
+    python benchmarks/generate_time.py                 # 3 runs of each, seed 1, 30 s
+    python benchmarks/generate_time.py --runs 5 --seconds 10
+
+Each pair of runs must write the same audio (the two loops draw the same tokens), and the script
+says so. Results go to benchmarks/results/generate_time.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+SPLIT = r"""
+import time, sys
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+from vqaudio.checkpoint import load_codec
+from vqaudio.codes import Codes
+from vqaudio.prior import load_prior
+from vqaudio.prior.sampling import decode_codes, generate, sample_tokens
+import vqaudio_cli.generate
+t2 = time.perf_counter()
+prior, codec = load_prior(None, "cpu"), load_codec(None, "cpu")
+t3 = time.perf_counter()
+seconds = float(sys.argv[1])
+blocks = -(-round(seconds * codec.config.sample_rate) // codec.config.block_samples)
+tokens = sample_tokens(prior, blocks * prior.config.tokens_per_block,
+                       torch.zeros(1, 0, dtype=torch.long), seed=1, top_p=(0.9, 0.98),
+                       exact_hold=True)
+t4 = time.perf_counter()
+codes = Codes.from_tokens(tokens, prior.config.level_strides, prior.config.codebook_size)
+with torch.inference_mode():
+    decode_codes(codec, codes, griffin_lim_iters=16)
+t5 = time.perf_counter()
+print(f"{t1 - t0:.3f} {t2 - t1:.3f} {t3 - t2:.3f} {t4 - t3:.3f} {t5 - t4:.3f}")
+"""
+
+
+def _run(seconds: float, fast: bool, out: Path, seed: int) -> float:
+    env = dict(os.environ, VQAUDIO_FAST_DEPTH="1" if fast else "0")
+    command = ["vqaudio", "generate", "--seconds", f"{seconds:g}", "--seed", str(seed), "-q"]
+    start = time.perf_counter()
+    subprocess.run([*command, "-f", "-o", str(out)], env=env, check=True)
+    return time.perf_counter() - start
+
+
+def _split(seconds: float, fast: bool) -> dict[str, float]:
+    env = dict(os.environ, VQAUDIO_FAST_DEPTH="1" if fast else "0")
+    done = subprocess.run(
+        [sys.executable, "-c", SPLIT, f"{seconds:g}"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    parts = [float(v) for v in done.stdout.split()]
+    return dict(zip(("import_torch", "import_vqaudio", "load", "sample", "decode"), parts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--name", default="generate_time")
+    args = parser.parse_args()
+    from vqaudio.prior.fast_depth import library
+
+    if library() is None:
+        sys.exit("error: the C sampling loop is not built (pip install -e . with a C compiler)")
+    times: dict[str, list[float]] = {"c": [], "pytorch": []}
+    same = True
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(args.runs):
+            outs = {}
+            for label, fast in (("c", True), ("pytorch", False)):
+                outs[label] = Path(folder) / f"{label}.wav"
+                times[label].append(_run(args.seconds, fast, outs[label], args.seed))
+                print(f"{label:8s} {times[label][-1]:.2f} s wall", flush=True)
+            same &= filecmp.cmp(outs["c"], outs["pytorch"], shallow=False)
+    split = {label: _split(args.seconds, fast) for label, fast in (("c", True), ("pytorch", False))}
+    command = "python benchmarks/generate_time.py " + " ".join(sys.argv[1:])
+    result = {
+        "command": command.strip(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "cpu": _cpu_name(),
+        "seconds": args.seconds,
+        "wall_s": times,
+        "median_s": {k: statistics.median(v) for k, v in times.items()},
+        "same_audio": same,
+        "split_s": split,
+    }
+    print(f"\n`{result['command']}` on {result['cpu']}")
+    print(f"vqaudio generate --seconds {args.seconds:g}, wall s (alternating runs):")
+    for label in times:
+        runs = " / ".join(f"{t:.2f}" for t in times[label])
+        print(f"  {label:8s} {runs}  (median {result['median_s'][label]:.2f})")
+    print(f"  same audio from both loops: {same}")
+    print("one process: import torch / our imports / load / sample / decode (s)")
+    for label, parts in split.items():
+        print(f"  {label:8s} " + " / ".join(f"{v:.2f}" for v in parts.values()))
+    (HERE / "results").mkdir(exist_ok=True)
+    with open(HERE / "results" / f"{args.name}.json", "w") as f:
+        json.dump(result, f, indent=1)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    main()
