@@ -149,7 +149,7 @@ def generate(
         str | None,
         typer.Option(
             help="Nucleus sampling mass in (0, 1] (1: off); P0,P1,.. sets each level "
-            "(level 0 first, the last repeats) \\[default: 0.9,0.98].",
+            "(level 0 first, the last repeats) \\[default: 0.8,0.98].",
         ),
     ] = None,
     exact_hold: Annotated[

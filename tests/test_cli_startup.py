@@ -71,7 +71,7 @@ def test_the_package_imports_no_torch_until_a_model_is_used():
     [
         (
             "generate",
-            ("[default: 0.9,0.98]", "[default: on]", "[default: shipped]", "[default: 16,"),
+            ("[default: 0.8,0.98]", "[default: on]", "[default: shipped]", "[default: 16,"),
         ),
         ("compress", ("[default: shipped model]", "[default: IN.vqa]")),
         ("eval", ("[default: the shipped one]",)),

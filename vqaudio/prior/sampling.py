@@ -80,12 +80,13 @@ def check_sampling(temperature: float, top_k: TopK, top_p: TopP) -> None:
 # generate's nucleus mass per level (level 0 first, the last repeating) and its level-0 rule:
 # the code of the frame before keeps the prior's probability, the nucleus chooses among the
 # others. A plain nucleus at level 0 makes a long hold certain once the prior gives the held code
-# more than top_p. On 16 pieces of the shipped prior (benchmarks/generation_music.py --num 16,
-# docs/MODEL_CARD.md) against top-p 0.98 at every level: the longest hold 4.7 s against 10.6 s
-# (real music 1.6 s), drones 6 of 16 against 8, level-0 codes/s 1.43 against 1.56 (real 1.13);
-# flux, chroma peak and self-similarity within their standard errors; margin 0.435 against
-# 0.481. Level 0 at 0.98 with the same rule visits 1.79 codes/s, over the 1.5x floor.
-DEFAULT_TOP_P = (0.9, 0.98)
+# more than top_p (exact hold against top-p 0.98 everywhere, the previous prior, 16 pieces: the
+# longest hold 4.7 s against 10.6 s). Level 0's 0.8 was measured for the shipped prior (trained
+# on its own context, 2026-12-06) on 32 pieces (benchmarks/generation_music.py --num 16, seeds 0
+# and 100, docs/MODEL_CARD.md): level-0 codes/s 1.41 (real music 1.13, the previous prior at 0.9
+# 1.42), where 0.9 visits 1.96, over the 1.5x floor; 0.7 gives 1.16 codes/s with a lower chroma
+# peak and continuation margin.
+DEFAULT_TOP_P = (0.8, 0.98)
 DEFAULT_EXACT_HOLD = True
 
 
