@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +22,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402
 
 SPLIT = r"""
 import time, sys
@@ -95,18 +95,16 @@ def main() -> None:
                 print(f"{label:8s} {times[label][-1]:.2f} s wall", flush=True)
             same &= filecmp.cmp(outs["c"], outs["pytorch"], shallow=False)
     split = {label: _split(args.seconds, fast) for label, fast in (("c", True), ("pytorch", False))}
-    command = "python benchmarks/generate_time.py " + " ".join(sys.argv[1:])
     result = {
-        "command": command.strip(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "cpu": _cpu_name(),
+        "command": common.command(),
+        "machine": common.machine(),
         "seconds": args.seconds,
         "wall_s": times,
         "median_s": {k: statistics.median(v) for k, v in times.items()},
         "same_audio": same,
         "split_s": split,
     }
-    print(f"\n`{result['command']}` on {result['cpu']}")
+    print(f"\n`{result['command']}` on {result['machine']['cpu']}")
     print(f"vqaudio generate --seconds {args.seconds:g}, wall s (alternating runs):")
     for label in times:
         runs = " / ".join(f"{t:.2f}" for t in times[label])
@@ -115,19 +113,7 @@ def main() -> None:
     print("one process: import torch / our imports / load / sample / decode (s)")
     for label, parts in split.items():
         print(f"  {label:8s} " + " / ".join(f"{v:.2f}" for v in parts.values()))
-    (HERE / "results").mkdir(exist_ok=True)
-    with open(HERE / "results" / f"{args.name}.json", "w") as f:
-        json.dump(result, f, indent=1)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    print(f"results: {common.save(args.name, result)}")
 
 
 if __name__ == "__main__":
