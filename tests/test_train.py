@@ -179,6 +179,11 @@ def test_existing_run_needs_resume_or_force(tmp_path, songs):
         ("stage: codec\n", ["trian.steps=3"], "unknown key 'trian' (did you mean 'train'?)"),
         ("stage: codec\n", ["data.path=MISSING"], "no such folder"),
         ("stage: codec\n", ["data.path=EMPTY"], "no audio files"),
+        (  # a flat prior has no frames to draw: refused before anything is loaded
+            "stage: prior\ncodec: x.safetensors\n",
+            ["train.own_context=0.5"],
+            "train.own_context needs a prior recipe with prior.kind frames",
+        ),
     ],
 )
 def test_bad_recipes_fail_with_one_line(tmp_path, yaml_text, sets, expected):

@@ -228,6 +228,10 @@ class Recipe:
             )
             if self.prior is None:
                 object.__setattr__(self, "prior", PriorConfig())
+        require(
+            not self.train.own_context or (self.stage == "prior" and self.prior.kind == "frames"),
+            "train.own_context needs a prior recipe with prior.kind frames; set it to 0",
+        )
 
 
 def _yaml_loader():

@@ -188,18 +188,20 @@ class FramePrior(Prior):
         padded[:, :length] = tokens
         return padded.view(batch, count, per_block)
 
-    def _outputs(self, tokens: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """tokens (B, N) -> (depth outputs (B, F, P, d), the padded frames (B, F, P)) for the
-        N + 1 predictions of the window (token 0 .. token N), F = N // P + 1. With ``context``
-        (B, N, as tokens), the earlier frames each prediction sees (temporal input, the code one
-        frame earlier) are those of ``context``; the tokens earlier in its own frame stay those
-        of ``tokens`` (training on the prior's own context, ``own_context_nll``)."""
+    def _outputs(
+        self, tokens: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """tokens (B, N) -> (depth outputs (B, F, P, d), the padded frames (B, F, P), the padded
+        frames seen as earlier ones (B, F, P)) for the N + 1 predictions of the window (token 0
+        .. token N), F = N // P + 1. With ``context`` (B, N, as tokens), the earlier frames each
+        prediction sees (temporal input, the code one frame earlier) are those of ``context``;
+        the tokens earlier in its own frame stay those of ``tokens`` (``own_context_loss``)."""
         batch = tokens.shape[0]
         frames = self._frames(tokens)
         seen = frames if context is None else self._frames(context)
         h = self._temporal(self._frame_inputs(seen))
         out = self._depth(self._depth_inputs(h, frames, seen))
-        return out.view(batch, frames.shape[1], self.tokens_per_block, -1), frames
+        return out.view(batch, frames.shape[1], self.tokens_per_block, -1), frames, seen
 
     # --- the Prior interface ------------------------------------------------------------------
 
@@ -207,7 +209,7 @@ class FramePrior(Prior):
         """As Prior.window_logits; ``cache_scale`` multiplies the unigram cache's gates (a
         sampling setting, ``sample_tokens``: training and scoring use 1)."""
         batch, length = tokens.shape
-        out, frames = self._outputs(tokens)
+        out, frames, _ = self._outputs(tokens)
         logits = self._copy(self.head(out), out, self._earlier(frames), 0)
         features = self._features(frames)  # (B, F, 2, V) -> each slot of frame f
         features = None if features is None else features[:, :, None]
@@ -236,8 +238,7 @@ class FramePrior(Prior):
         """Yield (slots, logits (B, F, S, size) float, targets (B, F, S) within the level's
         codebook) level by level, for whole-frame ``tokens`` (B, F * P)."""
         size = self.config.codebook_size
-        out, frames = self._outputs(tokens, context)
-        seen = frames if context is None else self._frames(context)
+        out, frames, seen = self._outputs(tokens, context)
         earlier = self._earlier(seen)[:, :-1]
         out, frames, seen = out[:, :-1], frames[:, :-1], seen[:, :-1]  # drop the extra frame
         features = self._features(seen)
@@ -261,14 +262,13 @@ class FramePrior(Prior):
         was_training = self.training
         self.eval()
         batch, length = tokens.shape
-        per_block = self.tokens_per_block
+        per_block, size = self.tokens_per_block, self.config.codebook_size
         drawn = torch.empty(
             batch, length // per_block, per_block, dtype=tokens.dtype, device=tokens.device
         )
         for level, (slots, logits, _) in enumerate(self._level_logits(tokens)):
             probs = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
             draws = torch.multinomial(probs, 1, generator=generator)
-            size = self.config.codebook_size
             drawn[:, :, slots] = draws.view(batch, -1, len(slots)) + level * size
         self.train(was_training)
         coins = (

@@ -124,13 +124,7 @@ class PriorTask:
             state, _, _ = read_model_file(recipe.init_from, "prior")
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's prior section
             on_message(f"initialised from {recipe.init_from}")
-        own_context = recipe.train.own_context
-        if own_context and not hasattr(self.model, "own_context_loss"):
-            raise ConfigError(
-                f"train.own_context needs prior.kind frames; this recipe's prior is "
-                f"{self.config.kind}: set train.own_context to 0"
-            )
-        self.train_module = _PriorLoss(self.model, own_context)
+        self.train_module = _PriorLoss(self.model, recipe.train.own_context)  # kind: the recipe
         self.tokens_per_second = tokens_per_second(
             codec_config.sample_rate, codec_config.hop_length, self.config.level_strides
         )
