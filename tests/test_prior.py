@@ -140,6 +140,60 @@ def test_own_frames_are_whole_frames_of_the_prior_own_draws_at_the_given_share()
     assert prior.frame_in.weight.grad.abs().sum() > 0  # the mixed context reaches the gradient
 
 
+def test_own_frames_come_in_runs_of_span_and_later_passes_draw_from_the_mixed_frames():
+    prior = tiny_prior("frames", context_blocks=40, code_counts=2)
+    per_block = prior.tokens_per_block
+    tokens = random_tokens(prior.config, 40, batch=4)
+    frames = tokens.view(4, 40, per_block)
+
+    def own(passes: int, span: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(5)
+        return prior.own_frames(tokens, 0.5, gen, passes=passes, span=span).view_as(frames)
+
+    once, twice = own(1, 4), own(2, 4)
+    drawn = (once != frames).any(dim=2)  # (B, 40): which frames are the prior's
+    runs = drawn.view(4, 10, 4)
+    assert torch.equal(runs.all(dim=2), runs.any(dim=2))  # a coin per run of 4 frames
+    assert 0.2 < drawn.float().mean() < 0.8
+    assert torch.equal((twice != frames).any(dim=2), drawn)  # the same coins on every pass
+    # the second pass draws again, given the first pass's mixed frames: the first drawn frame
+    # of the window sees only real frames before it, so its draws differ only by the generator,
+    # while the frames after a drawn frame see other context than in the first pass
+    assert (twice[drawn] != once[drawn]).float().mean() > 0.3
+    # passes draw given the mixed context: a pass given real frames only would equal a
+    # re-seeded first pass, which it does not
+    third = own(3, 4)
+    assert torch.equal((third != frames).any(dim=2), drawn)
+    assert not torch.equal(third, twice)
+    # a whole-window span draws every frame or none
+    whole = (own(1, 40) != frames).any(dim=2)
+    assert torch.equal(whole.all(dim=1), whole.any(dim=1))
+    prior.train()
+    loss = prior.own_context_loss(tokens, 0.5, passes=2, span=4)
+    loss.backward()
+    assert prior.training and math.isfinite(float(loss.detach()))
+
+
+def test_the_rollout_sees_its_own_earlier_draws():
+    """Pass 2 of own_frames must draw given pass 1's mixed frames, not the real ones: with a
+    prior that copies the code one frame earlier, a pass-2 draw equals the pass-1 draw before it."""
+    prior = tiny_prior("frames", context_blocks=8, code_counts=0)
+    with torch.no_grad():
+        for param in prior.parameters():
+            param.zero_()
+        prior.copy_gate.bias.fill_(60.0)  # the code one frame earlier wins every draw
+    per_block = prior.tokens_per_block
+    tokens = random_tokens(prior.config, 8, batch=2)
+    frames = tokens.view(2, 8, per_block)
+    gen = torch.Generator().manual_seed(0)
+    once = prior.own_frames(tokens, 1.0, gen, passes=1).view_as(frames)
+    torch.testing.assert_close(once[:, 1:], frames[:, :-1], rtol=0, atol=0)  # copies the real
+    gen = torch.Generator().manual_seed(0)
+    twice = prior.own_frames(tokens, 1.0, gen, passes=2).view_as(frames)
+    # pass 2 copies pass 1's frame, which copied the real one two frames earlier
+    torch.testing.assert_close(twice[:, 2:], frames[:, :-2], rtol=0, atol=0)
+
+
 def test_own_context_is_a_share():
     with pytest.raises(ConfigError, match="own_context"):
         from vqaudio.recipe import TrainConfig

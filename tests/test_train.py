@@ -184,6 +184,7 @@ def test_existing_run_needs_resume_or_force(tmp_path, songs):
             ["train.own_context=0.5"],
             "train.own_context needs a prior recipe with prior.kind frames",
         ),
+        ("stage: codec\n", ["train.own_passes=0"], "train.own_passes and train.own_span"),
     ],
 )
 def test_bad_recipes_fail_with_one_line(tmp_path, yaml_text, sets, expected):

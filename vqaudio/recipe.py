@@ -78,6 +78,10 @@ class TrainConfig:
     # prior (kind frames): the share of context frames replaced by the prior's own draws
     # (parallel scheduled sampling), so training sees contexts like those sampling makes
     own_context: float = 0.0
+    # ... drawn in own_passes passes, each given the mixed frames of the one before (a rollout
+    # own_passes - 1 frames deep), and chosen by a coin per run of own_span frames
+    own_passes: int = 1
+    own_span: int = 1
 
     def __post_init__(self) -> None:
         require(
@@ -93,6 +97,10 @@ class TrainConfig:
             "train.eval_every and train.threads must be >= 0",
         )
         require(0.0 <= self.own_context <= 1.0, "train.own_context must be in [0, 1] (a share)")
+        require(
+            self.own_passes >= 1 and self.own_span >= 1,
+            "train.own_passes and train.own_span must be >= 1",
+        )
         require(
             set(self.freeze) <= {"encoder", "quantizer"},
             "train.freeze may name encoder and quantizer (the decoder is what trains)",

@@ -253,37 +253,54 @@ class FramePrior(Prior):
 
     @torch.no_grad()
     def own_frames(
-        self, tokens: Tensor, rate: float, generator: torch.Generator | None = None
+        self,
+        tokens: Tensor,
+        rate: float,
+        generator: torch.Generator | None = None,
+        passes: int = 1,
+        span: int = 1,
     ) -> Tensor:
-        """``tokens`` (B, N whole frames) with a share ``rate`` of its frames (each frame by a
-        coin) replaced by the prior's own draws: every token drawn from the prior given the real
-        tokens before it (parallel scheduled sampling, Duckworth et al. 2019). The draws are
-        made without dropout, as sampling makes them."""
+        """``tokens`` (B, N whole frames) with a share ``rate`` of its frames replaced by the
+        prior's own draws (parallel scheduled sampling, Duckworth et al. 2019). A coin per run of
+        ``span`` frames picks them, so runs of drawn frames as long as ``span`` occur. The first
+        pass draws every token given the real tokens before it; each further pass draws again
+        given the mixed frames of the pass before (the tokens earlier in a frame stay real), so
+        after ``passes`` passes a drawn frame has seen up to ``passes - 1`` drawn frames before
+        it that were themselves drawn from drawn context, as a sequential rollout would. The
+        draws are made without dropout, as sampling makes them."""
         was_training = self.training
         self.eval()
         batch, length = tokens.shape
         per_block, size = self.tokens_per_block, self.config.codebook_size
-        drawn = torch.empty(
-            batch, length // per_block, per_block, dtype=tokens.dtype, device=tokens.device
-        )
-        for level, (slots, logits, _) in enumerate(self._level_logits(tokens)):
-            probs = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
-            draws = torch.multinomial(probs, 1, generator=generator)
-            drawn[:, :, slots] = draws.view(batch, -1, len(slots)) + level * size
+        count = length // per_block
+        runs = -(-count // span)
+        coins = torch.rand(batch, runs, 1, generator=generator, device=tokens.device) < rate
+        coins = coins.repeat_interleave(span, dim=1)[:, :count]
+        real = tokens.view(batch, count, per_block)
+        mixed = tokens
+        for _ in range(passes):
+            drawn = torch.empty_like(real)
+            context = None if mixed is tokens else mixed
+            for level, (slots, logits, _) in enumerate(self._level_logits(tokens, context)):
+                probs = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
+                draws = torch.multinomial(probs, 1, generator=generator)
+                drawn[:, :, slots] = draws.view(batch, -1, len(slots)) + level * size
+            mixed = torch.where(coins, drawn, real).view(batch, length)
         self.train(was_training)
-        coins = (
-            torch.rand(batch, length // per_block, 1, generator=generator, device=tokens.device)
-            < rate
-        )
-        return torch.where(coins, drawn, tokens.view_as(drawn)).view(batch, length)
+        return mixed
 
     def own_context_loss(
-        self, tokens: Tensor, rate: float, generator: torch.Generator | None = None
+        self,
+        tokens: Tensor,
+        rate: float,
+        generator: torch.Generator | None = None,
+        passes: int = 1,
+        span: int = 1,
     ) -> Tensor:
         """Mean cross-entropy (nats) of the real ``tokens`` when a share ``rate`` of the earlier
         frames they are predicted from are the prior's own draws (``own_frames``): sampling sees
         its own frames, not real ones, and learns there what a hold is worth."""
-        context = self.own_frames(tokens, rate, generator)
+        context = self.own_frames(tokens, rate, generator, passes, span)
         return self.token_nll(tokens, context).mean()
 
     def next_logits(self, tokens: Tensor, cache_scale: float = 1.0) -> Tensor:

@@ -25,14 +25,16 @@ ENCODE_SECONDS = 30.0  # audio encoded per codec call while extracting codes (me
 class _PriorLoss(nn.Module):
     """Wraps the prior so DDP / torch.compile see the loss as ``forward``."""
 
-    def __init__(self, prior: nn.Module, own_context: float = 0.0):
+    def __init__(self, prior: nn.Module, own_context: float = 0.0, passes: int = 1, span: int = 1):
         super().__init__()
         self.prior = prior
-        self.own_context = own_context
+        self.own_context, self.passes, self.span = own_context, passes, span
 
     def forward(self, tokens: Tensor) -> Tensor:
         if self.own_context > 0:  # draws from torch's generator, seeded per step by the loop
-            return self.prior.own_context_loss(tokens, self.own_context)
+            return self.prior.own_context_loss(
+                tokens, self.own_context, passes=self.passes, span=self.span
+            )
         return self.prior.loss(tokens)
 
 
@@ -124,7 +126,10 @@ class PriorTask:
             state, _, _ = read_model_file(recipe.init_from, "prior")
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's prior section
             on_message(f"initialised from {recipe.init_from}")
-        self.train_module = _PriorLoss(self.model, recipe.train.own_context)  # kind: the recipe
+        train = recipe.train
+        self.train_module = _PriorLoss(  # kind frames: checked by the recipe
+            self.model, train.own_context, train.own_passes, train.own_span
+        )
         self.tokens_per_second = tokens_per_second(
             codec_config.sample_rate, codec_config.hop_length, self.config.level_strides
         )
