@@ -93,7 +93,13 @@ def diverse_codec(seed: int = 0) -> Codec:
 
 
 def assert_chunked_decode_is_one_pass(
-    codec: Codec, wav: torch.Tensor, rate: int, tmp_path, chunk_blocks: int, min_chunks: int = 1
+    codec: Codec,
+    wav: torch.Tensor,
+    rate: int,
+    tmp_path,
+    chunk_blocks: int,
+    min_chunks: int = 1,
+    with_band_levels: bool = True,
 ) -> None:
     """Compress ``wav`` (1, 1, T) in small chunks; decoding chunk by chunk (each with its
     margins) must give the decode of all the file's codes in one pass."""
@@ -105,7 +111,14 @@ def assert_chunked_decode_is_one_pass(
     from vqaudio.compress import compress, decode_chunks
 
     audio.write(tmp_path / "a.wav", wav[0].numpy(), rate)
-    compress(codec, tmp_path / "a.wav", tmp_path / "a.vqa", bitrate=1e5, chunk_blocks=chunk_blocks)
+    compress(
+        codec,
+        tmp_path / "a.wav",
+        tmp_path / "a.vqa",
+        bitrate=1e5,
+        chunk_blocks=chunk_blocks,
+        with_band_levels=with_band_levels,
+    )
     with VqaReader(tmp_path / "a.vqa") as reader:
         assert reader.num_chunks >= min_chunks
         pieces = list(decode_chunks(reader, codec))

@@ -41,6 +41,9 @@ class CodecConfig:
     encoder_layers: int = 4  # fourier encoder: ConvNeXt blocks
     spectral_layers: int = 8  # spectral decoder: ConvNeXt blocks
     griffin_lim_iters: int = 32  # spectral decoder: phase-retrieval iterations at inference
+    # spectral decoder: Griffin-Lim's start, zero phase or locked to the spectral peaks
+    # (codec/spectral.py locked_phase: 16 iterations from it match 32 from zero)
+    phase_init: str = "locked"
     # conv: transposed-conv mirror of the encoder; istft: ConvNeXt at a frame rate + inverse STFT;
     # spectral: ConvNeXt -> STFT magnitude at the latent frame rate, phase by Griffin-Lim
     decoder: str = "conv"
@@ -95,6 +98,9 @@ class CodecConfig:
             and self.n_fft <= 65536,
             "codec.spectral_dim, encoder_layers and spectral_layers must be >= 1, "
             "griffin_lim_iters in [0, 1000], n_fft <= 65536",
+        )
+        require(
+            self.phase_init in ("zero", "locked"), "codec.phase_init must be 'zero' or 'locked'"
         )
         require(0.0 <= self.quantizer_bypass < 1.0, "codec.quantizer_bypass must be in [0, 1)")
         require(

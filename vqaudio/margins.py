@@ -10,6 +10,7 @@ compression (compress.py) and chunked decoding of generated codes (prior/samplin
 
 from __future__ import annotations
 
+from .codec.spectral import PHASE_RESET_FRAMES
 from .config import CodecConfig
 
 
@@ -34,7 +35,10 @@ def decoder_margin_blocks(config: CodecConfig) -> int:
     """Coarse frames of codes either side that cover the decoder's receptive field."""
     if config.decoder == "spectral":  # convs, then Griffin-Lim's reach (codec/spectral.py)
         overlap = -(-config.n_fft // config.hop_length)
-        frames = 3 * (1 + config.spectral_layers) + 1 + overlap * (config.griffin_lim_iters + 1)
+        convs = 3 * (1 + config.spectral_layers) + 1
+        frames = convs + overlap * (config.griffin_lim_iters + 1)
+        if config.phase_init == "locked":  # back to the start of the run of frames whose phase
+            frames += PHASE_RESET_FRAMES + convs  # it sums, and its magnitudes' conv reach
         return -(-frames * config.hop_length // config.block_samples) + 1
     if config.decoder == "istft":  # conv_in (k 7), upsampler, ConvNeXt (k 7 each), iSTFT window
         hop = config.hop_length // config.istft_upsample

@@ -206,7 +206,7 @@ def _decode_window(
             given = band_levels.BandLevels(
                 levels[0][c : c + 1], levels[1], header.band_edges, header.level_strides[0]
             )
-        out.append(codec.decode(codes, given)[0, 0].float().cpu().numpy())
+        out.append(codec.decode(codes, given, offset_blocks=lo)[0, 0].float().cpu().numpy())
     return np.stack(out)
 
 

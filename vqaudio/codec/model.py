@@ -134,16 +134,21 @@ class Codec(nn.Module):
         codes: Codes,
         band_levels: BandLevels | None = None,
         griffin_lim_iters: int | None = None,
+        offset_blocks: int = 0,
     ) -> Tensor:
         """Codes (any prefix of the levels) -> wav (B, C, num_samples). A spectral decoder
         scales to ``band_levels`` (a file's, ``vqaudio.band_levels``) when given, and renders
         with ``griffin_lim_iters`` iterations (None: the config's; at most the config's, whose
-        reach sets the chunk margins); the other decoders ignore both."""
+        reach sets the chunk margins); the other decoders ignore both. ``offset_blocks``: where
+        these codes start in the whole signal, in coarse frames (a chunked decode's window;
+        the locked phase start counts its runs from the signal's start)."""
         # the istft decoder is not bounded like the conv decoder's tanh: clip, as a DAC would
         z_q = self.quantizer.decode(codes)
         if isinstance(self.decoder, SpectralDecoder):  # with its gain for this many levels
             iters = check_griffin_lim_iters(self.config, griffin_lim_iters)
-            wav = self.decoder(z_q, codes.num_levels, band_levels, iters).clamp(-1.0, 1.0)
+            offset = offset_blocks * (self.config.block_samples // self.decoder.hop)
+            wav = self.decoder(z_q, codes.num_levels, band_levels, iters, offset)
+            wav = wav.clamp(-1.0, 1.0)
         else:
             wav = self.decoder(z_q).clamp(-1.0, 1.0)
         if codes.num_samples is not None:

@@ -14,10 +14,16 @@ with 32 iterations of fast Griffin-Lim 0.92-0.95 (``runs/probe`` scripts in the 
   normalisation on the latent: the loss sees the encoder's scale.
 - ``SpectralDecoder``: z_q (B, D, T') -> log-magnitude (B, C, n_fft // 2 + 1, T' + 1) at the same
   STFT, trained directly on spectral losses (no phase in the loss, so training needs no inverse
-  STFT); at inference the waveform comes from fast Griffin-Lim (Perraudin et al. 2013) started
-  from zero phase. Zero phase makes the reconstruction translation-invariant and every iteration
-  only couples frames whose windows overlap, so a chunk decoded with the context
-  ``margins.decoder_margin_blocks`` computes either side equals a one-pass decode.
+  STFT); at inference the waveform comes from fast Griffin-Lim (Perraudin et al. 2013), started
+  from zero phase (``phase_init: zero``) or from ``locked_phase`` (``phase_init: locked``, the
+  default): each spectral peak's frequency, by parabolic interpolation of the log-magnitude,
+  advances its phase from frame to frame as a steady sinusoid's would, and the bins around the
+  peak are locked to it (Laroche & Dolson 1999). On held-out music that start gives 16
+  iterations the chroma, mel distance and ViSQOL of 32 from zero phase, or better (model card).
+  Every iteration only couples frames whose windows overlap, and the locked start accumulates
+  phase only within runs of ``PHASE_RESET_FRAMES`` frames counted from the signal's start, so a
+  chunk decoded with the context ``margins.decoder_margin_blocks`` computes either side (and its
+  offset in the signal) equals a one-pass decode.
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ from .decoder import ConvNeXtBlock
 # (measured on the training music: mean -2.1, std 2.6 with a 2048-sample Hann window)
 LOG_FLOOR = 1e-4
 FEATURE_SHIFT, FEATURE_SCALE = 2.0, 2.5
+# the locked phase start accumulates each bin's phase within runs of this many frames (1.28 s at
+# hop 480), from frame 0 of the signal: a chunk's start then depends on the frames since the last
+# run start only, which the decoding margins cover
+PHASE_RESET_FRAMES = 64
+PHASE_INITS = ("zero", "locked")
 
 
 def pitch_weights(sample_rate: int, n_fft: int) -> Tensor:
@@ -62,16 +73,66 @@ def log_magnitude(wav: Tensor, n_fft: int, hop: int) -> Tensor:
     return (spec.abs() + LOG_FLOOR).log().view(batch, channels, *spec.shape[-2:])
 
 
-def griffin_lim(magnitude: Tensor, n_fft: int, hop: int, iters: int, momentum: float = 0.99):
+def locked_phase(
+    magnitude: Tensor, n_fft: int, hop: int, offset: int = 0, reset: int = PHASE_RESET_FRAMES
+) -> Tensor:
+    """magnitude (N, bins, frames) -> unit phasors (complex64) of the same shape: a Griffin-Lim
+    start in which each frame's spectral peaks (local maxima along frequency) keep the phase a
+    steady sinusoid at the peak's frequency would have, and each bin takes its nearest peak's.
+
+    A peak's frequency comes from a parabola through the log-magnitudes of its bin and its two
+    neighbours. Its phase at the frame's centre advances by 2 pi f hop / n_fft from one frame to
+    the next; the bins around it are locked to it with the alternating sign of a centred window
+    (phase + pi k). The phase is summed over the frames since the last multiple of ``reset``
+    frames counted from the signal's start, the first frame here being frame ``offset``."""
+    log_mag = (magnitude.float() + 1e-7).log()
+    bins, frames = log_mag.shape[-2:]
+    below = F.pad(log_mag, (0, 0, 1, 0), value=-1e9)[..., :-1, :]
+    above = F.pad(log_mag, (0, 0, 0, 1), value=-1e9)[..., 1:, :]
+    peak = (log_mag >= below) & (log_mag > above)
+    curve = below - 2 * log_mag + above
+    shift = torch.where(
+        peak & (curve < -1e-6), 0.5 * (below - above) / curve.clamp(max=-1e-6), 0.0
+    ).clamp(-0.5, 0.5)
+    k = torch.arange(bins, dtype=log_mag.dtype, device=log_mag.device)[:, None].expand_as(log_mag)
+    # each bin's nearest peak (the lower one on a tie); a frame without peaks keeps bin 0
+    lower = torch.cummax(torch.where(peak, k, -1e9), dim=-2).values
+    upper = torch.where(peak, k, 1e9).flip(-2).cummin(dim=-2).values.flip(-2)
+    owner = torch.where(k - lower <= upper - k, lower, upper).clamp(0, bins - 1).long()
+    advance = torch.gather(k + shift, -2, owner) * (2 * math.pi * hop / n_fft)
+    # sum along time within runs of ``reset`` frames, counted from frame -offset
+    head = offset % reset
+    padded = F.pad(advance, (head, (-(head + frames)) % reset))
+    runs = padded.unflatten(-1, (-1, reset)).cumsum(dim=-1).flatten(-2)[..., head : head + frames]
+    phase = torch.gather(runs, -2, owner) + math.pi * k
+    return torch.polar(torch.ones_like(phase), phase)
+
+
+def griffin_lim(
+    magnitude: Tensor,
+    n_fft: int,
+    hop: int,
+    iters: int,
+    momentum: float = 0.99,
+    init: str = "zero",
+    offset: int = 0,
+):
     """magnitude (N, bins, frames) -> wav (N, (frames - 1) * hop) by fast Griffin-Lim from zero
-    phase: each iteration projects onto consistent spectrograms and keeps the given magnitude."""
+    phase (``init`` zero) or from ``locked_phase`` (``init`` locked; ``offset``: the index of the
+    first frame in the whole signal): each iteration projects onto consistent spectrograms and
+    keeps the given magnitude."""
     window = torch.hann_window(n_fft, device=magnitude.device, dtype=magnitude.dtype)
     wanted = (magnitude.shape[-1] - 1) * hop
     extra = max(0, n_fft // (2 * hop) + 2 - magnitude.shape[-1])
     if extra:  # too short for the STFT's reflect padding: render with silence after it
         magnitude = F.pad(magnitude, (0, extra))
     length = (magnitude.shape[-1] - 1) * hop
-    angles = torch.ones_like(magnitude, dtype=torch.complex64)
+    if init == "locked":
+        angles = locked_phase(magnitude.detach(), n_fft, hop, offset)
+    elif init == "zero":
+        angles = torch.ones_like(magnitude, dtype=torch.complex64)
+    else:
+        raise ValueError(f"init must be one of {PHASE_INITS}, not {init!r}")
     previous = torch.zeros_like(angles)
     differentiable = torch.is_grad_enabled() and magnitude.requires_grad
     for _ in range(iters):
@@ -168,7 +229,7 @@ class SpectralDecoder(nn.Module):
         self.sample_rate = config.sample_rate
         self.n_fft, self.hop = config.n_fft, config.hop_length
         self.bins, self.channels = self.n_fft // 2 + 1, config.channels
-        self.iters = config.griffin_lim_iters
+        self.iters, self.phase_init = config.griffin_lim_iters, config.phase_init
         dim = config.spectral_dim
         self.conv_in = nn.Conv1d(config.latent_dim, dim, kernel_size=7, padding=3)
         self.norm_in = nn.LayerNorm(dim, eps=1e-6)
@@ -209,11 +270,13 @@ class SpectralDecoder(nn.Module):
         num_levels: int | None = None,
         band_levels: bands.BandLevels | None = None,
         iters: int | None = None,
+        offset: int = 0,
     ) -> Tensor:
         """Predicted log-magnitude (B, C, bins, n) -> wav (B, C, (n - 1) * hop). The magnitude is
         scaled to the sent ``band_levels`` (batch 1; values (C, bands, spans)) when given, else
         by the calibrated gain of ``num_levels`` decoded levels (None: no gain). ``iters``
-        Griffin-Lim iterations (None: the config's ``griffin_lim_iters``)."""
+        Griffin-Lim iterations (None: the config's ``griffin_lim_iters``), started as the
+        config's ``phase_init`` says; ``offset``: the first frame's index in the whole signal."""
         batch, channels, bins, frames = log_mag.shape
         magnitude = (log_mag.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
         if band_levels is not None:
@@ -221,7 +284,9 @@ class SpectralDecoder(nn.Module):
         elif num_levels is not None:
             magnitude = magnitude * self.level_gain[num_levels - 1].exp()
         iters = self.iters if iters is None else iters
-        wav = griffin_lim(magnitude, self.n_fft, self.hop, iters)
+        wav = griffin_lim(
+            magnitude, self.n_fft, self.hop, iters, init=self.phase_init, offset=offset
+        )
         return wav.view(batch, channels, -1)
 
     def forward(
@@ -230,8 +295,9 @@ class SpectralDecoder(nn.Module):
         num_levels: int | None = None,
         band_levels: bands.BandLevels | None = None,
         iters: int | None = None,
+        offset: int = 0,
     ) -> Tensor:
-        return self.render(self.log_magnitude(z_q), num_levels, band_levels, iters)
+        return self.render(self.log_magnitude(z_q), num_levels, band_levels, iters, offset)
 
 
 @torch.no_grad()

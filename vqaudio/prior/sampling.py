@@ -340,7 +340,9 @@ def decode_codes(
     parts = []
     for first in range(0, codes.num_blocks, chunk_blocks):
         lo, hi = with_margin(first, first + chunk_blocks, margin_blocks, codes.num_blocks)
-        wav = codec.decode(codes.slice_blocks(lo, hi), griffin_lim_iters=griffin_lim_iters)
+        wav = codec.decode(
+            codes.slice_blocks(lo, hi), griffin_lim_iters=griffin_lim_iters, offset_blocks=lo
+        )
         count = min(chunk_blocks, codes.num_blocks - first)  # this chunk's own blocks
         parts.append(wav[..., (first - lo) * block : (first - lo + count) * block])
     wav = torch.cat(parts, dim=-1)
