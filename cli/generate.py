@@ -185,8 +185,7 @@ def generate(
         typer.Option(
             min=0,
             help="Griffin-Lim iterations to render with, at most the codec's own "
-            "\\[default: 16, or the codec's own if fewer: the same chroma as 32 in 40 % less "
-            "time].",
+            "\\[default: 16, or the codec's own if fewer].",
         ),
     ] = None,
     no_cache: Annotated[

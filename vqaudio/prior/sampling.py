@@ -21,10 +21,10 @@ from ..margins import decoder_margin_blocks, with_margin
 from .base import Prior
 
 DECODE_CHUNK_BLOCKS = 750  # 60 s of the default codec per decoder call
-# Griffin-Lim iterations that generated music is rendered with (None: the codec's own, 32 for the
-# shipped one). 8 pieces of 30 s from the shipped prior, the same codes rendered both ways: chroma
-# flux 0.321 against 0.319, chroma peak 2.81 against 2.83, self-similarity 0.608 against 0.610,
-# and 40 % less decoding time (python benchmarks/generated_levels.py; docs/MODEL_CARD.md)
+# Griffin-Lim iterations that generated music is rendered with, or the codec's own if fewer (the
+# shipped codec's own are 16, from the locked phase start). For a codec of 32 from zero phase, 8
+# pieces of 30 s rendered both ways: chroma flux 0.321 against 0.319, chroma peak 2.81 against
+# 2.83, and 40 % less decoding time (python benchmarks/generated_levels.py; docs/MODEL_CARD.md)
 GENERATED_GRIFFIN_LIM_ITERS = 16
 
 
