@@ -40,7 +40,7 @@ class CodecConfig:
     spectral_dim: int = 384  # fourier encoder / spectral decoder: channels of their ConvNeXt blocks
     encoder_layers: int = 4  # fourier encoder: ConvNeXt blocks
     spectral_layers: int = 8  # spectral decoder: ConvNeXt blocks
-    griffin_lim_iters: int = 32  # spectral decoder: phase-retrieval iterations at inference
+    griffin_lim_iters: int = 16  # spectral decoder: phase-retrieval iterations at inference
     # spectral decoder: Griffin-Lim's start, zero phase or locked to the spectral peaks
     # (codec/spectral.py locked_phase: 16 iterations from it match 32 from zero)
     phase_init: str = "locked"
