@@ -42,7 +42,7 @@ def score(codec, wav: np.ndarray, levels: int, ways, with_visqol: bool) -> list[
     with torch.inference_mode():
         codes = codec.encode(torch.from_numpy(wav)[None]).keep(levels)
         log_mag = decoder.log_magnitude(codec.quantizer.decode(codes))
-        magnitude = (log_mag.exp() - 1e-4).clamp(min=0) * decoder.level_gain[levels - 1].exp()
+        magnitude = decoder.magnitude(log_mag, levels)  # what render renders
         for init, iters in ways:
             decoder.phase_init = init
             start = time.perf_counter()
@@ -50,7 +50,7 @@ def score(codec, wav: np.ndarray, levels: int, ways, with_visqol: bool) -> list[
             seconds = time.perf_counter() - start
             out = out.clamp(-1.0, 1.0)[0, :, : wav.shape[-1]].numpy()
             again = stft_magnitude(torch.from_numpy(out[0]), decoder.n_fft, decoder.hop)
-            given = magnitude[0, 0, :, : again.shape[-1]]
+            given = magnitude[0, :, : again.shape[-1]]
             row = {
                 "start": init,
                 "iters": iters,

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from .errors import ConfigError
 from .strict import require
 
+# how a spectral decoder starts Griffin-Lim (codec/spectral.py): zero phase, or locked to the peaks
+PHASE_INITS = ("zero", "locked")
+
 
 @dataclass(frozen=True)
 class CodecConfig:
@@ -99,9 +102,7 @@ class CodecConfig:
             "codec.spectral_dim, encoder_layers and spectral_layers must be >= 1, "
             "griffin_lim_iters in [0, 1000], n_fft <= 65536",
         )
-        require(
-            self.phase_init in ("zero", "locked"), "codec.phase_init must be 'zero' or 'locked'"
-        )
+        require(self.phase_init in PHASE_INITS, "codec.phase_init must be 'zero' or 'locked'")
         require(0.0 <= self.quantizer_bypass < 1.0, "codec.quantizer_bypass must be in [0, 1)")
         require(
             self.latent_norm in ("batch", "none"), "codec.latent_norm must be 'batch' or 'none'"

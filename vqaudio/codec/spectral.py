@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import band_levels as bands
-from ..config import CodecConfig
+from ..config import PHASE_INITS, CodecConfig
 from .decoder import ConvNeXtBlock
 
 # log-magnitude features: log(|X| + 1e-4), shifted and scaled so music sits around [-1, 1]
@@ -46,7 +46,6 @@ FEATURE_SHIFT, FEATURE_SCALE = 2.0, 2.5
 # hop 480), from frame 0 of the signal: a chunk's start then depends on the frames since the last
 # run start only, which the decoding margins cover
 PHASE_RESET_FRAMES = 64
-PHASE_INITS = ("zero", "locked")
 
 
 def pitch_weights(sample_rate: int, n_fft: int) -> Tensor:
@@ -277,17 +276,30 @@ class SpectralDecoder(nn.Module):
         by the calibrated gain of ``num_levels`` decoded levels (None: no gain). ``iters``
         Griffin-Lim iterations (None: the config's ``griffin_lim_iters``), started as the
         config's ``phase_init`` says; ``offset``: the first frame's index in the whole signal."""
-        batch, channels, bins, frames = log_mag.shape
-        magnitude = (log_mag.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
-        if band_levels is not None:
-            magnitude = bands.apply(magnitude, band_levels, self.n_fft, self.sample_rate)
-        elif num_levels is not None:
-            magnitude = magnitude * self.level_gain[num_levels - 1].exp()
+        batch, channels = log_mag.shape[:2]
+        magnitude = self.magnitude(log_mag, num_levels, band_levels)
         iters = self.iters if iters is None else iters
         wav = griffin_lim(
             magnitude, self.n_fft, self.hop, iters, init=self.phase_init, offset=offset
         )
         return wav.view(batch, channels, -1)
+
+    def magnitude(
+        self,
+        log_mag: Tensor,
+        num_levels: int | None = None,
+        band_levels: bands.BandLevels | None = None,
+    ) -> Tensor:
+        """Predicted log-magnitude (B, C, bins, n) -> the magnitude ``render`` renders
+        (B * C, bins, n): scaled to ``band_levels`` when given, else by the gain of
+        ``num_levels`` decoded levels (None: no gain)."""
+        bins, frames = log_mag.shape[-2:]
+        magnitude = (log_mag.exp() - LOG_FLOOR).clamp(min=0.0).reshape(-1, bins, frames)
+        if band_levels is not None:
+            return bands.apply(magnitude, band_levels, self.n_fft, self.sample_rate)
+        if num_levels is not None:
+            return magnitude * self.level_gain[num_levels - 1].exp()
+        return magnitude
 
     def forward(
         self,
