@@ -42,6 +42,7 @@ import common  # noqa: E402
 from vqaudio import load_codec, load_prior, structure  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
+    DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,
     DEFAULT_TOP_P,
     GENERATED_GRIFFIN_LIM_ITERS,
@@ -155,7 +156,16 @@ def keep_levels(tokens: np.ndarray, level_strides, num_levels: int) -> np.ndarra
 
 
 def evaluate_prior(
-    args, label, path, codec, held_tokens, train_level0, excerpts, pairs, cache_scale=1.0
+    args,
+    label,
+    path,
+    codec,
+    held_tokens,
+    train_level0,
+    excerpts,
+    pairs,
+    cache_scale=1.0,
+    contrast=0.0,
 ):
     rate = codec.config.sample_rate
     prior = load_prior(path)
@@ -166,6 +176,8 @@ def evaluate_prior(
         sampling["cache_scale"] = cache_scale
     if args.exact_hold:
         sampling["exact_hold"] = True
+    if contrast:
+        sampling["contrast"] = contrast
     bits, per_level = zip(*(level_bits(prior, t) for t in held_tokens))
     weights = np.array([len(t) for t in held_tokens], dtype=float)
     row = {
@@ -185,6 +197,7 @@ def evaluate_prior(
     )
     row["sampling_s"] = took
     row["cache_scale"] = cache_scale
+    row["contrast"] = contrast
     pieces = [piece_metrics(w, c, rate, args.seconds) for w, c in zip(wav, level0)]
     row.update(summarise(pieces))
     # a drone: one level-0 code held longer than any real excerpt holds one
@@ -307,6 +320,13 @@ def main() -> None:
         help="as generate's; several: a row per prior and scale",
     )
     parser.add_argument(
+        "--contrast",
+        type=float,
+        nargs="+",
+        default=[DEFAULT_CONTRAST],
+        help="level 0's contrast to the context-free prior, as generate's; several: a row each",
+    )
+    parser.add_argument(
         "--griffin-lim-iters", type=int, default=GENERATED_GRIFFIN_LIM_ITERS, help="as generate's"
     )
     parser.add_argument("--threads", type=int, default=2)
@@ -385,12 +405,24 @@ def main() -> None:
     labels = args.labels or [str(p or "shipped") for p in args.priors]
     for label, path in zip(labels, args.priors, strict=True):
         for scale in args.cache_scale:
-            named = label if len(args.cache_scale) == 1 else f"{label}, cache {scale:g}"
-            row, wav = evaluate_prior(
-                args, named, path, codec, held_tokens, train_level0, excerpts, pairs, scale
-            )
-            rows.append(row)
-            pictures.append((named, wav))
+            for contrast in args.contrast:
+                named = label if len(args.cache_scale) == 1 else f"{label}, cache {scale:g}"
+                if len(args.contrast) > 1:
+                    named += f", contrast {contrast:g}"
+                row, wav = evaluate_prior(
+                    args,
+                    named,
+                    path,
+                    codec,
+                    held_tokens,
+                    train_level0,
+                    excerpts,
+                    pairs,
+                    scale,
+                    contrast,
+                )
+                rows.append(row)
+                pictures.append((named, wav))
     spread = [
         ("label", "", ""),
         *[(f"{k}_range", f"{h} [min, max]", "") for k, h, _ in COLUMNS[3:6] + COLUMNS[8:14]],
@@ -404,7 +436,7 @@ def main() -> None:
         f"from {', '.join(t.name for t in tracks)}; sampling temperature {args.temperature:g}, "
         f"top-k {args.top_k}, top-p {args.top_p}, cache scale "
         f"{' / '.join(f'{c:g}' for c in args.cache_scale)}, "
-        f"exact hold {args.exact_hold}; "
+        f"exact hold {args.exact_hold}, contrast {' / '.join(f'{c:g}' for c in args.contrast)}; "
         f"{args.griffin_lim_iters} Griffin-Lim iterations; "
         f"{args.threads} threads; continuation margin over {len(pairs)} prompts of 10 s",
     )
@@ -421,6 +453,7 @@ def main() -> None:
             "top_p": args.top_p,
             "cache_scale": args.cache_scale,
             "exact_hold": args.exact_hold,
+            "contrast": args.contrast,
         },
     )
     common.print_table(rows, spread)

@@ -169,6 +169,15 @@ def generate(
             "codes (1: as trained; lower: fewer drones, but the piece wanders).",
         ),
     ] = 1.0,
+    contrast: Annotated[
+        float | None,
+        typer.Option(
+            help="Level 0 draws from p(code | piece) / p(code | no context)^CONTRAST: codes "
+            "likely anywhere (the codec's generic, pitchless textures) lose some of their "
+            "chance, codes the piece makes likely keep theirs (0: off) \\[default: 0].",
+            show_default=False,
+        ),
+    ] = None,
     prompt: Annotated[str | None, typer.Option(help="Audio to continue ('-' for stdin).")] = None,
     prompt_seconds: Annotated[
         float, typer.Option(help="Seconds of the prompt's end to use.")
@@ -204,10 +213,17 @@ def generate(
     import time
 
     from vqaudio.prior import generate as generate_wav
-    from vqaudio.prior.sampling import DEFAULT_EXACT_HOLD, check_cache_scale
+    from vqaudio.prior.sampling import (
+        DEFAULT_CONTRAST,
+        DEFAULT_EXACT_HOLD,
+        check_cache_scale,
+        check_contrast,
+    )
 
     top_k, top_p = _sampling_options(top_k, top_p)
     _check_options(seconds, temperature, top_k, top_p, prompt)
+    contrast = DEFAULT_CONTRAST if contrast is None else contrast
+    check_contrast(contrast)
     names = output_names(output, n)
     check_distinct(names)
     for name in names:
@@ -249,6 +265,7 @@ def generate(
             prompt_seconds=prompt_seconds,
             cache_scale=cache_scale,
             exact_hold=DEFAULT_EXACT_HOLD if exact_hold is None else exact_hold,
+            contrast=contrast,
             **({} if griffin_lim_iters is None else {"griffin_lim_iters": griffin_lim_iters}),
         )
     wav = wav.float().cpu().numpy()

@@ -86,3 +86,21 @@ def test_help_shows_the_defaults_written_in_brackets(command, shown):
     assert result.exit_code == 0, result.output
     for text in shown:
         assert text in result.output, f"{command} --help lost {text!r}"
+
+
+def test_generate_help_states_the_library_defaults():
+    """The CLI keeps torch out of --help, so its defaults are written out in the help text: they
+    must be the ones sampling.py defines and generate applies."""
+    from typer.testing import CliRunner
+    from vqaudio_cli.main import app
+
+    from vqaudio.prior.sampling import DEFAULT_CONTRAST, DEFAULT_TOP_P
+
+    result = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "400"})
+    def option_help(name):  # the option's row of the table (one line at 400 columns)
+        rows = [r.strip("│ ") for r in result.output.splitlines()]
+        return next(r for r in rows if r.startswith(f"--{name} "))
+
+    top_p = ",".join(f"{p:g}" for p in DEFAULT_TOP_P)
+    assert f"[default: {top_p}]" in option_help("top-p")
+    assert f"[default: {DEFAULT_CONTRAST:g}]" in option_help("contrast")

@@ -33,6 +33,7 @@ SETTINGS = [
     {"top_p": (0.5, 0.9), "exact_hold": True},
     {"top_k": (3, None), "temperature": 0.8},
     {"top_k": 5, "top_p": 0.7, "cache_scale": 0.5, "exact_hold": True},
+    {"top_p": (0.6, 0.95), "exact_hold": True, "contrast": 0.7},
 ]
 
 

@@ -196,6 +196,23 @@ def test_cache_scale_needs_a_prior_with_the_cache(models, tmp_path):
     assert _run(models, "--seconds", 0.02, "--cache-scale", 1, "-o", out, "-q").exit_code == 0
 
 
+def test_contrast_is_checked_and_changes_the_draws(models, tmp_path):
+    """--contrast: a negative or non-number value is a one-line error before anything is
+    written; 0 and a positive value both work, and give different audio for the same seed."""
+    out = tmp_path / "g.wav"
+    for bad in ("-0.5", "nan"):
+        r = _run(models, "--seconds", 0.02, "--contrast", bad, "-o", out, "-q")
+        assert r.exit_code == 1 and "contrast" in r.stderr and "Traceback" not in r.output
+        assert not out.exists()
+    made = []
+    for contrast in (0, 0.8):
+        path = tmp_path / f"c{contrast}.wav"
+        r = _run(models, "--seconds", 0.05, "--seed", 1, "--contrast", contrast, "-o", path, "-q")
+        assert r.exit_code == 0, r.output
+        made.append(sf.read(path)[0])
+    assert not np.array_equal(*made)
+
+
 def test_per_level_top_k_and_top_p(models, tmp_path):
     """--top-p 1,0.9 and --top-k 5,0 set level 0 apart from the finer levels; a value that is not
     a number is a one-line error, before anything is written."""

@@ -13,7 +13,7 @@ from vqaudio.errors import AudioError, CheckpointError, ConfigError
 from vqaudio.prior import generate, load_prior, save_prior
 from vqaudio.prior.frames import code_counts
 from vqaudio.prior.likelihood import bits_per_second, bits_per_token, tokens_per_second
-from vqaudio.prior.sampling import decode_codes, sample_next, sample_tokens
+from vqaudio.prior.sampling import contrast_offsets, decode_codes, sample_next, sample_tokens
 
 from .conftest import harmonic, tiny_codec_config, tiny_prior
 
@@ -391,6 +391,47 @@ def test_exact_hold_sampling_is_seeded_and_the_cache_agrees(kind):
     assert torch.equal(sample_tokens(prior, 36, prompt, seed=3, exact_hold=True), plain)
     # with a nucleus it does change the draws (sample_tokens passes the held code on)
     assert not torch.equal(cached, sample_tokens(prior, 36, prompt, seed=3, top_p=0.6))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_contrast_divides_level_0_by_the_context_free_prior(kind):
+    """Contrast c draws level 0 from p(code | piece) / p(code | nothing)^c. A piece's first frame
+    has nothing before it, so there it draws from p^(1 - c): at c = 1 every code is equally
+    likely, however peaked the prior is. The finer levels are left alone, the draws stay seeded
+    and the cached and uncached paths agree."""
+    prior = tiny_prior(kind)
+    config, start = prior.config, torch.zeros(4000, 0, dtype=torch.long)
+    levels = token_levels(config.level_strides)
+    for _ in range(8):  # a peaked prior: one code far likelier than the rest, but not certain
+        offsets = contrast_offsets(prior, 1.0)
+        free = torch.exp(-offsets[0])  # p(code | nothing) at level 0
+        if 0.3 < float(free.max()) < 0.9:
+            break
+        with torch.no_grad():
+            for name, p in prior.named_parameters():
+                if name.startswith(("head", "out")):
+                    p.mul_(1.5 if float(free.max()) <= 0.3 else 0.7)
+    assert 0.3 < float(free.max()) < 0.9 and abs(float(free.sum()) - 1) < 1e-4
+    assert torch.all(offsets[levels != 0] == 0) and torch.all(offsets[levels == 0] > 0)
+    favourite = int(free.argmax())
+
+    def share(contrast):  # of the first frame's level-0 draws that are the favourite code
+        first = sample_tokens(prior, len(levels), start, seed=0, contrast=contrast)[:, 0]
+        return float((first == favourite).float().mean())
+
+    assert abs(share(0.0) - float(free.max())) < 0.03
+    assert abs(share(1.0) - 1 / config.codebook_size) < 0.02
+    flat = free**0.5 / (free**0.5).sum()  # c = 0.5: p^0.5, renormalised
+    assert abs(share(0.5) - float(flat[favourite])) < 0.03
+    prompt = random_tokens(config, 2, batch=2)
+    options = {"seed": 3, "contrast": 0.6, "top_p": 0.9, "exact_hold": True}
+    cached = sample_tokens(prior, 36, prompt, **options)
+    assert torch.equal(cached, sample_tokens(prior, 36, prompt, use_cache=False, **options))
+    assert torch.equal(cached[1], sample_tokens(prior, 36, prompt[1:], **{**options, "seed": 4})[0])
+    assert not torch.equal(cached, sample_tokens(prior, 36, prompt, seed=3, top_p=0.9))
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="contrast"):
+            sample_tokens(prior, 3, start[:1], contrast=bad)
 
 
 def test_top_k_and_top_p_keep_only_the_likeliest():

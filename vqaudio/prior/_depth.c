@@ -74,6 +74,7 @@ typedef struct {
     const float *top_p;       /* (per_block), >= 1: none */
     const int64_t *held;      /* (per_block) held index in the codebook, or -1 */
     const float *uniform;     /* (per_block) in [0, 1) */
+    const float *offset;      /* (per_block, codebook) added to each slot's logits, or NULL */
     int64_t start_id;
     int64_t *out;             /* (per_block) token ids */
     float *scratch;           /* depth_scratch_floats() floats */
@@ -294,6 +295,9 @@ ENTRY int temporal_step(const Temporal *w, const int64_t *frame, const Cache *ca
     return 0;
 }
 
+/* The layout of the structs above; fast_depth.py refuses a library built from another. */
+int depth_abi(void) { return 2; }
+
 /* The frame's tokens, slot 0 to per_block - 1, into f->out. Returns 0. */
 ENTRY int depth_frame(const Depth *w, const Frame *f) {
     const int d = w->blocks.dim, P = w->per_block, size = w->codebook;
@@ -325,6 +329,10 @@ ENTRY int depth_frame(const Depth *w, const Frame *f) {
             const float *recent = all + f->vocab;
             const float g_all = gates[1] * f->cache_scale, g_recent = gates[2] * f->cache_scale;
             for (int i = 0; i < size; i++) logits[i] += g_all * all[i] + g_recent * recent[i];
+        }
+        if (f->offset) {
+            const float *o = f->offset + (int64_t)slot * size;
+            for (int i = 0; i < size; i++) logits[i] += o[i];
         }
         probabilities(logits, p, q, size, f->temperature[slot], f->top_k[slot], f->top_p[slot],
                f->held[slot]);

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+ABI = 2  # _depth.c's depth_abi(): the struct layout this file describes
 _F = ctypes.POINTER(ctypes.c_float)
 _I32 = ctypes.POINTER(ctypes.c_int32)
 _I64 = ctypes.POINTER(ctypes.c_int64)
@@ -85,6 +86,7 @@ class _Frame(ctypes.Structure):
         ("top_p", _F),
         ("held", _I64),
         ("uniform", _F),
+        ("offset", _F),
         ("start_id", ctypes.c_int64),
         ("out", _I64),
         ("scratch", _F),
@@ -103,7 +105,10 @@ def library() -> ctypes.CDLL | None:
         if path.is_file():
             try:
                 lib = ctypes.CDLL(str(path))
-            except OSError:
+                abi = lib.depth_abi()
+            except (OSError, AttributeError):  # unloadable, or built before depth_abi existed
+                return None
+            if abi != ABI:  # built from another _depth.c (an old build): its structs differ
                 return None
             lib.depth_frame.argtypes = [ctypes.POINTER(_Depth), ctypes.POINTER(_Frame)]
             lib.depth_frame.restype = ctypes.c_int
@@ -252,14 +257,17 @@ class FastFrames:
         top_p: Tensor,
         held: Tensor,
         uniform: Tensor,
+        offset: Tensor | None = None,
     ) -> Tensor:
         """One row's frame -> its token ids (P,). bias (P, d) float32: what each depth position
         adds (``FrameStream.depth_bias``); copy (P,) int64: each slot's copy index in its
         codebook, -1 for none; features (2, V) float32 log(1 + counts) or None; temperature,
         top_p (P,) float32; top_k (P,) int32 (0: none); held (P,) int64 (-1: none); uniform (P,)
-        float32 draws in [0, 1)."""
+        float32 draws in [0, 1); offset (P, codebook) float32 added to each slot's logits (the
+        contrast, ``sampling.contrast_offsets``), or None."""
         out = torch.empty(self.per_block, dtype=torch.int64)
         bias, copy = bias.contiguous(), copy.contiguous()
+        offset = None if offset is None else offset.float().contiguous()
         features = None if features is None else features.contiguous()
         frame = _Frame(
             bias=_ptr(bias, _F),
@@ -272,6 +280,7 @@ class FastFrames:
             top_p=_ptr(top_p, _F),
             held=_ptr(held, _I64),
             uniform=_ptr(uniform, _F),
+            offset=None if offset is None else _ptr(offset, _F),
             start_id=self.start_id,
             out=_ptr(out, _I64),
             scratch=_ptr(self.depth_scratch, _F),

@@ -88,6 +88,7 @@ def check_sampling(temperature: float, top_k: TopK, top_p: TopP) -> None:
 # peak and continuation margin.
 DEFAULT_TOP_P = (0.8, 0.98)
 DEFAULT_EXACT_HOLD = True
+DEFAULT_CONTRAST = 0.0
 
 
 def check_cache_scale(prior: Prior, cache_scale: float) -> None:
@@ -104,6 +105,37 @@ def check_cache_scale(prior: Prior, cache_scale: float) -> None:
             f"cache_scale {cache_scale:g} needs a frame prior with code_counts (a unigram cache); "
             f"this prior (kind {prior.config.kind}) has none: leave it at 1"
         )
+
+
+def check_contrast(contrast: float) -> None:
+    """Refuse a contrast that is not a finite number >= 0."""
+    if not (contrast >= 0 and math.isfinite(contrast)):
+        raise ConfigError(f"contrast {contrast:g} must be a number >= 0 (0: none)")
+
+
+def contrast_offsets(prior: Prior, contrast: float, device: torch.device | str = "cpu") -> Tensor:
+    """(tokens per frame, codebook) offsets added to each slot's logits while sampling: at level
+    0's slots ``-contrast * log p(code | no context)``, the prior's own level-0 distribution with
+    nothing before it; zero at the finer levels.
+
+    Sampling then draws from p(code | piece) / p(code)^contrast (pointwise mutual information
+    decoding, as in Li et al. 2016's anti-LM and Shi et al. 2023's context-aware decoding): a
+    code the piece makes likely keeps its chance, a code likely anywhere loses some. The codes
+    likely anywhere are the codec's generic, pitchless textures: held alone for 2 s, the 20 most
+    frequent level-0 codes of the training music have a chroma peak of 1.3-1.7 where the mean
+    code has 3.0, and the shipped prior's own pieces used them far more than real music does
+    (benchmarks/tonal_probe.py, docs/MODEL_CARD.md)."""
+    levels = token_levels(prior.config.level_strides)
+    size = prior.config.codebook_size
+    offsets = torch.zeros(len(levels), size, device=device)
+    if contrast == 0:
+        return offsets
+    with torch.inference_mode():
+        stream = prior.stream(torch.zeros(1, 0, dtype=torch.long, device=device))
+        lo, hi = prior.slot_ranges[0]
+        free = torch.log_softmax(stream.slot_logits((lo, hi))[0].float(), dim=-1)
+    offsets[levels == 0] = -contrast * free
+    return offsets
 
 
 def _truncate(logits: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
@@ -199,6 +231,7 @@ def sample_tokens(
     num_threads: int | None = 1,
     cache_scale: float = 1.0,
     exact_hold: bool = False,
+    contrast: float = 0.0,
 ) -> Tensor:
     """Continue ``prompt`` (B, P) token ids (P may be 0) by ``num_tokens`` -> (B, P + num_tokens).
 
@@ -213,6 +246,9 @@ def sample_tokens(
     below 1 the piece's own earlier codes pull less: fewer drones, more wandering; see
     ``check_cache_scale``).
 
+    ``contrast``: level 0 draws from p(code | piece) / p(code | no context)^contrast
+    (``contrast_offsets``; 0: the prior as it is).
+
     Same seed, device and inputs give the same tokens; the cached and uncached paths see the
     same windows. Row b draws from its own generator seeded ``seed + b``, so row b of a batch is
     the row 0 of a batch of one with seed ``seed + b``. Progress is reported once per block. On
@@ -221,6 +257,7 @@ def sample_tokens(
     """
     check_sampling(temperature, top_k, top_p)
     check_cache_scale(prior, cache_scale)
+    check_contrast(contrast)
     scaled = {} if cache_scale == 1.0 else {"cache_scale": cache_scale}
     batch, start = prompt.shape
     device = prompt.device
@@ -238,6 +275,7 @@ def sample_tokens(
     threads = num_threads if device.type == "cpu" else None
     end = start + num_tokens
     with _intra_op_threads(threads), torch.inference_mode():
+        shift = contrast_offsets(prior, contrast, device) if contrast else None
         stream = prior.stream(prompt, **scaled) if use_cache else None
         fast = _fast_frames(prior, stream, start, num_tokens)
         if fast is not None:
@@ -254,7 +292,9 @@ def sample_tokens(
             if i >= every:
                 held = torch.where(hold_slots, tokens[:, i - every : i].cpu() - offsets, held)
             draws = uniforms(generator, batch, every, device).cpu()
-            frame = stream.sample_frame(fast, draws, held, settings, last=i + every == end)
+            frame = stream.sample_frame(
+                fast, draws, held, settings, last=i + every == end, offset=shift
+            )
             tokens[:, i : i + every] = frame.to(device)
             i += every
             if on_progress is not None:
@@ -267,6 +307,8 @@ def sample_tokens(
                 logits = stream.slot_logits((lo, hi))
             else:
                 logits = prior.next_logits(tokens[:, :i], **scaled)[:, lo:hi]
+            if shift is not None:
+                logits = logits + shift[slot]
             held = None
             if exact_hold and levels[slot] == 0 and i >= every:
                 held = tokens[:, i - every] - lo  # the same slot one frame earlier
@@ -392,6 +434,7 @@ def generate(
     griffin_lim_iters: int | None = GENERATED_GRIFFIN_LIM_ITERS,
     cache_scale: float = 1.0,
     exact_hold: bool = False,
+    contrast: float = 0.0,
 ) -> Tensor:
     """Sample ``n`` pieces of music -> wav (n, C, T) at ``codec.sample_rate``.
 
@@ -400,7 +443,7 @@ def generate(
     and continued: T = that prompt length + round(seconds * sample_rate), the output starting with
     the decoded prompt codes. ``on_progress(done, total)`` counts generated tokens. A spectral
     codec renders with ``griffin_lim_iters`` Griffin-Lim iterations, or its own count where that
-    is lower (None: its own). ``cache_scale``, ``exact_hold``: as ``sample_tokens``.
+    is lower (None: its own). ``cache_scale``, ``exact_hold``, ``contrast``: as ``sample_tokens``.
     """
     if not seconds > 0 or not math.isfinite(seconds):
         raise ConfigError(f"seconds {seconds:g} must be a positive number")
@@ -408,6 +451,7 @@ def generate(
         raise ConfigError(f"n {n} must be >= 1")
     check_compatible(prior, codec)
     check_cache_scale(prior, cache_scale)
+    check_contrast(contrast)
     if griffin_lim_iters is not None:
         griffin_lim_iters = min(griffin_lim_iters, codec.config.griffin_lim_iters)
     config = prior.config
@@ -431,6 +475,7 @@ def generate(
         use_cache,
         cache_scale=cache_scale,
         exact_hold=exact_hold,
+        contrast=contrast,
     )
     codes = Codes.from_tokens(
         tokens, config.level_strides, config.codebook_size, prompt_samples + new_samples
