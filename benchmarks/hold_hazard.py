@@ -33,7 +33,12 @@ import common  # noqa: E402
 from generation_music import keep_levels  # noqa: E402
 
 from vqaudio import load_codec, load_prior  # noqa: E402
-from vqaudio.prior.sampling import DEFAULT_EXACT_HOLD, DEFAULT_TOP_P, sample_tokens  # noqa: E402
+from vqaudio.prior.sampling import (  # noqa: E402
+    DEFAULT_CONTRAST,
+    DEFAULT_EXACT_HOLD,
+    DEFAULT_TOP_P,
+    sample_tokens,
+)
 from vqaudio.train.data import find_audio, split_files  # noqa: E402
 from vqaudio.train.prior_task import cached_tokens  # noqa: E402
 
@@ -82,6 +87,12 @@ def main() -> None:
     parser.add_argument(
         "--exact-hold", action=argparse.BooleanOptionalAction, default=DEFAULT_EXACT_HOLD
     )
+    parser.add_argument(
+        "--contrast",
+        type=float,
+        default=DEFAULT_CONTRAST,
+        help="as generate's: changes the draws (the held-next column), not the prior's p(hold)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="hold_hazard")
     parser.add_argument(
@@ -115,6 +126,7 @@ def main() -> None:
             args.top_k,
             args.top_p,
             exact_hold=args.exact_hold,
+            contrast=args.contrast,
         )
         for source, tokens in (
             (f"real ({len(windows)} windows)", torch.from_numpy(np.stack(windows))),
@@ -137,14 +149,15 @@ def main() -> None:
         ],
         notes=(
             f"sampling: temperature {args.temperature:g}, top-k {args.top_k}, top-p "
-            f"{args.top_p}, exact hold {args.exact_hold}; held-out tracks "
-            f"{', '.join(t.name for t in tracks)}",
+            f"{args.top_p}, exact hold {args.exact_hold}, contrast {args.contrast:g}; "
+            f"held-out tracks {', '.join(t.name for t in tracks)}",
         ),
         sampling={
             "temperature": args.temperature,
             "top_k": args.top_k,
             "top_p": args.top_p,
             "exact_hold": args.exact_hold,
+            "contrast": args.contrast,
         },
     )
 

@@ -97,6 +97,7 @@ def test_generate_help_states_the_library_defaults():
     from vqaudio.prior.sampling import DEFAULT_CONTRAST, DEFAULT_TOP_P
 
     result = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "400"})
+
     def option_help(name):  # the option's row of the table (one line at 400 columns)
         rows = [r.strip("│ ") for r in result.output.splitlines()]
         return next(r for r in rows if r.startswith(f"--{name} "))

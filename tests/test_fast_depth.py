@@ -34,6 +34,7 @@ SETTINGS = [
     {"top_k": (3, None), "temperature": 0.8},
     {"top_k": 5, "top_p": 0.7, "cache_scale": 0.5, "exact_hold": True},
     {"top_p": (0.6, 0.95), "exact_hold": True, "contrast": 0.7},
+    {"exact_hold": True, "contrast": 1.2},  # no nucleus: the contrast alone splits the hold off
 ]
 
 

@@ -378,6 +378,21 @@ def test_a_held_id_keeps_its_probability_and_the_nucleus_chooses_among_the_other
     assert torch.equal(a, b)
 
 
+def test_an_offset_reweighs_the_other_ids_and_leaves_the_held_ones_probability():
+    """p = (0.5, 0.3, 0.15, 0.05), id 0 held: an offset of log(1 / p) (a contrast of 1) keeps the
+    hold at 0.5 and spreads the rest evenly over ids 1-3; unheld, it makes every id equally
+    likely."""
+    p = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits, offset = torch.log(p).repeat(6000, 1), -torch.log(p)
+    gen = torch.Generator().manual_seed(0)
+    held = torch.zeros(6000, dtype=torch.long)
+    draws = sample_next(logits, generator=gen, held=held, offset=offset)
+    shares = torch.bincount(draws, minlength=4) / 6000.0
+    torch.testing.assert_close(shares, torch.tensor([0.5, 1 / 6, 1 / 6, 1 / 6]), atol=0.02, rtol=0)
+    shares = torch.bincount(sample_next(logits, generator=gen, offset=offset), minlength=4) / 6000
+    torch.testing.assert_close(shares, torch.full((4,), 0.25), atol=0.02, rtol=0)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_exact_hold_sampling_is_seeded_and_the_cache_agrees(kind):
     prior = tiny_prior(kind)

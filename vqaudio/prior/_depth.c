@@ -210,22 +210,26 @@ static int64_t draw(const float *p, int n, float u) {
     return last;
 }
 
-/* p (n): the probabilities sampling.sample_next draws from (temperature, exact hold, top-k,
-   top-p); logits and q are overwritten */
+/* p (n): the probabilities sampling.sample_next draws from (temperature, exact hold, offset,
+   top-k, top-p); logits and q are overwritten */
 static void probabilities(float *logits, float *p, float *q, int n, float temperature,
-                          int top_k, float top_p, int64_t held) {
+                          int top_k, float top_p, int64_t held, const float *offset) {
     if (temperature != 1.f)
         for (int i = 0; i < n; i++) logits[i] /= temperature;
     int truncating = (top_k > 0 && top_k < n) || top_p < 1.f;
-    if (held >= 0 && truncating) {
+    if (held >= 0 && (truncating || offset)) {
         softmax(logits, p, n);
         float p_held = p[held];
+        if (offset)
+            for (int i = 0; i < n; i++) logits[i] += offset[i];
         logits[held] = -INFINITY;
         truncate(logits, q, n, top_k, top_p);
         softmax(logits, p, n);
         for (int i = 0; i < n; i++) p[i] *= (1.f - p_held);
         p[held] = p_held;
     } else {
+        if (offset)
+            for (int i = 0; i < n; i++) logits[i] += offset[i];
         truncate(logits, q, n, top_k, top_p);
         softmax(logits, p, n);
     }
@@ -330,12 +334,8 @@ ENTRY int depth_frame(const Depth *w, const Frame *f) {
             const float g_all = gates[1] * f->cache_scale, g_recent = gates[2] * f->cache_scale;
             for (int i = 0; i < size; i++) logits[i] += g_all * all[i] + g_recent * recent[i];
         }
-        if (f->offset) {
-            const float *o = f->offset + (int64_t)slot * size;
-            for (int i = 0; i < size; i++) logits[i] += o[i];
-        }
         probabilities(logits, p, q, size, f->temperature[slot], f->top_k[slot], f->top_p[slot],
-               f->held[slot]);
+                      f->held[slot], f->offset ? f->offset + (int64_t)slot * size : NULL);
         f->out[slot] = (int64_t)level * size + draw(p, size, f->uniform[slot]);
     }
     return 0;

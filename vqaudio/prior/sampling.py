@@ -158,27 +158,32 @@ def sample_next(
     top_p: float | None = None,
     generator: torch.Generator | list[torch.Generator] | None = None,
     held: Tensor | None = None,
+    offset: Tensor | None = None,
 ) -> Tensor:
-    """Draw one token per row of logits (B, V) -> (B,) after temperature, top-k, then top-p.
+    """Draw one token per row of logits (B, V) -> (B,) after temperature, ``offset`` (V,) added
+    (the contrast, ``contrast_offsets``), top-k, then top-p.
 
     With a list of B generators, row b draws from generator b alone, so a row's sample does not
     depend on the other rows of the batch. With ``held`` (B,) ids, each row's held id keeps its
-    probability after the temperature, and top-k / top-p choose among the other ids only. A
-    nucleus never makes a hold certain: a plain one leaves only the held id once the prior gives
-    it more than top_p.
+    probability after the temperature, and the offset, top-k and top-p choose among the other
+    ids only. A nucleus never makes a hold certain: a plain one leaves only the held id once the
+    prior gives it more than top_p; nor does the contrast make a hold likelier than the prior
+    says (it would raise the hold of every rare code).
     """
     logits = logits / temperature if temperature != 1.0 else logits
     truncating = (top_k is not None and top_k < logits.shape[-1]) or (
         top_p is not None and top_p < 1.0
     )
-    if held is not None and truncating:
+    if held is not None and (truncating or offset is not None):
         rows = torch.arange(logits.shape[0], device=logits.device)
         p_held = torch.softmax(logits, dim=-1)[rows, held]
-        others = logits.index_put((rows, held), logits.new_tensor(float("-inf")))
+        shifted = logits if offset is None else logits + offset
+        others = shifted.index_put((rows, held), logits.new_tensor(float("-inf")))
         probs = torch.softmax(_truncate(others, top_k, top_p), dim=-1) * (1 - p_held)[:, None]
         probs = probs.index_put((rows, held), p_held)
     else:
-        probs = torch.softmax(_truncate(logits, top_k, top_p), dim=-1)
+        shifted = logits if offset is None else logits + offset
+        probs = torch.softmax(_truncate(shifted, top_k, top_p), dim=-1)
     return draw(probs, uniforms(generator, probs.shape[0], 1, probs.device)[:, 0])
 
 
@@ -307,12 +312,13 @@ def sample_tokens(
                 logits = stream.slot_logits((lo, hi))
             else:
                 logits = prior.next_logits(tokens[:, :i], **scaled)[:, lo:hi]
-            if shift is not None:
-                logits = logits + shift[slot]
             held = None
             if exact_hold and levels[slot] == 0 and i >= every:
                 held = tokens[:, i - every] - lo  # the same slot one frame earlier
-            token = sample_next(logits, temperature, slot_k[slot], slot_p[slot], generator, held)
+            offset = None if shift is None or levels[slot] else shift[slot]
+            token = sample_next(
+                logits, temperature, slot_k[slot], slot_p[slot], generator, held, offset
+            )
             token = token + lo
             tokens[:, i] = token
             if stream is not None and i + 1 < start + num_tokens:
