@@ -174,7 +174,7 @@ def generate(
         typer.Option(
             help="Level 0 draws from p(code | piece) / p(code | no context)^CONTRAST: codes "
             "likely anywhere (the codec's generic, pitchless textures) lose some of their "
-            "chance, codes the piece makes likely keep theirs (0: off) \\[default: 0].",
+            "chance, codes the piece makes likely keep theirs (0: off) \\[default: 0.3].",
             show_default=False,
         ),
     ] = None,
