@@ -44,6 +44,7 @@ from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,
+    DEFAULT_HOLD_CAP,
     DEFAULT_TOP_P,
     GENERATED_GRIFFIN_LIM_ITERS,
     decode_codes,
@@ -178,6 +179,8 @@ def evaluate_prior(
         sampling["exact_hold"] = True
     if contrast:
         sampling["contrast"] = contrast
+    if args.hold_cap < 1:
+        sampling["hold_cap"] = args.hold_cap
     bits, per_level = zip(*(level_bits(prior, t) for t in held_tokens))
     weights = np.array([len(t) for t in held_tokens], dtype=float)
     row = {
@@ -326,6 +329,7 @@ def main() -> None:
         default=[DEFAULT_CONTRAST],
         help="level 0's contrast to the context-free prior, as generate's; several: a row each",
     )
+    parser.add_argument("--hold-cap", type=float, default=DEFAULT_HOLD_CAP, help="as generate's")
     parser.add_argument(
         "--griffin-lim-iters", type=int, default=GENERATED_GRIFFIN_LIM_ITERS, help="as generate's"
     )
@@ -436,7 +440,8 @@ def main() -> None:
         f"from {', '.join(t.name for t in tracks)}; sampling temperature {args.temperature:g}, "
         f"top-k {args.top_k}, top-p {args.top_p}, cache scale "
         f"{' / '.join(f'{c:g}' for c in args.cache_scale)}, "
-        f"exact hold {args.exact_hold}, contrast {' / '.join(f'{c:g}' for c in args.contrast)}; "
+        f"exact hold {args.exact_hold}, contrast {' / '.join(f'{c:g}' for c in args.contrast)}, "
+        f"hold cap {args.hold_cap:g}; "
         f"{args.griffin_lim_iters} Griffin-Lim iterations; "
         f"{args.threads} threads; continuation margin over {len(pairs)} prompts of 10 s",
     )
@@ -454,6 +459,7 @@ def main() -> None:
             "cache_scale": args.cache_scale,
             "exact_hold": args.exact_hold,
             "contrast": args.contrast,
+            "hold_cap": args.hold_cap,
         },
     )
     common.print_table(rows, spread)

@@ -40,6 +40,7 @@ from vqaudio.codes import Codes  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,
+    DEFAULT_HOLD_CAP,
     DEFAULT_TOP_P,
     GENERATED_GRIFFIN_LIM_ITERS,
     decode_codes,
@@ -97,7 +98,7 @@ def main() -> None:
     info = common.machine()
     codec, prior = load_codec(args.codec), load_prior(args.prior)
     defaults = {"top_p": DEFAULT_TOP_P, "exact_hold": DEFAULT_EXACT_HOLD}
-    defaults["contrast"] = DEFAULT_CONTRAST
+    defaults.update(contrast=DEFAULT_CONTRAST, hold_cap=DEFAULT_HOLD_CAP)
     rows = []
     for text in args.settings:
         given = json.loads(text)

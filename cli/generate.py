@@ -178,6 +178,15 @@ def generate(
             show_default=False,
         ),
     ] = None,
+    hold_cap: Annotated[
+        float | None,
+        typer.Option(
+            help="At level 0, the previous frame's code keeps at most this probability, so no "
+            "code is held for long with near certainty (1: the prior's own; needs --exact-hold) "
+            "\\[default: 1].",
+            show_default=False,
+        ),
+    ] = None,
     prompt: Annotated[str | None, typer.Option(help="Audio to continue ('-' for stdin).")] = None,
     prompt_seconds: Annotated[
         float, typer.Option(help="Seconds of the prompt's end to use.")
@@ -216,14 +225,19 @@ def generate(
     from vqaudio.prior.sampling import (
         DEFAULT_CONTRAST,
         DEFAULT_EXACT_HOLD,
+        DEFAULT_HOLD_CAP,
         check_cache_scale,
         check_contrast,
+        check_hold_cap,
     )
 
     top_k, top_p = _sampling_options(top_k, top_p)
     _check_options(seconds, temperature, top_k, top_p, prompt)
     contrast = DEFAULT_CONTRAST if contrast is None else contrast
     check_contrast(contrast)
+    exact_hold = DEFAULT_EXACT_HOLD if exact_hold is None else exact_hold
+    hold_cap = DEFAULT_HOLD_CAP if hold_cap is None else hold_cap
+    check_hold_cap(hold_cap, exact_hold)
     names = output_names(output, n)
     check_distinct(names)
     for name in names:
@@ -264,8 +278,9 @@ def generate(
             use_cache=not no_cache,
             prompt_seconds=prompt_seconds,
             cache_scale=cache_scale,
-            exact_hold=DEFAULT_EXACT_HOLD if exact_hold is None else exact_hold,
+            exact_hold=exact_hold,
             contrast=contrast,
+            hold_cap=hold_cap,
             **({} if griffin_lim_iters is None else {"griffin_lim_iters": griffin_lim_iters}),
         )
     wav = wav.float().cpu().numpy()

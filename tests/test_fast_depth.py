@@ -35,6 +35,8 @@ SETTINGS = [
     {"top_k": 5, "top_p": 0.7, "cache_scale": 0.5, "exact_hold": True},
     {"top_p": (0.6, 0.95), "exact_hold": True, "contrast": 0.7},
     {"exact_hold": True, "contrast": 1.2},  # no nucleus: the contrast alone splits the hold off
+    {"exact_hold": True, "hold_cap": 0.3},  # the cap alone
+    {"top_p": (0.8, 0.9), "exact_hold": True, "contrast": 0.3, "hold_cap": 0.5},
 ]
 
 

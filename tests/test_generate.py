@@ -213,6 +213,21 @@ def test_contrast_is_checked_and_changes_the_draws(models, tmp_path):
     assert not np.array_equal(*made)
 
 
+def test_hold_cap_is_checked(models, tmp_path):
+    """--hold-cap outside (0, 1], or below 1 without the exact hold it caps: a one-line error
+    and no file; a cap with the exact hold works."""
+    out = tmp_path / "g.wav"
+    for bad in (
+        ["--hold-cap", "1.5"],
+        ["--hold-cap", "0"],
+        ["--hold-cap", "0.9", "--no-exact-hold"],
+    ):
+        r = _run(models, "--seconds", 0.02, *bad, "-o", out, "-q")
+        assert r.exit_code == 1 and "hold_cap" in r.stderr and "Traceback" not in r.output
+        assert not out.exists()
+    assert _run(models, "--seconds", 0.02, "--hold-cap", 0.9, "-o", out, "-q").exit_code == 0
+
+
 def test_per_level_top_k_and_top_p(models, tmp_path):
     """--top-p 1,0.9 and --top-k 5,0 set level 0 apart from the finer levels; a value that is not
     a number is a one-line error, before anything is written."""

@@ -393,6 +393,27 @@ def test_an_offset_reweighs_the_other_ids_and_leaves_the_held_ones_probability()
     torch.testing.assert_close(shares, torch.full((4,), 0.25), atol=0.02, rtol=0)
 
 
+def test_a_hold_cap_bounds_the_held_ids_probability_and_gives_the_rest_to_the_others():
+    """p = (0.9, 0.06, 0.03, 0.01), id 0 held, capped at 0.5: id 0 keeps 0.5, the others share
+    the other half as the prior weighs them (0.3, 0.15, 0.05); a cap above 0.9 changes nothing."""
+    logits = torch.log(torch.tensor([[0.9, 0.06, 0.03, 0.01]])).repeat(8000, 1)
+    held = torch.zeros(8000, dtype=torch.long)
+    draws = sample_next(logits, generator=torch.Generator().manual_seed(0), held=held, hold_cap=0.5)
+    shares = torch.bincount(draws, minlength=4) / 8000.0
+    torch.testing.assert_close(shares, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.02, rtol=0)
+    loose = sample_next(
+        logits, generator=torch.Generator().manual_seed(1), held=held, hold_cap=0.95
+    )
+    plain = sample_next(logits, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(loose, plain)
+    prior, start = tiny_prior("frames"), torch.zeros(1, 0, dtype=torch.long)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="hold_cap"):
+            sample_tokens(prior, 3, start, exact_hold=True, hold_cap=bad)
+    with pytest.raises(ConfigError, match="exact_hold"):
+        sample_tokens(prior, 3, start, hold_cap=0.9)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_exact_hold_sampling_is_seeded_and_the_cache_agrees(kind):
     prior = tiny_prior(kind)

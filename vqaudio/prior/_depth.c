@@ -75,6 +75,7 @@ typedef struct {
     const int64_t *held;      /* (per_block) held index in the codebook, or -1 */
     const float *uniform;     /* (per_block) in [0, 1) */
     const float *offset;      /* (per_block, codebook) added to each slot's logits, or NULL */
+    float hold_cap;           /* a held id's probability is at most this (>= 1: no cap) */
     int64_t start_id;
     int64_t *out;             /* (per_block) token ids */
     float *scratch;           /* depth_scratch_floats() floats */
@@ -210,16 +211,17 @@ static int64_t draw(const float *p, int n, float u) {
     return last;
 }
 
-/* p (n): the probabilities sampling.sample_next draws from (temperature, exact hold, offset,
-   top-k, top-p); logits and q are overwritten */
+/* p (n): the probabilities sampling.sample_next draws from (temperature, exact hold and its
+   cap, offset, top-k, top-p); logits and q are overwritten */
 static void probabilities(float *logits, float *p, float *q, int n, float temperature,
-                          int top_k, float top_p, int64_t held, const float *offset) {
+                          int top_k, float top_p, int64_t held, const float *offset,
+                          float hold_cap) {
     if (temperature != 1.f)
         for (int i = 0; i < n; i++) logits[i] /= temperature;
     int truncating = (top_k > 0 && top_k < n) || top_p < 1.f;
-    if (held >= 0 && (truncating || offset)) {
+    if (held >= 0 && (truncating || offset || hold_cap < 1.f)) {
         softmax(logits, p, n);
-        float p_held = p[held];
+        float p_held = p[held] < hold_cap ? p[held] : hold_cap;
         if (offset)
             for (int i = 0; i < n; i++) logits[i] += offset[i];
         logits[held] = -INFINITY;
@@ -300,7 +302,7 @@ ENTRY int temporal_step(const Temporal *w, const int64_t *frame, const Cache *ca
 }
 
 /* The layout of the structs above; fast_depth.py refuses a library built from another. */
-int depth_abi(void) { return 2; }
+int depth_abi(void) { return 3; }
 
 /* The frame's tokens, slot 0 to per_block - 1, into f->out. Returns 0. */
 ENTRY int depth_frame(const Depth *w, const Frame *f) {
@@ -335,7 +337,8 @@ ENTRY int depth_frame(const Depth *w, const Frame *f) {
             for (int i = 0; i < size; i++) logits[i] += g_all * all[i] + g_recent * recent[i];
         }
         probabilities(logits, p, q, size, f->temperature[slot], f->top_k[slot], f->top_p[slot],
-                      f->held[slot], f->offset ? f->offset + (int64_t)slot * size : NULL);
+                      f->held[slot], f->offset ? f->offset + (int64_t)slot * size : NULL,
+                      f->hold_cap);
         f->out[slot] = (int64_t)level * size + draw(p, size, f->uniform[slot]);
     }
     return 0;

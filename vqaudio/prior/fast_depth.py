@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ABI = 2  # _depth.c's depth_abi(): the struct layout this file describes
+ABI = 3  # _depth.c's depth_abi(): the struct layout this file describes
 _F = ctypes.POINTER(ctypes.c_float)
 _I32 = ctypes.POINTER(ctypes.c_int32)
 _I64 = ctypes.POINTER(ctypes.c_int64)
@@ -87,6 +87,7 @@ class _Frame(ctypes.Structure):
         ("held", _I64),
         ("uniform", _F),
         ("offset", _F),
+        ("hold_cap", ctypes.c_float),
         ("start_id", ctypes.c_int64),
         ("out", _I64),
         ("scratch", _F),
@@ -258,13 +259,15 @@ class FastFrames:
         held: Tensor,
         uniform: Tensor,
         offset: Tensor | None = None,
+        hold_cap: float = 1.0,
     ) -> Tensor:
         """One row's frame -> its token ids (P,). bias (P, d) float32: what each depth position
         adds (``FrameStream.depth_bias``); copy (P,) int64: each slot's copy index in its
         codebook, -1 for none; features (2, V) float32 log(1 + counts) or None; temperature,
         top_p (P,) float32; top_k (P,) int32 (0: none); held (P,) int64 (-1: none); uniform (P,)
         float32 draws in [0, 1); offset (P, codebook) float32 added to each slot's logits (the
-        contrast, ``sampling.contrast_offsets``), or None."""
+        contrast, ``sampling.contrast_offsets``), or None; hold_cap: a held id's probability is
+        at most this."""
         out = torch.empty(self.per_block, dtype=torch.int64)
         bias, copy = bias.contiguous(), copy.contiguous()
         offset = None if offset is None else offset.float().contiguous()
@@ -281,6 +284,7 @@ class FastFrames:
             held=_ptr(held, _I64),
             uniform=_ptr(uniform, _F),
             offset=None if offset is None else _ptr(offset, _F),
+            hold_cap=hold_cap,
             start_id=self.start_id,
             out=_ptr(out, _I64),
             scratch=_ptr(self.depth_scratch, _F),

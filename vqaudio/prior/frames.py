@@ -487,13 +487,15 @@ class FrameStream(Stream):
         settings: tuple[Tensor, Tensor, Tensor],
         last: bool = False,
         offset: Tensor | None = None,
+        hold_cap: float = 1.0,
     ) -> Tensor:
         """The next whole frame (B, P), sampled by ``fast`` (a ``fast_depth.FastFrames`` of this
         prior) row by row with ``uniform`` (B, P) draws, ``held`` (B, P) ids within each slot's
         codebook (-1: none) and ``settings`` (temperature, top_k, top_p) per slot; then the
         stream moves on as after ``push`` of its tokens. ``last``: no frame follows (the
         temporal step is skipped). ``offset`` (P, codebook) is added to each slot's logits (or
-        None). The stream must stand at a frame's first slot."""
+        None); a held id's probability is at most ``hold_cap``. The stream must stand at a
+        frame's first slot."""
         prior, per_block = self.prior, self.prior.tokens_per_block
         length = self.num_tokens - self.start
         assert length % per_block == 0, "sample_frame starts at a frame's first slot"
@@ -514,6 +516,7 @@ class FrameStream(Stream):
                     held[b],
                     uniform[b],
                     offset,
+                    hold_cap,
                 )
             )
         tokens = torch.stack(rows).to(self.window.device)

@@ -94,6 +94,7 @@ DEFAULT_EXACT_HOLD = True
 # 2.18 against 2.00, level-0 codes/s 1.50 against 1.46 (real music 1.13), continuation margin
 # unchanged (0.44); 0.2 does about as well; 0.4 and 0.5 hold one code too long twice as often.
 DEFAULT_CONTRAST = 0.3
+DEFAULT_HOLD_CAP = 1.0
 
 
 def check_cache_scale(prior: Prior, cache_scale: float) -> None:
@@ -116,6 +117,14 @@ def check_contrast(contrast: float) -> None:
     """Refuse a contrast that is not a finite number >= 0."""
     if not (contrast >= 0 and math.isfinite(contrast)):
         raise ConfigError(f"contrast {contrast:g} must be a number >= 0 (0: none)")
+
+
+def check_hold_cap(hold_cap: float, exact_hold: bool) -> None:
+    """Refuse a hold cap outside (0, 1], or below 1 without the exact hold (which it caps)."""
+    if not 0 < hold_cap <= 1:
+        raise ConfigError(f"hold_cap {hold_cap:g} must be in (0, 1] (1: none)")
+    if hold_cap < 1 and not exact_hold:
+        raise ConfigError(f"hold_cap {hold_cap:g} caps the exact hold: turn exact_hold on")
 
 
 def contrast_offsets(prior: Prior, contrast: float, device: torch.device | str = "cpu") -> Tensor:
@@ -164,6 +173,7 @@ def sample_next(
     generator: torch.Generator | list[torch.Generator] | None = None,
     held: Tensor | None = None,
     offset: Tensor | None = None,
+    hold_cap: float = 1.0,
 ) -> Tensor:
     """Draw one token per row of logits (B, V) -> (B,) after temperature, ``offset`` (V,) added
     (the contrast, ``contrast_offsets``), top-k, then top-p.
@@ -173,15 +183,16 @@ def sample_next(
     probability after the temperature, and the offset, top-k and top-p choose among the other
     ids only. A nucleus never makes a hold certain: a plain one leaves only the held id once the
     prior gives it more than top_p; nor does the contrast make a hold likelier than the prior
-    says (it would raise the hold of every rare code).
+    says (it would raise the hold of every rare code). ``hold_cap``: the held id's probability
+    is at most this; the rest goes to the others.
     """
     logits = logits / temperature if temperature != 1.0 else logits
     truncating = (top_k is not None and top_k < logits.shape[-1]) or (
         top_p is not None and top_p < 1.0
     )
-    if held is not None and (truncating or offset is not None):
+    if held is not None and (truncating or offset is not None or hold_cap < 1):
         rows = torch.arange(logits.shape[0], device=logits.device)
-        p_held = torch.softmax(logits, dim=-1)[rows, held]
+        p_held = torch.softmax(logits, dim=-1)[rows, held].clamp(max=hold_cap)
         shifted = logits if offset is None else logits + offset
         others = shifted.index_put((rows, held), logits.new_tensor(float("-inf")))
         probs = torch.softmax(_truncate(others, top_k, top_p), dim=-1) * (1 - p_held)[:, None]
@@ -242,6 +253,7 @@ def sample_tokens(
     cache_scale: float = 1.0,
     exact_hold: bool = False,
     contrast: float = 0.0,
+    hold_cap: float = 1.0,
 ) -> Tensor:
     """Continue ``prompt`` (B, P) token ids (P may be 0) by ``num_tokens`` -> (B, P + num_tokens).
 
@@ -259,6 +271,9 @@ def sample_tokens(
     ``contrast``: level 0 draws from p(code | piece) / p(code | no context)^contrast
     (``contrast_offsets``; 0: the prior as it is).
 
+    ``hold_cap`` (with ``exact_hold``): at level 0, the code of the frame before keeps at most
+    this probability (1: the prior's own).
+
     Same seed, device and inputs give the same tokens; the cached and uncached paths see the
     same windows. Row b draws from its own generator seeded ``seed + b``, so row b of a batch is
     the row 0 of a batch of one with seed ``seed + b``. Progress is reported once per block. On
@@ -268,6 +283,7 @@ def sample_tokens(
     check_sampling(temperature, top_k, top_p)
     check_cache_scale(prior, cache_scale)
     check_contrast(contrast)
+    check_hold_cap(hold_cap, exact_hold)
     scaled = {} if cache_scale == 1.0 else {"cache_scale": cache_scale}
     batch, start = prompt.shape
     device = prompt.device
@@ -303,7 +319,7 @@ def sample_tokens(
                 held = torch.where(hold_slots, tokens[:, i - every : i].cpu() - offsets, held)
             draws = uniforms(generator, batch, every, device).cpu()
             frame = stream.sample_frame(
-                fast, draws, held, settings, last=i + every == end, offset=shift
+                fast, draws, held, settings, last=i + every == end, offset=shift, hold_cap=hold_cap
             )
             tokens[:, i : i + every] = frame.to(device)
             i += every
@@ -322,7 +338,7 @@ def sample_tokens(
                 held = tokens[:, i - every] - lo  # the same slot one frame earlier
             offset = None if shift is None or levels[slot] else shift[slot]
             token = sample_next(
-                logits, temperature, slot_k[slot], slot_p[slot], generator, held, offset
+                logits, temperature, slot_k[slot], slot_p[slot], generator, held, offset, hold_cap
             )
             token = token + lo
             tokens[:, i] = token
@@ -446,6 +462,7 @@ def generate(
     cache_scale: float = 1.0,
     exact_hold: bool = False,
     contrast: float = 0.0,
+    hold_cap: float = 1.0,
 ) -> Tensor:
     """Sample ``n`` pieces of music -> wav (n, C, T) at ``codec.sample_rate``.
 
@@ -454,7 +471,8 @@ def generate(
     and continued: T = that prompt length + round(seconds * sample_rate), the output starting with
     the decoded prompt codes. ``on_progress(done, total)`` counts generated tokens. A spectral
     codec renders with ``griffin_lim_iters`` Griffin-Lim iterations, or its own count where that
-    is lower (None: its own). ``cache_scale``, ``exact_hold``, ``contrast``: as ``sample_tokens``.
+    is lower (None: its own). ``cache_scale``, ``exact_hold``, ``contrast``, ``hold_cap``: as
+    ``sample_tokens``.
     """
     if not seconds > 0 or not math.isfinite(seconds):
         raise ConfigError(f"seconds {seconds:g} must be a positive number")
@@ -463,6 +481,7 @@ def generate(
     check_compatible(prior, codec)
     check_cache_scale(prior, cache_scale)
     check_contrast(contrast)
+    check_hold_cap(hold_cap, exact_hold)
     if griffin_lim_iters is not None:
         griffin_lim_iters = min(griffin_lim_iters, codec.config.griffin_lim_iters)
     config = prior.config
@@ -487,6 +506,7 @@ def generate(
         cache_scale=cache_scale,
         exact_hold=exact_hold,
         contrast=contrast,
+        hold_cap=hold_cap,
     )
     codes = Codes.from_tokens(
         tokens, config.level_strides, config.codebook_size, prompt_samples + new_samples
