@@ -182,8 +182,8 @@ def generate(
         float | None,
         typer.Option(
             help="At level 0, the previous frame's code keeps at most this probability, so no "
-            "code is held for long with near certainty (1: the prior's own; needs --exact-hold) "
-            "\\[default: 1].",
+            "code is held for long with near certainty (1: the prior's own; with --exact-hold) "
+            "\\[default: 0.93].",
             show_default=False,
         ),
     ] = None,
@@ -236,7 +236,8 @@ def generate(
     contrast = DEFAULT_CONTRAST if contrast is None else contrast
     check_contrast(contrast)
     exact_hold = DEFAULT_EXACT_HOLD if exact_hold is None else exact_hold
-    hold_cap = DEFAULT_HOLD_CAP if hold_cap is None else hold_cap
+    if hold_cap is None:  # the default cap goes with the exact hold it caps
+        hold_cap = DEFAULT_HOLD_CAP if exact_hold else 1.0
     check_hold_cap(hold_cap, exact_hold)
     names = output_names(output, n)
     check_distinct(names)

@@ -94,7 +94,14 @@ DEFAULT_EXACT_HOLD = True
 # 2.18 against 2.00, level-0 codes/s 1.50 against 1.46 (real music 1.13), continuation margin
 # unchanged (0.44); 0.2 does about as well; 0.4 and 0.5 hold one code too long twice as often.
 DEFAULT_CONTRAST = 0.3
-DEFAULT_HOLD_CAP = 1.0
+# generate's cap on level 0's exact hold (sample_next's hold_cap). On its own pieces the prior is
+# surer of a long hold than real music bears out (0.970 after 33+ frames against 0.946,
+# benchmarks/hold_hazard.py). With contrast 0.3, 80 pieces (seeds 0-15 and 100-115 by
+# generation_music.py, 1000-1047 by generation_sweep.py; docs/MODEL_CARD.md): 4 drones against
+# 23 uncapped (18 with neither), level-0 codes/s 1.63 against 1.50 (real music 1.13), flux and
+# chroma peak unchanged, continuation margin 0.50 against 0.44; 0.95 leaves 9 drones, 0.9 visits
+# more codes.
+DEFAULT_HOLD_CAP = 0.93
 
 
 def check_cache_scale(prior: Prior, cache_scale: float) -> None:
