@@ -12,7 +12,14 @@ If the hybrids keep the real excerpt's peak, the finer draws are fine and the co
 is where the notes are lost; if they fall to the generated pieces' peak, the finer draws smear
 the notes the coarse codes carry.
 
+With ``--code-peaks``, which level-0 codes are drawn: each of the codebook's codes is held alone
+for 2 s and decoded with level 0 only; its chroma peak, weighted by how often a source uses the
+code, gives the source's mean code peak (training music, held-out music, the prior's pieces
+without and with generate's contrast and hold cap), and the peak of the 20 codes the prior
+finds likeliest with no context (``sampling.contrast_offsets``).
+
     python benchmarks/tonal_probe.py --num 6
+    python benchmarks/tonal_probe.py --num 6 --code-peaks --codes-cache runs/prior-more/codes
     python benchmarks/tonal_probe.py --prior runs/roll04/model.safetensors --name tonal_probe_roll04
 
 Writes benchmarks/results/tonal_probe.json (or --name).
@@ -34,9 +41,12 @@ import common  # noqa: E402
 from vqaudio import load_codec, load_prior, structure  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
+    DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,
+    DEFAULT_HOLD_CAP,
     DEFAULT_TOP_P,
     GENERATED_GRIFFIN_LIM_ITERS,
+    contrast_offsets,
     decode_codes,
     per_level,
     sample_next,
@@ -81,6 +91,96 @@ def peaks(codec, tokens: torch.Tensor, strides, size: int, samples: int, keep: i
     return [structure.chroma_peak(w, rate) for w in wav[:, 0].numpy()]
 
 
+def code_peaks(codec, seconds: float = 2.0) -> np.ndarray:
+    """(codebook,) chroma peak of each level-0 code held alone for ``seconds`` (level 0 only,
+    the first and last 0.5 s cut off)."""
+    config, rate = codec.config, codec.config.sample_rate
+    blocks = round(seconds * rate / config.block_samples)
+    out = np.zeros(config.codebook_size)
+    for first in range(0, config.codebook_size, 64):
+        ids = torch.arange(first, min(first + 64, config.codebook_size))
+        codes = Codes([ids[:, None].repeat(1, blocks)], config.level_strides[:1])
+        with torch.inference_mode():
+            wav = codec.decode(codes)[:, 0].numpy()
+        for j, w in enumerate(wav):
+            out[first + j] = structure.chroma_peak(w[rate // 2 : -rate // 2], rate)
+    return out
+
+
+def level0(tokens, per_block: int) -> np.ndarray:
+    """The level-0 codes of flattened tokens (level 0 is each frame's first token)."""
+    tokens = np.asarray(tokens)
+    return tokens[: len(tokens) // per_block * per_block].reshape(-1, per_block)[:, 0]
+
+
+def code_rows(args, codec, prior, generated: torch.Tensor) -> list[dict]:
+    """Mean level-0 code peak per source (--code-peaks)."""
+    from vqaudio.train.data import find_audio, split_files
+    from vqaudio.train.prior_task import cached_tokens
+
+    peak = code_peaks(codec)
+    per_block = prior.config.tokens_per_block
+    train, held = split_files(find_audio(common.MUSIC), common.HELD_OUT)
+    held = [t for t in held if t.stem != "silence"]
+    with torch.inference_mode():
+
+        def codes_of(files):
+            return np.concatenate(
+                [
+                    level0(
+                        cached_tokens(codec, f, prior.config.num_levels, args.codes_cache),
+                        per_block,
+                    )
+                    for f in files
+                ]
+            )
+
+        sources = {"training music": codes_of(train), "held-out music": codes_of(held)}
+    sources["the prior's pieces, contrast 0, no cap"] = level0(generated.reshape(-1), per_block)
+    tuned = sample_tokens(
+        prior,
+        generated.shape[1],
+        torch.zeros(generated.shape[0], 0, dtype=torch.long),
+        args.seed,
+        top_p=DEFAULT_TOP_P,
+        exact_hold=DEFAULT_EXACT_HOLD,
+        contrast=DEFAULT_CONTRAST,
+        hold_cap=DEFAULT_HOLD_CAP,
+    )
+    sources[f"the same, contrast {DEFAULT_CONTRAST:g}, cap {DEFAULT_HOLD_CAP:g}"] = level0(
+        tuned.reshape(-1), per_block
+    )
+    rows = [
+        {
+            "source": name,
+            "frames": len(codes),
+            "mean_code_peak": float(peak[codes].mean()),
+            "share_peak_over_2_5": float(np.mean(peak[codes] > 2.5)),
+        }
+        for name, codes in sources.items()
+    ]
+    likeliest = np.argsort(contrast_offsets(prior, 1.0)[0].numpy())[:20]  # -log p, ascending
+    rows.append(
+        {
+            "source": "the 20 codes likeliest with no context",
+            "frames": 20,
+            "mean_code_peak": float(peak[likeliest].mean()),
+            "share_peak_over_2_5": float(np.mean(peak[likeliest] > 2.5)),
+        }
+    )
+    rows.append(
+        {
+            "source": "every code once",
+            "frames": len(peak),
+            "mean_code_peak": float(peak.mean()),
+            "share_peak_over_2_5": float(np.mean(peak > 2.5)),
+        }
+    )
+    for row in rows:
+        print(f"{row['source']:48s} {row['mean_code_peak']:.2f}  {row['share_peak_over_2_5']:.2f}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prior", default="vqaudio/models/prior.safetensors")
@@ -90,6 +190,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="tonal_probe")
+    parser.add_argument("--code-peaks", action="store_true", help="which level-0 codes are drawn")
+    parser.add_argument(
+        "--codes-cache",
+        type=Path,
+        default=Path("runs/music-24k-prior/codes"),
+        help="codes of the music, extracted once (the prior recipe's run folder shares them)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -138,6 +245,7 @@ def main() -> None:
             f"real levels 0-{forced - 1}, prior draws the rest",
             peaks(codec, hybrid, strides, size, samples, config.num_levels),
         )
+    codes = code_rows(args, codec, prior, generated) if args.code_peaks else []
     common.report(
         args.name,
         "Chroma peak by level: real against generated",
@@ -149,6 +257,8 @@ def main() -> None:
         num=args.num,
         seconds=args.seconds,
         seed=args.seed,
+        sampling=f"top-p {DEFAULT_TOP_P}, exact hold {DEFAULT_EXACT_HOLD}, no contrast, no cap",
+        code_peaks=codes,
     )
 
 

@@ -142,10 +142,10 @@ def contrast_offsets(prior: Prior, contrast: float, device: torch.device | str =
     Sampling then draws from p(code | piece) / p(code)^contrast (pointwise mutual information
     decoding, as in Li et al. 2016's anti-LM and Shi et al. 2023's context-aware decoding): a
     code the piece makes likely keeps its chance, a code likely anywhere loses some. The codes
-    likely anywhere are the codec's generic, pitchless textures: held alone for 2 s, the 20 most
-    frequent level-0 codes of the training music have a chroma peak of 1.3-1.7 where the mean
-    code has 3.0, and the shipped prior's own pieces used them far more than real music does
-    (benchmarks/tonal_probe.py, docs/MODEL_CARD.md)."""
+    likely anywhere are the codec's generic, pitchless textures: held alone for 2 s, most of the
+    20 most frequent level-0 codes of the training music have a chroma peak of 1.2-1.7 where the
+    mean code has 3.0, and the shipped prior's own pieces used them far more than real music
+    does (benchmarks/tonal_probe.py --code-peaks, docs/MODEL_CARD.md)."""
     levels = token_levels(prior.config.level_strides)
     size = prior.config.codebook_size
     offsets = torch.zeros(len(levels), size, device=device)
