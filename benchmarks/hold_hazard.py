@@ -36,6 +36,7 @@ from vqaudio import load_codec, load_prior  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,
+    DEFAULT_HOLD_CAP,
     DEFAULT_TOP_P,
     sample_tokens,
 )
@@ -93,6 +94,9 @@ def main() -> None:
         default=DEFAULT_CONTRAST,
         help="as generate's: changes the draws (the held-next column), not the prior's p(hold)",
     )
+    parser.add_argument(
+        "--hold-cap", type=float, default=DEFAULT_HOLD_CAP, help="as generate's: the draws only"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="hold_hazard")
     parser.add_argument(
@@ -127,6 +131,7 @@ def main() -> None:
             args.top_p,
             exact_hold=args.exact_hold,
             contrast=args.contrast,
+            hold_cap=args.hold_cap if args.exact_hold else 1.0,
         )
         for source, tokens in (
             (f"real ({len(windows)} windows)", torch.from_numpy(np.stack(windows))),
@@ -149,7 +154,8 @@ def main() -> None:
         ],
         notes=(
             f"sampling: temperature {args.temperature:g}, top-k {args.top_k}, top-p "
-            f"{args.top_p}, exact hold {args.exact_hold}, contrast {args.contrast:g}; "
+            f"{args.top_p}, exact hold {args.exact_hold}, contrast {args.contrast:g}, "
+            f"hold cap {args.hold_cap:g}; "
             f"held-out tracks {', '.join(t.name for t in tracks)}",
         ),
         sampling={
@@ -158,6 +164,7 @@ def main() -> None:
             "top_p": args.top_p,
             "exact_hold": args.exact_hold,
             "contrast": args.contrast,
+            "hold_cap": args.hold_cap,
         },
     )
 
