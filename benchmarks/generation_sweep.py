@@ -34,46 +34,41 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
+from generation_music import sample_pieces  # noqa: E402
 
 from vqaudio import load_codec, load_prior, structure  # noqa: E402
-from vqaudio.codes import Codes  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,
     DEFAULT_HOLD_CAP,
     DEFAULT_TOP_P,
     GENERATED_GRIFFIN_LIM_ITERS,
-    decode_codes,
-    sample_tokens,
 )
 
 FIGURES = ("codes_per_s", "hold_s", "flux", "chroma_peak", "self_similarity")
 
 
 def score(prior, codec, settings: dict, num: int, seed: int, seconds: float) -> list[list[float]]:
-    """Per piece: codes/s, longest hold (s), flux, peak, self-similarity; batches of 8."""
-    config, rate = prior.config, codec.config.sample_rate
-    block = codec.config.block_samples
-    blocks = -(-round(seconds * rate) // block)
-    frame_s = block / rate
+    """Per piece: codes/s, longest hold (s), flux, peak, self-similarity; batches of 8, sampled
+    and decoded as generation_music.py does."""
+    rate = codec.config.sample_rate
+    frame_s = codec.config.block_samples / rate
     pieces = []
     for first in range(0, num, 8):
-        count = min(8, num - first)
-        tokens = sample_tokens(
+        wav, level0, _ = sample_pieces(
             prior,
-            blocks * config.tokens_per_block,
-            torch.zeros(count, 0, dtype=torch.long),
+            codec,
+            seconds,
+            min(8, num - first),
             seed + first,
-            **settings,
+            settings,
+            GENERATED_GRIFFIN_LIM_ITERS,
         )
-        codes = Codes.from_tokens(tokens, config.level_strides, config.codebook_size)
-        with torch.inference_mode():
-            wav = decode_codes(codec, codes, griffin_lim_iters=GENERATED_GRIFFIN_LIM_ITERS)
-        for w, level0 in zip(wav[:, 0].numpy(), codes.levels[0].numpy(), strict=True):
+        for w, codes in zip(wav, level0, strict=True):
             pieces.append(
                 [
-                    len(np.unique(level0)) / (blocks * frame_s),
-                    structure.longest_hold(level0) * frame_s,
+                    len(np.unique(codes)) / seconds,
+                    structure.longest_hold(codes) * frame_s,
                     structure.chroma_flux(w, rate),
                     structure.chroma_peak(w, rate),
                     structure.chroma_self_similarity(w, rate),

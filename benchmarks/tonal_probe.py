@@ -109,8 +109,7 @@ def code_peaks(codec, seconds: float = 2.0) -> np.ndarray:
 
 def level0(tokens, per_block: int) -> np.ndarray:
     """The level-0 codes of flattened tokens (level 0 is each frame's first token)."""
-    tokens = np.asarray(tokens)
-    return tokens[: len(tokens) // per_block * per_block].reshape(-1, per_block)[:, 0]
+    return np.asarray(tokens)[::per_block]
 
 
 def code_rows(args, codec, prior, generated: torch.Tensor) -> list[dict]:

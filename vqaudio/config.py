@@ -102,7 +102,10 @@ class CodecConfig:
             "codec.spectral_dim, encoder_layers and spectral_layers must be >= 1, "
             "griffin_lim_iters in [0, 1000], n_fft <= 65536",
         )
-        require(self.phase_init in PHASE_INITS, "codec.phase_init must be 'zero' or 'locked'")
+        require(
+            self.phase_init in PHASE_INITS,
+            f"codec.phase_init must be one of {', '.join(map(repr, PHASE_INITS))}",
+        )
         require(0.0 <= self.quantizer_bypass < 1.0, "codec.quantizer_bypass must be in [0, 1)")
         require(
             self.latent_norm in ("batch", "none"), "codec.latent_norm must be 'batch' or 'none'"
