@@ -18,7 +18,7 @@ from vqaudio.checkpoint import checkpoint_id, load_codec
 from vqaudio.errors import ConfigError
 from vqaudio.recipe import load_recipe, recipe_from_dict
 from vqaudio.train import learning_rate, read_metrics, train
-from vqaudio.train.data import AudioCrops, eval_clips, find_audio, split_files
+from vqaudio.train.data import AudioCrops, eval_clips, find_audio, recipe_files, split_files
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 runner = CliRunner()
@@ -243,6 +243,29 @@ def test_data_cache_split_and_crops(tmp_path, songs):
     assert a.shape == (4, 1, 4000) and np.array_equal(a, b) and a.std() > 0.01
     assert not np.array_equal(a, crops.batch(np.random.default_rng(6), 4))
     assert json.loads(json.dumps(recipe.data.path)) == str(songs)
+
+
+def test_extra_paths_add_training_files_and_keep_the_held_out_ones(tmp_path, songs):
+    extra = tmp_path / "more"
+    extra.mkdir()
+    rate = 22050
+    for name in ("a.wav", "b.flac"):
+        sf.write(extra / name, np.zeros((rate // 2, 1), np.float32), rate)
+    base = load_recipe(RECIPES / "tiny-codec.yaml", tiny_overrides(tmp_path, songs))
+    train_files, val_files = recipe_files(base.data)
+    more = load_recipe(
+        RECIPES / "tiny-codec.yaml",
+        [*tiny_overrides(tmp_path, songs), f"data.extra_paths=[{extra}, {songs}]"],
+    )
+    more_train, more_val = recipe_files(more.data)
+    assert more_val == val_files  # the held-out split is still that of data.path
+    assert more_train == train_files + [extra / "a.wav", extra / "b.flac"]  # songs/ not twice
+    bad = load_recipe(
+        RECIPES / "tiny-codec.yaml",
+        [*tiny_overrides(tmp_path, songs), f"data.extra_paths=[{tmp_path / 'nowhere'}]"],
+    )
+    with pytest.raises(ConfigError, match="no such folder"):
+        recipe_files(bad.data)
 
 
 def test_init_from_starts_at_the_given_weights_and_refuses_a_mismatch(tmp_path, songs):

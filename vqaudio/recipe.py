@@ -31,6 +31,9 @@ class DataConfig:
     val_files: int = 1  # whole files held out for evaluation (chosen deterministically)
     cache_dir: str = "runs/.cache"
     channels: str = "mix"  # mix: downmix to mono | random: a random channel per crop (augmentation)
+    # more audio for the training split only (folders or globs, as ``path``): the held-out files
+    # stay those chosen from ``path``, so adding music keeps evaluations comparable
+    extra_paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         require(self.segment_seconds > 0, "data.segment_seconds must be > 0")

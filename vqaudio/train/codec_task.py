@@ -27,7 +27,7 @@ from ..metrics import chroma_correlation, level_difference, si_sdr
 from ..recipe import Recipe
 from ..strict import build
 from . import plots
-from .data import AudioCrops, eval_clips, find_audio, split_files
+from .data import AudioCrops, eval_clips, recipe_files
 from .state import load_train_state, save_train_state
 
 DISCRIMINATOR_FILE = "discriminator.safetensors"
@@ -72,8 +72,7 @@ class CodecTask:
         self.sample_rate = config.sample_rate
         block = config.block_samples
         segment = max(block, round(recipe.data.segment_seconds * self.sample_rate / block) * block)
-        files = find_audio(recipe.data.path)
-        train_files, val_files = split_files(files, recipe.data.val_files)
+        train_files, val_files = recipe_files(recipe.data)
 
         def report(i: int, total: int, path: Path) -> None:
             on_message(f"caching audio {i + 1}/{total}: {path.name}")

@@ -59,6 +59,20 @@ def split_files(files: list[Path], val_files: int) -> tuple[list[Path], list[Pat
     return train, val
 
 
+def recipe_files(data) -> tuple[list[Path], list[Path]]:
+    """(train, validation) files of a recipe's ``data`` section: ``val_files`` held out of
+    ``path`` (:func:`split_files`), then the files of each of ``extra_paths`` not already there
+    added to the training split."""
+    train, val = split_files(find_audio(data.path), data.val_files)
+    seen = {p.resolve() for p in train + val}
+    for extra in data.extra_paths:
+        for path in find_audio(extra):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                train.append(path)
+    return train, val
+
+
 def _cache_name(path: Path, sample_rate: int, mono: bool) -> str:
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{sample_rate}|{mono}"

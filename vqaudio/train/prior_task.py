@@ -17,7 +17,7 @@ from ..atomic import atomic_write
 from ..checkpoint import load_codec, load_into, read_model_file
 from ..errors import ConfigError
 from ..recipe import Recipe
-from .data import find_audio, split_files
+from .data import recipe_files
 
 ENCODE_SECONDS = 30.0  # audio encoded per codec call while extracting codes (memory stays flat)
 
@@ -133,8 +133,7 @@ class PriorTask:
         self.tokens_per_second = tokens_per_second(
             codec_config.sample_rate, codec_config.hop_length, self.config.level_strides
         )
-        files = find_audio(recipe.data.path)
-        train_files, val_files = split_files(files, recipe.data.val_files)
+        train_files, val_files = recipe_files(recipe.data)
         cache = run_dir / "codes"
         self.train_tokens = [self._tokens(f, cache, device, on_message) for f in train_files]
         self.val_tokens = [self._tokens(f, cache, device, on_message) for f in val_files]
