@@ -15,7 +15,8 @@ trains on). Every figure is a mean over pieces with its [min, max] spread:
   clipping;
 - continuation margin: ``--prompts`` real prompts of 10 s, each continued by 10 s; the real
   next 10 s of each prompt give the real margin;
-- memorisation: the longest run of level-0 codes shared with the training codes, in seconds.
+- memorisation: the longest run of level-0 codes shared with the training codes, in seconds:
+  those of every file the prior recipe (``--recipe``) trains on, its ``data.extra_paths`` too.
 
     python benchmarks/generation_music.py                                   # the shipped prior
     python benchmarks/generation_music.py --priors vqaudio/models/prior.safetensors \
@@ -41,6 +42,7 @@ import common  # noqa: E402
 
 from vqaudio import load_codec, load_prior, structure  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
+from vqaudio.errors import ConfigError  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,
@@ -51,7 +53,8 @@ from vqaudio.prior.sampling import (  # noqa: E402
     generate,
     sample_tokens,
 )
-from vqaudio.train.data import find_audio, split_files  # noqa: E402
+from vqaudio.recipe import load_recipe  # noqa: E402
+from vqaudio.train.data import find_audio, recipe_files, split_files  # noqa: E402
 from vqaudio.train.prior_task import cached_tokens  # noqa: E402
 
 PROMPT_SECONDS = 10.0
@@ -342,21 +345,41 @@ def main() -> None:
         default=Path("runs/music-24k-prior/codes"),
         help="codes of the music, extracted once (the prior recipe's run folder shares them)",
     )
+    parser.add_argument(
+        "--recipe",
+        type=Path,
+        default=HERE.parent / "recipes" / "music-24k-prior.yaml",
+        help="the prior recipe: memorisation is checked against every file it trains on",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     info = common.machine()
     codec = load_codec(args.codec)
     rate = codec.config.sample_rate
     train_files, held = split_files(find_audio(common.MUSIC), common.HELD_OUT)
+    try:
+        recipe_train, recipe_held = recipe_files(load_recipe(args.recipe).data)
+    except ConfigError as e:
+        raise SystemExit(
+            f"--recipe {args.recipe}: {e}; install the music it trains on (README, "
+            "'Training data') or pass another recipe"
+        ) from None
+    if recipe_held != held:
+        raise SystemExit(f"--recipe {args.recipe} holds out other tracks than {common.MUSIC}")
+    extra_files = [f for f in recipe_train if f not in set(train_files)]
     tracks = [t for t in held if t.stem != "silence"]  # digital near-silence (see common.py)
     num_levels = 5
     with torch.inference_mode():
         held_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in tracks]
         train_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in train_files]
+        extra_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in extra_files]
     per_block = int(len(token_levels(codec.config.level_strides[:num_levels])))
     size = codec.config.codebook_size
-    args.train_level0_tracks = [np.asarray(t[::per_block], np.int64) for t in train_tokens]
-    train_level0 = np.concatenate(args.train_level0_tracks)
+    # the KL's reference stays the codec's training music; memorisation covers all the prior's
+    args.train_level0_tracks = [
+        np.asarray(t[::per_block], np.int64) for t in train_tokens + extra_tokens
+    ]
+    train_level0 = np.concatenate(args.train_level0_tracks[: len(train_tokens)])
     excerpts, pairs = real_material(codec, tracks, args.seconds, args.num, args.prompts)
     with torch.inference_mode():
         real_codes = [
