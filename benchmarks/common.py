@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 # Wesnoth and Warzone 2100 soundtracks (GPL; Debian wesnoth-1.16-music, warzone2100-music), the
 # same glob as recipes/music-24k-codec.yaml's data.path
-MUSIC = "/usr/share/games/w*/**/music/**/*.o*"
+MUSIC = "/usr/share/games/w[ae][rs]*/**/music/**/*.o*"
 SILENT_RMS = 10 ** (-50 / 20)  # clips quieter than -50 dBFS are skipped (see music_clips)
 HELD_OUT = 4  # whole tracks the codec recipes hold out (recipes/music-24k-codec.yaml val_files)
 

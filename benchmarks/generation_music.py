@@ -126,6 +126,36 @@ def real_material(codec, tracks, seconds: float, num: int, num_prompts: int | No
     return excerpts, [(w[:, :cut], w[:, cut : 2 * cut]) for w in pairs[:num_prompts]]
 
 
+def through_codec(codec, excerpts, pairs, real_codes, levels: int, seconds: float):
+    """(row, decoded excerpts): the real excerpts and continuations through the codec's first
+    ``levels`` levels, scored as the generated pieces are."""
+    rate = codec.config.sample_rate
+    with torch.inference_mode():
+        through = [
+            decode_codes(codec, codec.encode(torch.from_numpy(w)[None]).keep(levels))[0]
+            for w in excerpts
+        ]
+        continued = [
+            decode_codes(codec, codec.encode(torch.from_numpy(c)[None]).keep(levels))[0]
+            for _, c in pairs
+        ]
+    row = {"label": "real, through the codec", "kind": f"held-out excerpts, {levels} levels"}
+    row.update(
+        summarise(
+            [
+                piece_metrics(w.numpy(), c, rate, seconds)
+                for w, c in zip(through, real_codes, strict=True)
+            ]
+        )
+    )
+    row["drones"] = 0  # the real excerpts' own level-0 codes
+    row["continuation_margin"] = structure.continuation_margin(
+        [structure.mean_chroma(p, rate) for p, _ in pairs],
+        [structure.mean_chroma(c.numpy(), rate) for c in continued],
+    )
+    return row, through
+
+
 def sample_pieces(
     prior, codec, seconds: float, num: int, seed: int, sampling: dict, iters: int | None = None
 ):
@@ -346,6 +376,13 @@ def main() -> None:
         help="codes of the music, extracted once (the prior recipe's run folder shares them)",
     )
     parser.add_argument(
+        "--ceiling-levels",
+        type=int,
+        nargs="+",
+        default=[5],
+        help="levels of the real excerpts through the codec, a row each (5: the prior's)",
+    )
+    parser.add_argument(
         "--recipe",
         type=Path,
         default=HERE.parent / "recipes" / "music-24k-prior.yaml",
@@ -403,32 +440,15 @@ def main() -> None:
     )
     # the same excerpts and continuations through the codec (its first 5 levels): what a perfect
     # prior of these codes would score, since every generated piece is decoded by this codec
-    with torch.inference_mode():
-        through = [
-            decode_codes(codec, codec.encode(torch.from_numpy(w)[None]).keep(num_levels))[0]
-            for w in excerpts
-        ]
-        continued = [
-            decode_codes(codec, codec.encode(torch.from_numpy(c)[None]).keep(num_levels))[0]
-            for _, c in pairs
-        ]
-    ceiling = {"label": "real, through the codec", "kind": "held-out excerpts, 5 levels"}
-    ceiling.update(
-        summarise(
-            [
-                piece_metrics(w.numpy(), c, rate, args.seconds)
-                for w, c in zip(through, real_codes, strict=True)
-            ]
-        )
-    )
-    ceiling["kl_level0"] = real["kl_level0"]
-    ceiling["drones"] = 0  # the real excerpts' own level-0 codes
-    ceiling["memorised_s"] = real["memorised_s"]
-    ceiling["continuation_margin"] = structure.continuation_margin(
-        [structure.mean_chroma(p, rate) for p, _ in pairs],
-        [structure.mean_chroma(c.numpy(), rate) for c in continued],
-    )
-    rows, pictures = [real, ceiling], []
+    ceilings, decoded_at = [], {}
+    for levels in args.ceiling_levels:
+        row, decoded = through_codec(codec, excerpts, pairs, real_codes, levels, args.seconds)
+        row.update(kl_level0=real["kl_level0"], memorised_s=real["memorised_s"])
+        if levels != num_levels:
+            row["label"] += f", {levels} levels"
+        ceilings.append(row)
+        decoded_at[levels] = decoded
+    rows, pictures = [real, *ceilings], []
     labels = args.labels or [str(p or "shipped") for p in args.priors]
     for label, path in zip(labels, args.priors, strict=True):
         for scale in args.cache_scale:
@@ -489,17 +509,23 @@ def main() -> None:
     for row in rows:
         se = ", ".join(f"{k} ±{row[k + '_se']:.3f}" for k in SE_FIGURES if k + "_se" in row)
         print(f"{row['label']}: standard error of the mean: {se}")
-    for row in rows[2:]:
+    for row in rows[1 + len(ceilings) :]:
         per = ", ".join(f"L{k} {b:.2f}" for k, b in enumerate(row["bits_per_level"]))
         print(f"{row['label']}: bits/token per level {per}; sampling {row['sampling_s']:.1f} s")
     if args.plot:
+        shown = num_levels if num_levels in decoded_at else args.ceiling_levels[0]
+        through_label = "real, through the codec"
+        through_label += "" if shown == num_levels else f" ({shown} levels)"
         first = [
             (f"{label}, seed {args.seed + i}", w[i]) for label, w in pictures[:1] for i in (0, 1)
         ]
         plot(
             args.plot,
             excerpts[0][0],
-            [("real, through the codec", through[0][0].numpy()), *first],
+            [
+                (f"real, through the codec ({shown} levels)", decoded_at[shown][0][0].numpy()),
+                *first,
+            ],
             rate,
         )
         print(f"plot: {args.plot}")

@@ -25,7 +25,7 @@ from vqaudio.checkpoint import load_codec, save_codec
 from vqaudio.codec.spectral import LOG_FLOOR, SpectralDecoder, log_magnitude
 from vqaudio.train.data import find_audio, split_files
 
-MUSIC = "/usr/share/games/w*/**/music/**/*.o*"  # the recipes' soundtracks
+MUSIC = "/usr/share/games/w[ae][rs]*/**/music/**/*.o*"  # the recipes' soundtracks
 
 
 def clip_powers(codec, wav: torch.Tensor) -> tuple[float, list[float]]:
