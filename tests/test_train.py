@@ -18,7 +18,14 @@ from vqaudio.checkpoint import checkpoint_id, load_codec
 from vqaudio.errors import ConfigError
 from vqaudio.recipe import load_recipe, recipe_from_dict
 from vqaudio.train import learning_rate, read_metrics, train
-from vqaudio.train.data import AudioCrops, eval_clips, find_audio, recipe_files, split_files
+from vqaudio.train.data import (
+    AudioCrops,
+    eval_clips,
+    find_audio,
+    held_out_names,
+    recipe_files,
+    split_files,
+)
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 runner = CliRunner()
@@ -260,6 +267,8 @@ def test_extra_paths_add_training_files_and_keep_the_held_out_ones(tmp_path, son
     more_train, more_val = recipe_files(more.data)
     assert more_val == val_files  # the held-out split is still that of data.path
     assert more_train == train_files + [extra / "a.wav", extra / "b.flac"]  # songs/ not twice
+    assert held_out_names(more_val) == f"held out: {val_files[0].name}"
+    assert held_out_names(more_train, most=2).endswith(f"and {len(more_train) - 2} more")
     bad = load_recipe(
         RECIPES / "tiny-codec.yaml",
         [*tiny_overrides(tmp_path, songs), f"data.extra_paths=[{tmp_path / 'nowhere'}]"],

@@ -27,7 +27,7 @@ from ..metrics import chroma_correlation, level_difference, si_sdr
 from ..recipe import Recipe
 from ..strict import build
 from . import plots
-from .data import AudioCrops, eval_clips, recipe_files
+from .data import AudioCrops, eval_clips, held_out_names, recipe_files
 from .state import load_train_state, save_train_state
 
 DISCRIMINATOR_FILE = "discriminator.safetensors"
@@ -88,6 +88,7 @@ class CodecTask:
             f"data: {len(train_files)} training files ({hours:.2f} h), {len(val_files)} held out; "
             f"crops of {segment} samples; codec {self.model.num_parameters() / 1e6:.2f} M params"
         )
+        on_message(held_out_names(val_files))
         weights = recipe.loss
         if self.spectral:
             self.loss_fn = SpectralLoss(

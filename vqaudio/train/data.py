@@ -73,6 +73,14 @@ def recipe_files(data) -> tuple[list[Path], list[Path]]:
     return train, val
 
 
+def held_out_names(val_files: list[Path], most: int = 6) -> str:
+    """'held out: a.ogg, b.ogg, ...' for the training log: the split follows the whole file list,
+    so a file added under ``data.path`` can move it, and the log shows where it went."""
+    names = [p.name for p in val_files[:most]]
+    more = f" and {len(val_files) - most} more" if len(val_files) > most else ""
+    return "held out: " + (", ".join(names) or "nothing") + more
+
+
 def _cache_name(path: Path, sample_rate: int, mono: bool) -> str:
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{sample_rate}|{mono}"

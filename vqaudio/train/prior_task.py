@@ -17,7 +17,7 @@ from ..atomic import atomic_write
 from ..checkpoint import load_codec, load_into, read_model_file
 from ..errors import ConfigError
 from ..recipe import Recipe
-from .data import recipe_files
+from .data import held_out_names, recipe_files
 
 ENCODE_SECONDS = 30.0  # audio encoded per codec call while extracting codes (memory stays flat)
 
@@ -154,6 +154,7 @@ class PriorTask:
             f"out; {self.tokens_per_second:g} tokens/s; windows of {context} tokens; prior "
             f"{params:.2f} M params"
         )
+        on_message(held_out_names(val_files))
 
     def _tokens(self, path: Path, cache: Path, device: str, on_message) -> np.ndarray:
         return cached_tokens(self.codec, path, self.config.num_levels, cache, device, on_message)
