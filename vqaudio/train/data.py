@@ -21,27 +21,24 @@ from ..errors import ConfigError
 from ..recipe import DataConfig
 
 
-def find_audio(path: str | Path) -> list[Path]:
-    """Audio files under a folder (recursive) or matching a glob, sorted by path."""
+def find_audio(path: str | Path, key: str = "data.path", fix: str | None = None) -> list[Path]:
+    """Audio files under a folder (recursive) or matching a glob, sorted by path. ``key`` names
+    the recipe key in errors, ``fix`` says what to do (default: point ``key`` at your music)."""
     text = str(path)
+    if fix is None:
+        fix = f"point it at your music, e.g. --set {key}=/path/to/music"
     if any(ch in text for ch in "*?["):
         files = [Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True)]
-        where = f"data.path {text!r} matches"
+        where = f"{key} {text!r} matches"
     else:
         root = Path(text).expanduser()
         if not root.exists():
-            raise ConfigError(
-                f"data.path {text}: no such folder; point it at your music, e.g. "
-                "--set data.path=/path/to/music"
-            )
+            raise ConfigError(f"{key} {text}: no such folder; {fix}")
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
-        where = f"data.path {text} holds"
+        where = f"{key} {text} holds"
     files = sorted(p for p in files if p.suffix.lower() in audio.audio_suffixes())
     if not files:
-        raise ConfigError(
-            f"{where} no audio files ({', '.join(audio.AUDIO_SUFFIXES[:4])}); "
-            "point data.path at a folder of songs"
-        )
+        raise ConfigError(f"{where} no audio files ({', '.join(audio.AUDIO_SUFFIXES[:4])}); {fix}")
     return files
 
 
@@ -66,7 +63,8 @@ def recipe_files(data) -> tuple[list[Path], list[Path]]:
     train, val = split_files(find_audio(data.path), data.val_files)
     seen = {p.resolve() for p in train + val}
     for extra in data.extra_paths:
-        for path in find_audio(extra):
+        fix = "install that music, or train without it: --set data.extra_paths=[]"
+        for path in find_audio(extra, "data.extra_paths", fix):
             if path.resolve() not in seen:
                 seen.add(path.resolve())
                 train.append(path)
