@@ -5,6 +5,8 @@
         --prior runs/music-24k-prior/model.safetensors                      # + its prior
     python scripts/ship_models.py runs/music-24k-decoder/model.safetensors \
         --prior vqaudio/models/prior.safetensors       # a new decoder: re-point the prior
+    python scripts/ship_models.py vqaudio/models/codec.safetensors \
+        --prior runs/music-24k-prior/best.safetensors --prior-only   # a new prior only
 
 The codec is stored with its decoder in float16 and without its EMA codebook statistics (encoder
 and quantizer stay float32, so codes are exactly those of the trained file); the prior in float16.
@@ -58,15 +60,51 @@ def same_codes(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(ca.levels, cb.levels))
 
 
+def ship_prior_only(prior, out: Path) -> int:
+    """The prior in float16 beside the codec already shipped in ``out``, which must be the
+    codec its codes came from or one of that code space; the codec file is not touched."""
+    if prior is None:
+        print("error: --prior-only needs --prior", file=sys.stderr)
+        return 1
+    shipped = load_codec(out / "codec.safetensors")
+    if not accepts(shipped, prior.codec_id, prior.code_space_id):
+        print(
+            f"error: the prior models codec {prior.codec_id}, not the code space of "
+            f"{out / 'codec.safetensors'} ({shipped.code_space_id})",
+            file=sys.stderr,
+        )
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        new_prior = Path(tmp) / "prior.safetensors"
+        prior_id = save_prior(
+            prior,
+            new_prior,
+            shipped.checkpoint_id,
+            half=True,
+            code_space_id=shipped.code_space_id,
+        )
+        shutil.move(new_prior, out / "prior.safetensors")
+        (out / "prior.safetensors").chmod(0o644)
+    print(f"shipped prior {prior_id} (codec {shipped.checkpoint_id} unchanged) to {out}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("codec", type=Path, help="trained codec model file")
     parser.add_argument("--prior", type=Path, help="prior to ship with it (default: codec only)")
     parser.add_argument("--out", type=Path, default=DEFAULT_CODEC.parent, help="models folder")
+    parser.add_argument(
+        "--prior-only",
+        action="store_true",
+        help="ship only --prior, for the codec file already in --out (left as it is)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     codec = load_codec(args.codec)
     prior = load_prior(args.prior) if args.prior else None
+    if args.prior_only:
+        return ship_prior_only(prior, args.out)
     current = args.out / "codec.safetensors"
     if current.is_file():
         shipped_before = load_codec(current)
