@@ -56,7 +56,7 @@ def split_files(files: list[Path], val_files: int) -> tuple[list[Path], list[Pat
     return train, val
 
 
-def recipe_files(data) -> tuple[list[Path], list[Path]]:
+def recipe_files(data: DataConfig) -> tuple[list[Path], list[Path]]:
     """(train, validation) files of a recipe's ``data`` section: ``val_files`` held out of
     ``path`` (:func:`split_files`), then the files of each of ``extra_paths`` not already there
     added to the training split."""
