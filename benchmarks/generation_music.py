@@ -126,19 +126,15 @@ def real_material(codec, tracks, seconds: float, num: int, num_prompts: int | No
     return excerpts, [(w[:, :cut], w[:, cut : 2 * cut]) for w in pairs[:num_prompts]]
 
 
-def through_codec(codec, excerpts, pairs, real_codes, levels: int, seconds: float):
-    """(row, decoded excerpts): the real excerpts and continuations through the codec's first
-    ``levels`` levels, scored as the generated pieces are."""
+def through_codec(
+    codec, excerpt_codes, continuation_codes, pairs, real_codes, levels: int, seconds: float
+):
+    """(row, decoded excerpts): the real excerpts and continuations (their codes, all levels)
+    through the codec's first ``levels`` levels, scored as the generated pieces are."""
     rate = codec.config.sample_rate
     with torch.inference_mode():
-        through = [
-            decode_codes(codec, codec.encode(torch.from_numpy(w)[None]).keep(levels))[0]
-            for w in excerpts
-        ]
-        continued = [
-            decode_codes(codec, codec.encode(torch.from_numpy(c)[None]).keep(levels))[0]
-            for _, c in pairs
-        ]
+        through = [decode_codes(codec, c.keep(levels))[0] for c in excerpt_codes]
+        continued = [decode_codes(codec, c.keep(levels))[0] for c in continuation_codes]
     row = {"label": "real, through the codec", "kind": f"held-out excerpts, {levels} levels"}
     row.update(
         summarise(
@@ -398,12 +394,13 @@ def main() -> None:
         recipe_train, recipe_held = recipe_files(load_recipe(args.recipe).data)
     except ConfigError as e:
         raise SystemExit(
-            f"--recipe {args.recipe}: {e}; install the music it trains on (README, "
-            "'Training data') or pass another recipe"
+            f"--recipe {args.recipe}: {e}; install the music it trains on (the recipe's "
+            "comments name the packages) or pass another recipe"
         ) from None
     if recipe_held != held:
         raise SystemExit(f"--recipe {args.recipe} holds out other tracks than {common.MUSIC}")
-    extra_files = [f for f in recipe_train if f not in set(train_files)]
+    known = set(train_files)
+    extra_files = [f for f in recipe_train if f not in known]
     tracks = [t for t in held if t.stem != "silence"]  # digital near-silence (see common.py)
     num_levels = 5
     with torch.inference_mode():
@@ -418,10 +415,10 @@ def main() -> None:
     ]
     train_level0 = np.concatenate(args.train_level0_tracks[: len(train_tokens)])
     excerpts, pairs = real_material(codec, tracks, args.seconds, args.num, args.prompts)
-    with torch.inference_mode():
-        real_codes = [
-            codec.encode(torch.from_numpy(w)[None]).levels[0][0].numpy() for w in excerpts
-        ]
+    with torch.inference_mode():  # encoded once: every ceiling row keeps a prefix of levels
+        excerpt_codes = [codec.encode(torch.from_numpy(w)[None]) for w in excerpts]
+        continuation_codes = [codec.encode(torch.from_numpy(c)[None]) for _, c in pairs]
+    real_codes = [c.levels[0][0].numpy() for c in excerpt_codes]
     real = {"label": "real music", "kind": "held-out excerpts"}
     real.update(
         summarise([piece_metrics(w, c, rate, args.seconds) for w, c in zip(excerpts, real_codes)])
@@ -442,7 +439,9 @@ def main() -> None:
     # prior of these codes would score, since every generated piece is decoded by this codec
     ceilings, decoded_at = [], {}
     for levels in args.ceiling_levels:
-        row, decoded = through_codec(codec, excerpts, pairs, real_codes, levels, args.seconds)
+        row, decoded = through_codec(
+            codec, excerpt_codes, continuation_codes, pairs, real_codes, levels, args.seconds
+        )
         row.update(kl_level0=real["kl_level0"], memorised_s=real["memorised_s"])
         if levels != num_levels:
             row["label"] += f", {levels} levels"
