@@ -583,3 +583,38 @@ def test_sampling_runs_single_threaded_and_restores_the_thread_count():
         assert seen == [1, 1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_frame_prior_grown_to_more_levels_keeps_its_coarse_predictions():
+    """with_more_levels: the new levels enter the temporal transformer at zero, so the slots before
+    the first new token of a frame (levels 0 and 1 at its start) get the same -log p whatever the
+    new levels hold; a later old slot moves and sees the new token, and strides that do not
+    extend the prior's are refused."""
+    from vqaudio.prior.grow import with_more_levels
+
+    prior = tiny_prior("frames", code_counts=2)
+    with torch.no_grad():  # trained-looking weights: nothing left at its zero init
+        for p in prior.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    grown = with_more_levels(prior, (2, 1, 1)).eval()
+    assert grown.config.num_levels == 3 and grown.config.tokens_per_block == 5
+    gen = torch.Generator().manual_seed(0)
+    levels = [torch.randint(0, 16, (2, n), generator=gen) for n in (4, 8, 8)]
+    old = Codes(levels[:2], (2, 1)).to_tokens(16)
+    new = Codes(levels, (2, 1, 1)).to_tokens(16)
+    before = prior.token_nll(old).view(2, 4, 3)
+    after = grown.token_nll(new).view(2, 4, 5)
+    torch.testing.assert_close(after[:, :, :2], before[:, :, :2], rtol=1e-5, atol=1e-5)
+    other = Codes(levels[:2] + [torch.randint(0, 16, (2, 8), generator=gen)], (2, 1, 1))
+    torch.testing.assert_close(
+        grown.token_nll(other.to_tokens(16)).view(2, 4, 5)[:, :, :2],
+        before[:, :, :2],
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    assert not torch.allclose(after[:, :, 3], before[:, :, 2])  # level 1's second code
+    again = with_more_levels(prior, (2, 1, 1))
+    same = zip(again.state_dict().values(), grown.state_dict().values())
+    assert all(torch.equal(a, b) for a, b in same)  # seeded
+    with pytest.raises(ConfigError, match="must start with"):
+        with_more_levels(prior, (4, 1, 1))
