@@ -199,7 +199,7 @@ def evaluate_prior(
 ):
     rate = codec.config.sample_rate
     prior = load_prior(path)
-    strides = codec.config.level_strides[:5]
+    strides = codec.config.level_strides[: args.num_levels]
     held_tokens = [keep_levels(t, strides, prior.config.num_levels) for t in held_tokens]
     sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
     if cache_scale != 1.0:
@@ -375,8 +375,7 @@ def main() -> None:
         "--ceiling-levels",
         type=int,
         nargs="+",
-        default=[5],
-        help="levels of the real excerpts through the codec, a row each (5: the prior's)",
+        help="levels of the real excerpts through the codec, a row each (default: the priors')",
     )
     parser.add_argument(
         "--recipe",
@@ -402,7 +401,11 @@ def main() -> None:
     known = set(train_files)
     extra_files = [f for f in recipe_train if f not in known]
     tracks = [t for t in held if t.stem != "silence"]  # digital near-silence (see common.py)
-    num_levels = 5
+    # the held-out and training codes at the most levels a prior models (each prior scores its own)
+    num_levels = args.num_levels = max(load_prior(p).config.num_levels for p in args.priors)
+    args.ceiling_levels = args.ceiling_levels or sorted(
+        {load_prior(p).config.num_levels for p in args.priors}
+    )
     with torch.inference_mode():
         held_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in tracks]
         train_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in train_files]
@@ -435,7 +438,7 @@ def main() -> None:
         [structure.mean_chroma(p, rate) for p, _ in pairs],
         [structure.mean_chroma(c, rate) for _, c in pairs],
     )
-    # the same excerpts and continuations through the codec (its first 5 levels): what a perfect
+    # the same excerpts and continuations through the codec (the priors' levels): what a perfect
     # prior of these codes would score, since every generated piece is decoded by this codec
     ceilings, decoded_at = [], {}
     for levels in args.ceiling_levels:
@@ -443,7 +446,7 @@ def main() -> None:
             codec, excerpt_codes, continuation_codes, pairs, real_codes, levels, args.seconds
         )
         row.update(kl_level0=real["kl_level0"], memorised_s=real["memorised_s"])
-        if levels != num_levels:
+        if len(args.ceiling_levels) > 1 or levels != num_levels:
             row["label"] += f", {levels} levels"
         ceilings.append(row)
         decoded_at[levels] = decoded
