@@ -108,14 +108,15 @@ def main() -> None:
     codec = load_codec(args.codec)
     _, held = split_files(find_audio(common.MUSIC), common.HELD_OUT)
     tracks = [t for t in held if t.stem != "silence"]
+    levels = max(load_prior(p).config.num_levels for p in args.priors)  # each scores its own
     with torch.inference_mode():
-        real = [cached_tokens(codec, t, 5, args.codes_cache) for t in tracks]
+        real = [cached_tokens(codec, t, levels, args.codes_cache) for t in tracks]
     rows = []
     for path in args.priors:
         prior = load_prior(path).float()
         label = str(path or "shipped")
         context = prior.config.context_tokens
-        strides = codec.config.level_strides[:5]
+        strides = codec.config.level_strides[:levels]
         windows = []
         for tokens in real:
             tokens = keep_levels(tokens, strides, prior.config.num_levels)

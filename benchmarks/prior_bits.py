@@ -58,13 +58,14 @@ def main() -> None:
     codec = load_codec(args.codec)
     _, held = split_files(find_audio(common.MUSIC), common.HELD_OUT)
     tracks = [t for t in held if t.stem != "silence"]
+    levels = max(load_prior(p).config.num_levels for p in args.priors)  # each scores its own
     with torch.inference_mode():
-        tokens = [cached_tokens(codec, t, 5, args.codes_cache) for t in tracks]
+        tokens = [cached_tokens(codec, t, levels, args.codes_cache) for t in tracks]
     labels = args.labels or args.priors
     rows = []
     for i, (label, path) in enumerate(zip(labels, args.priors, strict=True)):
         prior = load_prior(path)
-        strides = codec.config.level_strides[:5]
+        strides = codec.config.level_strides[:levels]
         own = [keep_levels(t, strides, prior.config.num_levels) for t in tokens]
         bits, per_level = zip(*(level_bits(prior, t) for t in own))
         weights = np.array([len(t) for t in own], dtype=float)
@@ -82,13 +83,13 @@ def main() -> None:
             row["train_s"] = sum(s for s, _ in spent)
             row["steps"] = [n for _, n in spent]
         rows.append(row)
-        levels = " ".join(f"{b:.2f}" for b in row["bits_per_level"])
+        per = " ".join(f"{b:.2f}" for b in row["bits_per_level"])
         wall = (
             f", trained {row['train_s'] / 60:.1f} min ({row['steps']} steps)"
             if "steps" in row
             else ""
         )
-        print(f"{label}: {row['bits_per_token']:.3f} bits/token (levels {levels}){wall}")
+        print(f"{label}: {row['bits_per_token']:.3f} bits/token (levels {per}){wall}")
     common.save(args.name, {"machine": common.machine(), "command": common.command(), "rows": rows})
 
 
