@@ -174,7 +174,7 @@ def generate(
         typer.Option(
             help="Level 0 draws from p(code | piece) / p(code | no context)^CONTRAST: codes "
             "likely anywhere (the codec's generic, pitchless textures) lose some of their "
-            "chance, codes the piece makes likely keep theirs (0: off) \\[default: 0.3].",
+            "chance, codes the piece makes likely keep theirs (0: off) \\[default: 0].",
             show_default=False,
         ),
     ] = None,
@@ -183,7 +183,7 @@ def generate(
         typer.Option(
             help="At level 0, the previous frame's code keeps at most this probability, so no "
             "code is held for long with near certainty (1: the prior's own; with --exact-hold) "
-            "\\[default: 0.93].",
+            "\\[default: 0.9].",
             show_default=False,
         ),
     ] = None,
