@@ -402,10 +402,9 @@ def main() -> None:
     extra_files = [f for f in recipe_train if f not in known]
     tracks = [t for t in held if t.stem != "silence"]  # digital near-silence (see common.py)
     # the held-out and training codes at the most levels a prior models (each prior scores its own)
-    num_levels = args.num_levels = max(load_prior(p).config.num_levels for p in args.priors)
-    args.ceiling_levels = args.ceiling_levels or sorted(
-        {load_prior(p).config.num_levels for p in args.priors}
-    )
+    modelled = {load_prior(p).config.num_levels for p in args.priors}
+    num_levels = args.num_levels = max(modelled)
+    args.ceiling_levels = args.ceiling_levels or sorted(modelled)
     with torch.inference_mode():
         held_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in tracks]
         train_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in train_files]

@@ -38,6 +38,11 @@ def token_levels(strides: tuple[int, ...]) -> Tensor:
     return torch.tensor(_block_order(tuple(strides))[0], dtype=torch.long)
 
 
+def block_slots(strides: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(level, that level's frame index within the block) of each position within a block."""
+    return list(zip(*_block_order(tuple(strides)), strict=True))
+
+
 @dataclass
 class Codes:
     """Code indices of one or more signals.

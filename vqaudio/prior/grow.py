@@ -2,8 +2,9 @@
 
 Each token of the old levels keeps its embedding, head row, slot embedding and frame-input
 columns, moved to its slot in the new flatten order (vqaudio/codes.py). The new levels' frame-input
-columns start at zero, so the temporal transformer computes what it did and level 0's first slot
-gives the same logits; the new levels' other weights take their usual initial values. The depth's
+columns start at zero, so the temporal transformer computes what it did and the slots before a
+frame's first new token give the same logits; the new levels' other weights take their usual
+initial values. The depth's
 positions within a frame move, so the old levels' later slots start a little worse and relearn.
 """
 
@@ -13,7 +14,7 @@ import dataclasses
 
 import torch
 
-from ..codes import _block_order
+from ..codes import block_slots
 from ..errors import ConfigError
 from .frames import FramePrior
 
@@ -23,10 +24,10 @@ def with_more_levels(
 ) -> FramePrior:
     """``prior`` grown to model ``level_strides`` (its own strides followed by finer ones); the new
     weights are drawn with ``seed`` (the global generator is left as it was)."""
+    if not isinstance(prior, FramePrior):
+        raise ConfigError(f"only a frame prior can grow levels, not prior.kind {prior.config.kind}")
     old = prior.config
     strides = tuple(int(s) for s in level_strides)
-    if not isinstance(prior, FramePrior):
-        raise ConfigError(f"only a frame prior can grow levels, not prior.kind {old.kind}")
     if len(strides) < old.num_levels or strides[: old.num_levels] != tuple(old.level_strides):
         raise ConfigError(
             f"level strides {list(strides)} must start with the prior's own "
@@ -38,10 +39,10 @@ def with_more_levels(
         grown = FramePrior(new).to(prior.frame_start.device)
     state, fresh = prior.state_dict(), grown.state_dict()
     width, size = new.frame_embedding_dim, new.codebook_size
-    old_slots = {key: j for j, key in enumerate(zip(*_block_order(old.level_strides)))}
+    old_slots = {key: j for j, key in enumerate(block_slots(old.level_strides))}
     moved = [
         (slot, old_slots[key])
-        for slot, key in enumerate(zip(*_block_order(new.level_strides)))
+        for slot, key in enumerate(block_slots(new.level_strides))
         if key in old_slots
     ]
     out = dict(state)
