@@ -33,7 +33,8 @@ t1 = time.perf_counter()
 from vqaudio.checkpoint import load_codec
 from vqaudio.codes import Codes
 from vqaudio.prior import load_prior
-from vqaudio.prior.sampling import DEFAULT_TOP_P, decode_codes, sample_tokens
+from vqaudio.prior.sampling import DEFAULT_HOLD_CAP, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from vqaudio.prior.sampling import decode_codes, sample_tokens
 import vqaudio_cli.generate
 t2 = time.perf_counter()
 prior, codec = load_prior(None, "cpu"), load_codec(None, "cpu")
@@ -42,7 +43,7 @@ seconds = float(sys.argv[1])
 blocks = -(-round(seconds * codec.config.sample_rate) // codec.config.block_samples)
 tokens = sample_tokens(prior, blocks * prior.config.tokens_per_block,
                        torch.zeros(1, 0, dtype=torch.long), seed=1, top_p=DEFAULT_TOP_P,
-                       exact_hold=True)
+                       temperature=DEFAULT_TEMPERATURE, exact_hold=True, hold_cap=DEFAULT_HOLD_CAP)
 t4 = time.perf_counter()
 codes = Codes.from_tokens(tokens, prior.config.level_strides, prior.config.codebook_size)
 with torch.inference_mode():

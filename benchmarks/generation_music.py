@@ -47,9 +47,11 @@ from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,
     DEFAULT_HOLD_CAP,
+    DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
     GENERATED_GRIFFIN_LIM_ITERS,
     decode_codes,
+    fit_peak,
     generate,
     sample_tokens,
 )
@@ -170,8 +172,8 @@ def sample_pieces(
     )
     took = time.perf_counter() - began
     codes = Codes.from_tokens(tokens, config.level_strides, config.codebook_size, samples)
-    with torch.inference_mode():
-        wav = decode_codes(codec, codes, griffin_lim_iters=iters)[:, 0].numpy()
+    with torch.inference_mode():  # as generate writes it: scaled under -1 dBFS where louder
+        wav = fit_peak(decode_codes(codec, codes, griffin_lim_iters=iters))[:, 0].numpy()
     return wav, codes.levels[0].numpy(), took
 
 
@@ -328,7 +330,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16, help="prompts for the margin")
     parser.add_argument("--seed", type=int, default=0)
     # the defaults of `vqaudio generate`
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     parser.add_argument(
         "--top-k", type=common.top_k_levels, default=None, help="K, or K0,K1,.. per level; 0: off"
     )

@@ -41,6 +41,7 @@ from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,
     DEFAULT_HOLD_CAP,
+    DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
     GENERATED_GRIFFIN_LIM_ITERS,
 )
@@ -92,7 +93,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     info = common.machine()
     codec, prior = load_codec(args.codec), load_prior(args.prior)
-    defaults = {"top_p": DEFAULT_TOP_P, "exact_hold": DEFAULT_EXACT_HOLD}
+    defaults = {"temperature": DEFAULT_TEMPERATURE, "top_p": DEFAULT_TOP_P}
+    defaults.update(exact_hold=DEFAULT_EXACT_HOLD)
     defaults.update(contrast=DEFAULT_CONTRAST, hold_cap=DEFAULT_HOLD_CAP)
     rows = []
     for text in args.settings:

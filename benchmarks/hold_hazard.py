@@ -37,6 +37,7 @@ from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,
     DEFAULT_HOLD_CAP,
+    DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
     sample_tokens,
 )
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--codec", default=None)
     parser.add_argument("--num", type=int, default=16, help="samples of one window each")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     parser.add_argument("--top-k", type=common.top_k_levels, default=None)
     parser.add_argument("--top-p", type=common.top_p_levels, default=DEFAULT_TOP_P)
     parser.add_argument(

@@ -133,11 +133,13 @@ def generate(
     ] = None,
     n: Annotated[int, typer.Option("--num-samples", "-n", min=1, help="Samples to generate.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device -> same audio).")] = 0,
-    # defaults measured on benchmarks/generation_music.py (docs/MODEL_CARD.md): with the prior's
-    # unigram cache, temperatures below 1 feed its counts back until a piece sticks on one frame
-    # (a drone at 0.8 / top-k 50); a plain nucleus at level 0 makes long holds certain, hence
-    # --exact-hold (sampling.DEFAULT_TOP_P)
-    temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 1.0,
+    # defaults measured on benchmarks/generation_music.py and generation_sweep.py
+    # (docs/MODEL_CARD.md; sampling.DEFAULT_TEMPERATURE, DEFAULT_TOP_P, ...): a plain nucleus at
+    # level 0 makes long holds certain, hence --exact-hold, and its cap ends the drones
+    temperature: Annotated[
+        float | None,
+        typer.Option(help="Softmax temperature (> 0) \\[default: 0.95].", show_default=False),
+    ] = None,
     top_k: Annotated[
         str | None,
         typer.Option(
@@ -226,12 +228,14 @@ def generate(
         DEFAULT_CONTRAST,
         DEFAULT_EXACT_HOLD,
         DEFAULT_HOLD_CAP,
+        DEFAULT_TEMPERATURE,
         check_cache_scale,
         check_contrast,
         check_hold_cap,
     )
 
     top_k, top_p = _sampling_options(top_k, top_p)
+    temperature = DEFAULT_TEMPERATURE if temperature is None else temperature
     _check_options(seconds, temperature, top_k, top_p, prompt)
     contrast = DEFAULT_CONTRAST if contrast is None else contrast
     check_contrast(contrast)

@@ -94,7 +94,12 @@ def test_generate_help_states_the_library_defaults():
     from typer.testing import CliRunner
     from vqaudio_cli.main import app
 
-    from vqaudio.prior.sampling import DEFAULT_CONTRAST, DEFAULT_HOLD_CAP, DEFAULT_TOP_P
+    from vqaudio.prior.sampling import (
+        DEFAULT_CONTRAST,
+        DEFAULT_HOLD_CAP,
+        DEFAULT_TEMPERATURE,
+        DEFAULT_TOP_P,
+    )
 
     result = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "400"})
 
@@ -106,3 +111,4 @@ def test_generate_help_states_the_library_defaults():
     assert f"[default: {top_p}]" in option_help("top-p")
     assert f"[default: {DEFAULT_CONTRAST:g}]" in option_help("contrast")
     assert f"[default: {DEFAULT_HOLD_CAP:g}]" in option_help("hold-cap")
+    assert f"[default: {DEFAULT_TEMPERATURE:g}]" in option_help("temperature")

@@ -618,3 +618,20 @@ def test_a_frame_prior_grown_to_more_levels_keeps_its_coarse_predictions():
     assert all(torch.equal(a, b) for a, b in same)  # seeded
     with pytest.raises(ConfigError, match="must start with"):
         with_more_levels(prior, (4, 1, 1))
+
+
+def test_generated_pieces_louder_than_minus_1_dbfs_are_scaled_down_whole(codec, monkeypatch):
+    """A piece whose decode passes -1 dBFS comes out scaled to peak there, its shape unchanged;
+    a quieter piece of the same batch keeps its samples exactly."""
+    import vqaudio.prior.sampling as sampling
+
+    t = torch.linspace(0, 1, 241)
+    loud, quiet = 3.0 * torch.sin(40 * t), 0.5 * torch.sin(30 * t)
+    monkeypatch.setattr(
+        sampling, "decode_codes", lambda *a, **k: torch.stack([loud, quiet])[:, None]
+    )
+    wav = generate(tiny_prior("frames"), codec, 0.0301, n=2, seed=0)
+    ceiling = 10 ** (-1 / 20)
+    assert float(wav[0].abs().max()) == pytest.approx(ceiling, rel=1e-6)
+    torch.testing.assert_close(wav[0, 0], loud * ceiling / float(loud.abs().max()))
+    assert torch.equal(wav[1, 0], quiet)

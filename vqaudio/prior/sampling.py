@@ -26,6 +26,11 @@ DECODE_CHUNK_BLOCKS = 750  # 60 s of the default codec per decoder call
 # pieces of 30 s rendered both ways: chroma flux 0.321 against 0.319, chroma peak 2.81 against
 # 2.83, and 40 % less decoding time (python benchmarks/generated_levels.py; docs/MODEL_CARD.md)
 GENERATED_GRIFFIN_LIM_ITERS = 16
+# generated pieces are scaled down, each as a whole, where their peak would pass this (-1 dBFS).
+# A piece's level comes from its codes, and loud codes can decode past full scale: 8-10 of 48
+# pieces of 30 s had samples past it (temperature 0.95 / 1), and one in 32 had 62 % of its
+# samples clipped once written (docs/MODEL_CARD.md, session 18). Quieter pieces keep their level.
+GENERATED_PEAK = 10 ** (-1 / 20)
 
 
 TopK = int | None | Sequence[int | None]
@@ -87,6 +92,14 @@ def check_sampling(temperature: float, top_k: TopK, top_p: TopP) -> None:
 # 1.42), where 0.9 visits 1.96, over the 1.5x floor; 0.7 gives 1.16 codes/s with a lower chroma
 # peak and continuation margin.
 DEFAULT_TOP_P = (0.8, 0.98)
+# generate's temperature. On the prior shipped in session 18, with the defaults below, 48 pieces
+# (benchmarks/generation_sweep.py, seeds 1000-1047) at 1 / 0.95 / 0.9: level-0 codes/s 1.34 /
+# 1.11 / 0.95 (real music 1.13), chroma flux 0.295 / 0.186 / 0.205, chroma peak 3.03 / 3.15 /
+# 2.96, drones 0 / 1 / 0. On the 32 pieces of benchmarks/generation_music.py, 0.95 against 1:
+# flux 0.231 against 0.346 (real music 0.257), peak 3.05 against 2.61, continuation margin 0.41
+# against 0.51 (real 0.65), no silent hole. (Without the hold cap, temperatures below 1 once fed
+# the unigram cache until a piece stuck on one frame.)
+DEFAULT_TEMPERATURE = 0.95
 DEFAULT_EXACT_HOLD = True
 # generate's contrast at level 0 (contrast_offsets). It was 0.3 for the session-16 prior (80
 # pieces: chroma flux 0.351 against 0.451, chroma peak 2.18 against 2.00). On the prior shipped
@@ -478,10 +491,11 @@ def generate(
     Without a prompt T = round(seconds * sample_rate). With ``prompt_wav`` (C, T) at the codec's
     rate, its last ``prompt_seconds`` (None: all of it), cut to whole coarse frames, are encoded
     and continued: T = that prompt length + round(seconds * sample_rate), the output starting with
-    the decoded prompt codes. ``on_progress(done, total)`` counts generated tokens. A spectral
-    codec renders with ``griffin_lim_iters`` Griffin-Lim iterations, or its own count where that
-    is lower (None: its own). ``cache_scale``, ``exact_hold``, ``contrast``, ``hold_cap``: as
-    ``sample_tokens``.
+    the decoded prompt codes. A piece whose peak would pass GENERATED_PEAK (-1 dBFS) is scaled
+    down to it as a whole, prompt included (``fit_peak``). ``on_progress(done, total)`` counts
+    generated tokens. A spectral codec renders with ``griffin_lim_iters`` Griffin-Lim
+    iterations, or its own count where that is lower (None: its own). ``cache_scale``,
+    ``exact_hold``, ``contrast``, ``hold_cap``: as ``sample_tokens``.
     """
     if not seconds > 0 or not math.isfinite(seconds):
         raise ConfigError(f"seconds {seconds:g} must be a positive number")
@@ -522,4 +536,11 @@ def generate(
     )
     codec_device = next(codec.parameters()).device
     with torch.inference_mode():
-        return decode_codes(codec, codes.to(codec_device), griffin_lim_iters=griffin_lim_iters)
+        wav = decode_codes(codec, codes.to(codec_device), griffin_lim_iters=griffin_lim_iters)
+    return fit_peak(wav)
+
+
+def fit_peak(wav: Tensor, peak: float = GENERATED_PEAK) -> Tensor:
+    """wav (B, C, T) with each item whose absolute peak passes ``peak`` scaled down to it."""
+    top = wav.abs().amax(dim=tuple(range(1, wav.dim())), keepdim=True)
+    return wav * torch.where(top > peak, peak / top.clamp_min(1e-12), torch.ones_like(top))
