@@ -321,7 +321,9 @@ SE_FIGURES = ("codes_per_s", "l0_hold_s", "flux", "chroma_peak", "self_similarit
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--priors", nargs="+", default=[None])
+    parser.add_argument(
+        "--priors", nargs="+", default=["shipped"], help="prior files; 'shipped': the package's"
+    )
     parser.add_argument("--labels", nargs="+")
     parser.add_argument("--codec", default=None)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -386,6 +388,7 @@ def main() -> None:
         help="the prior recipe: memorisation is checked against every file it trains on",
     )
     args = parser.parse_args()
+    args.priors = [None if p == "shipped" else p for p in args.priors]
     torch.set_num_threads(args.threads)
     info = common.machine()
     codec = load_codec(args.codec)
