@@ -28,8 +28,9 @@ DECODE_CHUNK_BLOCKS = 750  # 60 s of the default codec per decoder call
 GENERATED_GRIFFIN_LIM_ITERS = 16
 # generated pieces are scaled down, each as a whole, where their peak would pass this (-1 dBFS).
 # A piece's level comes from its codes, and loud codes can decode past full scale: 8-10 of 48
-# pieces of 30 s had samples past it (temperature 0.95 / 1), and one in 32 had 62 % of its
-# samples clipped once written (docs/MODEL_CARD.md, session 18). Quieter pieces keep their level.
+# pieces of 30 s had more than 0.1 % of their samples past it (temperature 0.95 / 1), and one in
+# 32 had 62 % of its samples clipped once written (docs/MODEL_CARD.md, session 18). Quieter
+# pieces keep their level.
 GENERATED_PEAK = 10 ** (-1 / 20)
 
 
@@ -103,16 +104,17 @@ DEFAULT_TEMPERATURE = 0.95
 DEFAULT_EXACT_HOLD = True
 # generate's contrast at level 0 (contrast_offsets). It was 0.3 for the session-16 prior (80
 # pieces: chroma flux 0.351 against 0.451, chroma peak 2.18 against 2.00). On the prior shipped
-# since session 18 (more music), 32 pieces (benchmarks/generation_music.py --num 16, seeds 0 and
-# 100, docs/MODEL_CARD.md): 0.3 gives more notes (chroma peak 2.96 against 2.61) but one piece in
-# 32 falls near-silent and stays there (a 2.85 s silent hole; the floor allows none over 0.5 s),
-# and it visits 1.70 level-0 codes/s against 1.21 (real music 1.13). 0 has no hole over 0.1 s.
+# since session 18 (more music), 32 pieces at temperature 1 (benchmarks/generation_music.py
+# --num 16, seeds 0 and 100, docs/MODEL_CARD.md): 0.3 gives more notes (chroma peak 2.96
+# against 2.61) but one piece in 32 falls near-silent and stays there (a 2.85 s silent hole; the
+# floor allows none over 0.5 s), and it visits 1.70 level-0 codes/s against 1.21 (real music
+# 1.13). 0 has no hole over 0.1 s.
 DEFAULT_CONTRAST = 0.0
 # generate's cap on level 0's exact hold (sample_next's hold_cap). On its own pieces a prior is
 # surer of a long hold than real music bears out (0.970 after 33+ frames against 0.946,
 # benchmarks/hold_hazard.py), and that certainty is what drones. 0.93 was measured on the
 # session-16 prior (80 pieces: 4 drones against 23 uncapped). On the prior shipped since session
-# 18, 48 pieces at contrast 0 (benchmarks/generation_sweep.py, seeds 1000-1047,
+# 18, 48 pieces at contrast 0 and temperature 1 (benchmarks/generation_sweep.py, seeds 1000-1047,
 # docs/MODEL_CARD.md): 0 drones at 0.9 against 5 at 0.93, level-0 codes/s 1.34 against 1.25 (real
 # music 1.13), chroma flux 0.295 against 0.284 and chroma peak 3.03 against 3.02 (within one
 # standard error, 0.03 and 0.2).
