@@ -120,6 +120,20 @@ def _read_prompt(path: str, codec):
     return torch.from_numpy(wav)
 
 
+def _warn_if_silent_end(wav, rate: int) -> None:
+    """Warn when the prompt's last second is below -60 dBFS: the shipped prior continues a
+    silence with silence (docs/MODEL_CARD.md, session 18: 82-94 % of the next 10 s)."""
+    tail = wav[..., -rate:].float()
+    if tail.numel() and float(tail.pow(2).mean().sqrt()) < 1e-3:
+        err.print(
+            "warning: the prompt ends in silence (its last second is below -60 dBFS); the "
+            "continuation will likely stay silent: trim the prompt's silent end",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def generate(
     seconds: Annotated[float, typer.Option(help="Seconds of new audio per sample.")] = 10.0,
     output: Annotated[
@@ -257,6 +271,8 @@ def generate(
         )
     check_cache_scale(prior_model, cache_scale)
     prompt_wav = _read_prompt(prompt, codec_model) if prompt is not None else None
+    if prompt_wav is not None:
+        _warn_if_silent_end(prompt_wav, codec_model.config.sample_rate)
     with _progress(quiet) as bar:
         task = bar.add_task("generate", total=None, rate=0.0)
         began = time.perf_counter()

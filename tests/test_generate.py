@@ -244,3 +244,18 @@ def test_per_level_top_k_and_top_p(models, tmp_path):
         named = (option, option.strip("-").replace("-", "_"))  # --top-p, or top_p for a range
         assert r.exit_code == 1 and any(name in r.stderr for name in named), r.output
         assert "Traceback" not in r.output and not bad.exists()
+
+
+def test_a_prompt_ending_in_silence_gets_a_warning(models, tmp_path):
+    """A prompt whose last second is under -60 dBFS: one warning line, and the piece is still
+    written; a prompt that ends in sound gets none."""
+    wav = harmonic(16000, 8000)[0].numpy()  # 2 s
+    silent_end = wav.copy()
+    silent_end[..., 8000:] *= 1e-4  # its last second at about -86 dBFS
+    for name, data, warned in (("sound", wav, False), ("silent", silent_end, True)):
+        audio.write(tmp_path / f"{name}.wav", data, 8000)
+        out = tmp_path / f"{name}-more.wav"
+        r = _run(models, "--seconds", 0.02, "--prompt", tmp_path / f"{name}.wav", "-o", out, "-q")
+        assert r.exit_code == 0, r.output
+        assert out.exists()
+        assert ("warning: the prompt ends in silence" in r.stderr) == warned, r.stderr
