@@ -123,8 +123,10 @@ def _read_prompt(path: str, codec):
 def _warn_if_silent_end(wav, rate: int) -> None:
     """Warn when the prompt's last second is below -60 dBFS: the shipped prior continues a
     silence with silence (docs/MODEL_CARD.md, session 18: 82-94 % of the next 10 s)."""
-    tail = wav[..., -rate:].float()
-    if tail.numel() and float(tail.pow(2).mean().sqrt()) < 1e-3:
+    from vqaudio.metrics import rms
+
+    tail = wav[..., -rate:]
+    if tail.numel() and rms(tail) < 10 ** (-60 / 20):
         err.print(
             "warning: the prompt ends in silence (its last second is below -60 dBFS); the "
             "continuation will likely stay silent: trim the prompt's silent end",

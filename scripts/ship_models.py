@@ -66,6 +66,9 @@ def ship_prior_only(prior, out: Path) -> int:
     if prior is None:
         print("error: --prior-only needs --prior", file=sys.stderr)
         return 1
+    if not (out / "codec.safetensors").is_file():
+        print(f"error: --prior-only: {out} holds no codec.safetensors", file=sys.stderr)
+        return 1
     shipped = load_codec(out / "codec.safetensors")
     if not accepts(shipped, prior.codec_id, prior.code_space_id):
         print(
@@ -101,10 +104,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    codec = load_codec(args.codec)
     prior = load_prior(args.prior) if args.prior else None
-    if args.prior_only:
+    if args.prior_only:  # the codec argument is not read: the one in --out stays
         return ship_prior_only(prior, args.out)
+    codec = load_codec(args.codec)
     current = args.out / "codec.safetensors"
     if current.is_file():
         shipped_before = load_codec(current)
