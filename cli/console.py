@@ -21,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from vqaudio.errors import VqaudioError
+from vqaudio.errors import UsageError, VqaudioError
 
 err = Console(stderr=True)
 
@@ -54,6 +54,9 @@ def reports_errors(command: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except UsageError as e:  # a malformed value: exit 2, as Typer's own usage errors
+            _error(str(e))
+            raise typer.Exit(code=2) from None
         except VqaudioError as e:
             raise _error(str(e)) from None
         except OSError as e:

@@ -208,6 +208,10 @@ class PriorConfig:
     # Music reuses a small set of codes per piece (held out: ~35 level-0 codes in 30 s), which
     # attention alone did not learn to retrieve (held-out bits flat past 1.3 s of context)
     code_counts: int = 0
+    # frames only: per-frame control features (vqaudio.controls.grid: beat grid, tempo, chord),
+    # 0 = none. Added to the temporal input and the depth bias, so the prior follows a beat and
+    # chords it is given (MusicGen-melody, Music ControlNet)
+    controls: int = 0
     # wavenet only: gated dilated causal convs, dilations 1, 2, ... 2**(dilation_cycle - 1),
     # repeated num_cycles times; receptive field 1 + num_cycles * (kernel_size - 1) * (2**cycle - 1)
     residual_channels: int = 128
@@ -234,6 +238,10 @@ class PriorConfig:
         )
         require(self.kernel_size >= 2, "prior.kernel_size must be >= 2")
         require(self.code_counts >= 0, "prior.code_counts must be >= 0 (0 = off)")
+        require(
+            self.controls == 0 or self.kind == "frames",
+            "prior.controls needs prior.kind 'frames' (0 = no controls)",
+        )
         require(
             self.dilation_cycle >= 1 and self.num_cycles >= 1,
             "prior.dilation_cycle and prior.num_cycles must be >= 1",

@@ -19,3 +19,7 @@ class FormatError(VqaudioError):
 
 class CheckpointError(VqaudioError):
     """A model file is missing, corrupt, of an unknown format or of the wrong kind."""
+
+
+class UsageError(VqaudioError):
+    """A malformed option value (an unknown chord, a tempo out of range): exit code 2."""

@@ -34,9 +34,13 @@ class DataConfig:
     # more audio for the training split only (folders or globs, as ``path``): the held-out files
     # stay those chosen from ``path``, so adding music keeps evaluations comparable
     extra_paths: tuple[str, ...] = ()
+    # train on every N-th training file only (held-out files unchanged): a quicker run on a
+    # small machine, e.g. a fine-tune whose base already saw all of them
+    train_every: int = 1
 
     def __post_init__(self) -> None:
         require(self.segment_seconds > 0, "data.segment_seconds must be > 0")
+        require(self.train_every >= 1, "data.train_every must be >= 1 (1 = every file)")
         require(self.val_files >= 0, "data.val_files must be >= 0")
         require(self.channels in ("mix", "random"), "data.channels must be 'mix' or 'random'")
 
@@ -85,6 +89,10 @@ class TrainConfig:
     # own_passes - 1 frames deep), and chosen by a coin per run of own_span frames
     own_passes: int = 1
     own_span: int = 1
+    # prior with controls: each window drops its rhythm controls, and on its own coin its
+    # harmony controls, with this probability, so one model also runs with either or none
+    # (and classifier-free guidance has an unconditioned prediction; MusicGen drops half)
+    control_dropout: float = 0.3
 
     def __post_init__(self) -> None:
         require(
@@ -100,6 +108,9 @@ class TrainConfig:
             "train.eval_every and train.threads must be >= 0",
         )
         require(0.0 <= self.own_context <= 1.0, "train.own_context must be in [0, 1] (a share)")
+        require(
+            0.0 <= self.control_dropout <= 1.0, "train.control_dropout must be in [0, 1] (a share)"
+        )
         require(
             self.own_passes >= 1 and self.own_span >= 1,
             "train.own_passes and train.own_span must be >= 1",
@@ -242,6 +253,10 @@ class Recipe:
         require(
             not self.train.own_context or (self.stage == "prior" and self.prior.kind == "frames"),
             "train.own_context needs a prior recipe with prior.kind frames; set it to 0",
+        )
+        require(
+            not (self.train.own_context and self.prior.controls),
+            "train.own_context does not combine with prior.controls; set one of them to 0",
         )
 
 

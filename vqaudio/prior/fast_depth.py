@@ -194,6 +194,8 @@ class FastFrames:
                 "frame_in_b": prior.frame_in.bias.detach().float().contiguous(),
             }
         self.keep.extend([*depth.values(), *temporal.values()])
+        self.frame_in_b = temporal["frame_in_b"]  # the C step's view; rewritten per row
+        self.base_frame_in_b = self.frame_in_b.clone()
         levels = [0] * config.tokens_per_block
         for level, slots in enumerate(prior.level_slots):
             for j in slots:
@@ -221,15 +223,21 @@ class FastFrames:
         self.start_id, self.vocab_size = prior.start_id, config.vocab_size
         self.per_block, self.dim = config.tokens_per_block, config.dim
 
-    def temporal_step(self, frame: Tensor, cache: Tensor, position: int) -> Tensor:
+    def temporal_step(
+        self, frame: Tensor, cache: Tensor, position: int, extra: Tensor | None = None
+    ) -> Tensor:
         """The temporal step of every row: frame (B, P) ids at window ``position``, its keys
         and values written into ``cache`` (layers, 2, B, heads, context, head_dim) float32 (a
-        FrameStream's temporal cache) -> normalised states h (B, dim)."""
+        FrameStream's temporal cache) -> normalised states h (B, dim). ``extra`` (B, dim) is
+        added to each row's input (the frame's controls): it goes in through the input
+        projection's bias, which the C step reads at each call."""
         layers, _, batch, heads, context, head_dim = cache.shape
         assert cache.is_contiguous() and cache.dtype == torch.float32
         frame = frame.to(torch.int64).contiguous()
         h = torch.empty(batch, self.dim)
         for b in range(batch):
+            if extra is not None:
+                self.frame_in_b.copy_(self.base_frame_in_b + extra[b].float())
             entry = _Cache(
                 keys=_ptr(cache[0, 0, b], _F),
                 values=batch * heads * context * head_dim,  # cache[l, 1, b] - cache[l, 0, b]
@@ -245,6 +253,8 @@ class FastFrames:
                 _ptr(h[b], _F),
                 _ptr(self.temporal_scratch, _F),
             )
+        if extra is not None:
+            self.frame_in_b.copy_(self.base_frame_in_b)
         return h
 
     def frame(

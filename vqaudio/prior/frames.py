@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..codes import token_levels
+from ..codes import block_slots, token_levels
 from ..config import PriorConfig
 from .base import Prior, Stream
 from .transformer import (
@@ -107,6 +107,40 @@ class FramePrior(Prior):
         self.level_slots = [
             [j for j, k in enumerate(levels) if k == level] for level in range(config.num_levels)
         ]
+        if config.controls:
+            self._init_controls(config)
+
+    def _init_controls(self, config: PriorConfig) -> None:
+        """Per-frame controls (B, F, controls) enter the temporal input, the depth bias, and,
+        for the beat's sub-slot, each depth slot that covers it; all start at zero, so a
+        warm-started prior computes as before until it learns to follow them."""
+        from ..controls.grid import SUB_SLOTS
+
+        self.control_in = nn.Linear(config.controls, config.dim)
+        self.control_depth = nn.Linear(config.controls, config.depth_dim)
+        self.beat_slots = nn.Parameter(torch.zeros(config.tokens_per_block, config.depth_dim))
+        for layer in (self.control_in, self.control_depth):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        # (P, SUB_SLOTS): 1 where slot j's code spans sub-slot s of the frame
+        with torch.device("cpu"):
+            strides = config.level_strides
+            cover = torch.zeros(config.tokens_per_block, SUB_SLOTS)
+            for j, (level, index) in enumerate(block_slots(strides)):
+                width = strides[level] * SUB_SLOTS // strides[0]
+                cover[j, index * width : (index + 1) * width] = 1.0
+        self.register_buffer("slot_cover", cover, persistent=False)
+        # statistics of the training music that plans are sampled from (controls.plan)
+        from ..controls.plan import plan_buffers
+
+        for name, value in plan_buffers().items():
+            self.register_buffer(name, value)
+
+    def control_terms(self, controls: Tensor) -> tuple[Tensor, Tensor]:
+        """controls (B, F, C) -> (temporal input terms (B, F, D), depth bias terms (B, F, P, d))."""
+        beat = (controls[..., : self.slot_cover.shape[1]] @ self.slot_cover.T).clamp(max=1.0)
+        depth = self.control_depth(controls)[:, :, None] + beat[..., None] * self.beat_slots
+        return self.control_in(controls), depth
 
     # --- the pieces ------------------------------------------------------------------------
 
@@ -116,6 +150,16 @@ class FramePrior(Prior):
         previous = self.token_embedding(frames[:, :-1]).flatten(2)  # (B, F - 1, P * width)
         start = self.frame_start.expand(batch, 1, -1)
         return torch.cat([start, self.frame_in(previous)], dim=1)
+
+    def _window_controls(self, controls: Tensor | None, count: int) -> Tensor | None:
+        """controls (B, >= count - 1, C) -> (B, count, C): the window's frames, the last row
+        repeated for the extra frame the window predicts into; None without controls."""
+        if controls is None or not self.config.controls:
+            return None
+        if controls.shape[1] < count:
+            pad = controls[:, -1:].expand(-1, count - controls.shape[1], -1)
+            controls = torch.cat([controls, pad], dim=1)
+        return controls[:, :count].to(self.frame_start.dtype)
 
     def _temporal(self, x: Tensor, caches: list | None = None) -> Tensor:
         """(B, F, D) inputs at window frames 0..F-1 -> normalised states h (B, F, D)."""
@@ -189,7 +233,7 @@ class FramePrior(Prior):
         return padded.view(batch, count, per_block)
 
     def _outputs(
-        self, tokens: Tensor, context: Tensor | None = None
+        self, tokens: Tensor, context: Tensor | None = None, controls: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """tokens (B, N) -> (depth outputs (B, F, P, d), the padded frames (B, F, P), the padded
         frames seen as earlier ones (B, F, P)) for the N + 1 predictions of the window (token 0
@@ -199,17 +243,29 @@ class FramePrior(Prior):
         batch = tokens.shape[0]
         frames = self._frames(tokens)
         seen = frames if context is None else self._frames(context)
-        h = self._temporal(self._frame_inputs(seen))
-        out = self._depth(self._depth_inputs(h, frames, seen))
+        x = self._frame_inputs(seen)
+        controls = self._window_controls(controls, frames.shape[1])
+        depth_terms = None
+        if controls is not None:  # the frame's own controls: known ahead, as a plan is
+            temporal_terms, depth_terms = self.control_terms(controls)
+            x = x + temporal_terms
+        h = self._temporal(x)
+        inputs = self._depth_inputs(h, frames, seen)
+        if depth_terms is not None:
+            inputs = inputs + depth_terms.reshape(inputs.shape)
+        out = self._depth(inputs)
         return out.view(batch, frames.shape[1], self.tokens_per_block, -1), frames, seen
 
     # --- the Prior interface ------------------------------------------------------------------
 
-    def window_logits(self, tokens: Tensor, cache_scale: float = 1.0) -> Tensor:
+    def window_logits(
+        self, tokens: Tensor, cache_scale: float = 1.0, controls: Tensor | None = None
+    ) -> Tensor:
         """As Prior.window_logits; ``cache_scale`` multiplies the unigram cache's gates (a
-        sampling setting, ``sample_tokens``: training and scoring use 1)."""
+        sampling setting, ``sample_tokens``: training and scoring use 1); ``controls`` (B, F,
+        C) are the window's per-frame controls (None: none given)."""
         batch, length = tokens.shape
-        out, frames, _ = self._outputs(tokens)
+        out, frames, _ = self._outputs(tokens, controls=controls)
         logits = self._copy(self.head(out), out, self._earlier(frames), 0)
         features = self._features(frames)  # (B, F, 2, V) -> each slot of frame f
         features = None if features is None else features[:, :, None]
@@ -217,28 +273,35 @@ class FramePrior(Prior):
         logits = logits.reshape(batch, -1, self.config.vocab_size)[:, : length + 1]
         return self.masked(logits)
 
-    def token_nll(self, tokens: Tensor, context: Tensor | None = None) -> Tensor:
+    def token_nll(
+        self, tokens: Tensor, context: Tensor | None = None, controls: Tensor | None = None
+    ) -> Tensor:
         """-log p (nats) of each token (B, N), one level's codebook per slot: the vocabulary-wide
         logits are never built (1/num_levels of the memory and the head's arithmetic). With
         ``context`` (B, N), earlier frames are seen as in ``context`` (see ``_outputs``)."""
         batch, length = tokens.shape
         if length % self.tokens_per_block:
-            if context is not None:
-                raise ValueError("a context needs whole frames")
+            if context is not None or controls is not None:
+                raise ValueError("a context or controls need whole frames")
             return super().token_nll(tokens)
         nll = torch.empty_like(tokens, dtype=torch.float32)
         flat = nll.view(batch, -1, self.tokens_per_block)
-        for slots, logits, target in self._level_logits(tokens, context):
+        for slots, logits, target in self._level_logits(tokens, context, controls):
             flat[:, :, slots] = F.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
             ).view(target.shape)
         return nll
 
-    def _level_logits(self, tokens: Tensor, context: Tensor | None = None):
+    def loss(self, tokens: Tensor, controls: Tensor | None = None) -> Tensor:
+        return self.token_nll(tokens, controls=controls).float().mean()
+
+    def _level_logits(
+        self, tokens: Tensor, context: Tensor | None = None, controls: Tensor | None = None
+    ):
         """Yield (slots, logits (B, F, S, size) float, targets (B, F, S) within the level's
         codebook) level by level, for whole-frame ``tokens`` (B, F * P)."""
         size = self.config.codebook_size
-        out, frames, seen = self._outputs(tokens, context)
+        out, frames, seen = self._outputs(tokens, context, controls)
         earlier = self._earlier(seen)[:, :-1]
         out, frames, seen = out[:, :-1], frames[:, :-1], seen[:, :-1]  # drop the extra frame
         features = self._features(seen)
@@ -303,21 +366,41 @@ class FramePrior(Prior):
         context = self.own_frames(tokens, rate, generator, passes, span)
         return self.token_nll(tokens, context).mean()
 
-    def next_logits(self, tokens: Tensor, cache_scale: float = 1.0) -> Tensor:
-        window = tokens[:, self.window_start(tokens.shape[1]) :]
-        return self.window_logits(window, cache_scale)[:, -1]
+    def next_logits(
+        self, tokens: Tensor, cache_scale: float = 1.0, controls: Tensor | None = None
+    ) -> Tensor:
+        """As Prior.next_logits; ``controls`` (B, F, C) cover frames 0.. of ``tokens``."""
+        start = self.window_start(tokens.shape[1])
+        if controls is not None:
+            controls = controls[:, start // self.tokens_per_block :]
+        return self.window_logits(tokens[:, start:], cache_scale, controls)[:, -1]
 
-    def stream(self, tokens: Tensor, cache_scale: float = 1.0) -> FrameStream:
-        return FrameStream(self, tokens, cache_scale)
+    def stream(
+        self, tokens: Tensor, cache_scale: float = 1.0, controls: Tensor | None = None
+    ) -> FrameStream:
+        """``controls`` (B, F, C): per-frame controls from frame 0 of ``tokens`` to the last
+        frame that will be generated (or None)."""
+        return FrameStream(self, tokens, cache_scale, controls)
 
 
 class FrameStream(Stream):
     """KV-cached decoding: a temporal step once per frame, a depth step per token."""
 
-    def __init__(self, prior: FramePrior, tokens: Tensor, cache_scale: float = 1.0):
+    def __init__(
+        self,
+        prior: FramePrior,
+        tokens: Tensor,
+        cache_scale: float = 1.0,
+        controls: Tensor | None = None,
+    ):
         config = prior.config
         self.prior, self.vocab_size = prior, config.vocab_size
         self.cache_scale = cache_scale
+        self.temporal_terms = self.depth_terms = None  # per absolute frame, with controls
+        if controls is not None and config.controls:
+            with torch.no_grad():
+                temporal, depth = prior.control_terms(controls.to(prior.frame_start.dtype))
+            self.temporal_terms, self.depth_terms = temporal, depth.transpose(1, 2)
         batch = tokens.shape[0]
         weight = prior.head.weight
         self.temporal_cache = torch.zeros(
@@ -372,7 +455,11 @@ class FrameStream(Stream):
         frames[:, :length] = self.window[:, :length]
         frames = frames.view(-1, count, per_block)
         caches = [(layer[0], layer[1]) for layer in self.temporal_cache]
-        h = prior._temporal(prior._frame_inputs(frames), caches)[:, -1]  # (B, D)
+        x = prior._frame_inputs(frames)
+        if self.temporal_terms is not None:
+            first = self.start // per_block
+            x = x + self._rows(self.temporal_terms, first, count)
+        h = prior._temporal(x, caches)[:, -1]  # (B, D)
         self.frame = frames[:, -1].clone()  # (B, P), filled up to the slot of the next token
         if prior.config.code_counts:  # counted as in training: frames before it in the window
             counts = code_counts(frames, prior.config.vocab_size, prior.config.code_counts)
@@ -381,7 +468,7 @@ class FrameStream(Stream):
         self.earlier = (  # the frame before it (start ids at the window's first frame)
             frames[:, -2] if count > 1 else torch.full_like(self.frame, prior.start_id)
         )
-        self._set_depth_bias(h, self.earlier)
+        self._set_depth_bias(h, self.earlier, self.start // per_block + count - 1)
         slot = length % per_block
         if not depth:
             return None
@@ -433,11 +520,17 @@ class FrameStream(Stream):
         """The frame just completed becomes the temporal input at window frame ``position``
         (in C with ``fast``, a ``fast_depth.FastFrames`` of this prior)."""
         prior = self.prior
+        frame = self.start // prior.tokens_per_block + position  # absolute, for the controls
+        extra = None
+        if self.temporal_terms is not None:
+            extra = self._rows(self.temporal_terms, frame, 1)[:, 0]
         if fast is not None:
-            h = fast.temporal_step(self.frame, self.temporal_cache, position)
+            h = fast.temporal_step(self.frame, self.temporal_cache, position, extra)
         else:
             previous = prior.token_embedding.weight[self.frame].flatten(1)  # (B, P * width)
             x = F.linear(previous, prior.frame_in.weight, prior.frame_in.bias)
+            if extra is not None:
+                x = x + extra
             x = step_blocks(
                 self.temporal_weights,
                 self.temporal_cache,
@@ -450,7 +543,13 @@ class FrameStream(Stream):
         self.earlier = self.frame.clone()
         if self.features is not None:
             self._count_frame(position)
-        self._set_depth_bias(h, self.earlier)
+        self._set_depth_bias(h, self.earlier, frame)
+
+    @staticmethod
+    def _rows(terms: Tensor, first: int, count: int) -> Tensor:
+        """terms (B, F, ...) rows first..first + count - 1, the last row repeated past F."""
+        index = torch.arange(first, first + count).clamp(max=terms.shape[1] - 1)
+        return terms[:, index.to(terms.device)]
 
     def _count_frame(self, position: int) -> None:
         """Counts at window frame ``position``: + the frame just completed (position - 1), and
@@ -465,9 +564,10 @@ class FrameStream(Stream):
             self.counts[:, 1].scatter_add_(1, old, -ones)
         self.features = self.counts.log1p()
 
-    def _set_depth_bias(self, h: Tensor, earlier: Tensor) -> None:
-        """What each depth position of the frame adds: W h + b + its slot's embedding + the code
-        at its slot one frame earlier -> (P, B, d)."""
+    def _set_depth_bias(self, h: Tensor, earlier: Tensor, frame: int) -> None:
+        """What each depth position of absolute frame ``frame`` adds: W h + b + its slot's
+        embedding + the code at its slot one frame earlier (+ the frame's controls) -> (P, B,
+        d)."""
         prior = self.prior
         bias = F.linear(h, prior.depth_in.weight, prior.depth_in.bias)  # (B, d)
         self.depth_bias = (
@@ -475,6 +575,9 @@ class FrameStream(Stream):
             + prior.slot_embedding.weight[:, None]
             + self.depth_earlier[earlier].transpose(0, 1)
         )
+        if self.depth_terms is not None:  # (B, P, F, d) -> (P, B, d)
+            index = min(frame, self.depth_terms.shape[2] - 1)
+            self.depth_bias = self.depth_bias + self.depth_terms[:, :, index].transpose(0, 1)
         size = prior.config.codebook_size  # per slot: where its copy logit goes, and if at all
         self.copy_index = (earlier - self.offsets).clamp(0, size - 1).T[..., None].contiguous()
         self.copy_on = (earlier != prior.start_id).T[..., None].to(bias.dtype).contiguous()

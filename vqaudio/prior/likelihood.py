@@ -11,8 +11,9 @@ from .base import Prior
 
 
 @torch.no_grad()
-def bits_per_token(prior: Prior, tokens: Tensor) -> float:
-    """Mean -log2 p(token) of ``tokens`` (B, N) (ids of ``Codes.to_tokens``, N whole blocks).
+def bits_per_token(prior: Prior, tokens: Tensor, controls: Tensor | None = None) -> float:
+    """Mean -log2 p(token) of ``tokens`` (B, N) (ids of ``Codes.to_tokens``, N whole blocks),
+    given per-frame ``controls`` (B, N // P, C) for a prior trained with them.
 
     Sequences longer than the prior's context are scored in consecutive windows of
     ``context_tokens``, each starting with the start token (as in training).
@@ -21,7 +22,11 @@ def bits_per_token(prior: Prior, tokens: Tensor) -> float:
     total, count = 0.0, 0
     for first in range(0, tokens.shape[1], context):
         window = tokens[:, first : first + context]
-        nll = prior.token_nll(window).double().sum()
+        given = {}
+        if controls is not None:
+            frame = first // prior.tokens_per_block
+            given["controls"] = controls[:, frame : frame + prior.config.context_blocks]
+        nll = prior.token_nll(window, **given).double().sum()
         total, count = total + float(nll), count + window.numel()
     return total / max(count, 1) / math.log(2)
 

@@ -278,8 +278,15 @@ def sample_tokens(
     exact_hold: bool = False,
     contrast: float = 0.0,
     hold_cap: float = 1.0,
+    controls: Tensor | None = None,
+    guidance: float = 1.0,
 ) -> Tensor:
     """Continue ``prompt`` (B, P) token ids (P may be 0) by ``num_tokens`` -> (B, P + num_tokens).
+
+    ``controls`` (B, F, C): per-frame controls of a prior trained with them, frames 0.. of the
+    prompt and the new tokens (``vqaudio.controls``). ``guidance`` g > 1 samples from
+    u + g (c - u), the logits with (c) and without (u) the controls (classifier-free guidance,
+    per token in PyTorch; 1: the controlled logits alone).
 
     ``exact_hold``: at level 0, the code of the frame before keeps the prior's probability and
     top-k / top-p choose among the other codes (``sample_next``'s ``held``), so a nucleus never
@@ -326,8 +333,15 @@ def sample_tokens(
     end = start + num_tokens
     with _intra_op_threads(threads), torch.inference_mode():
         shift = contrast_offsets(prior, contrast, device) if contrast else None
+        if controls is not None:
+            scaled["controls"] = controls.to(device)
+        guided = controls is not None and guidance != 1.0
         stream = prior.stream(prompt, **scaled) if use_cache else None
-        fast = _fast_frames(prior, stream, start, num_tokens)
+        free = None
+        if guided:
+            free = {**scaled, "controls": torch.zeros_like(scaled["controls"])}
+            free = prior.stream(prompt, **free) if use_cache else free
+        fast = None if guided else _fast_frames(prior, stream, start, num_tokens)
         if fast is not None:
             settings = (
                 torch.full((every,), float(temperature)),
@@ -357,6 +371,12 @@ def sample_tokens(
                 logits = stream.slot_logits((lo, hi))
             else:
                 logits = prior.next_logits(tokens[:, :i], **scaled)[:, lo:hi]
+            if guided:
+                if use_cache:
+                    plain = free.slot_logits((lo, hi))
+                else:
+                    plain = prior.next_logits(tokens[:, :i], **free)[:, lo:hi]
+                logits = plain + guidance * (logits - plain)
             held = None
             if exact_hold and levels[slot] == 0 and i >= every:
                 held = tokens[:, i - every] - lo  # the same slot one frame earlier
@@ -368,6 +388,8 @@ def sample_tokens(
             tokens[:, i] = token
             if stream is not None and i + 1 < start + num_tokens:
                 stream.push(token)
+                if guided:
+                    free.push(token)
             done = i + 1 - start
             if on_progress is not None and (done % every == 0 or done == num_tokens):
                 on_progress(done, num_tokens)

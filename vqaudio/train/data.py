@@ -59,7 +59,7 @@ def split_files(files: list[Path], val_files: int) -> tuple[list[Path], list[Pat
 def recipe_files(data: DataConfig) -> tuple[list[Path], list[Path]]:
     """(train, validation) files of a recipe's ``data`` section: ``val_files`` held out of
     ``path`` (:func:`split_files`), then the files of each of ``extra_paths`` not already there
-    added to the training split."""
+    added to the training split; then every ``train_every``-th training file is kept."""
     train, val = split_files(find_audio(data.path), data.val_files)
     seen = {p.resolve() for p in train + val}
     for extra in data.extra_paths:
@@ -68,7 +68,7 @@ def recipe_files(data: DataConfig) -> tuple[list[Path], list[Path]]:
             if path.resolve() not in seen:
                 seen.add(path.resolve())
                 train.append(path)
-    return train, val
+    return train[:: data.train_every], val
 
 
 def held_out_names(val_files: list[Path], most: int = 6) -> str:

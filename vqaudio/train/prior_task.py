@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..recipe import Recipe
 from .data import held_out_names, recipe_files
 
+CONTROL_KEYS = ("control_in.", "control_depth.", "beat_slots", "plan_")  # a prior's control parts
 ENCODE_SECONDS = 30.0  # audio encoded per codec call while extracting codes (memory stays flat)
 
 
@@ -30,7 +31,9 @@ class _PriorLoss(nn.Module):
         self.prior = prior
         self.own_context, self.passes, self.span = own_context, passes, span
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, controls: Tensor | None = None) -> Tensor:
+        if controls is not None:
+            return self.prior.loss(tokens, controls)
         if self.own_context > 0:  # draws from torch's generator, seeded per step by the loop
             return self.prior.own_context_loss(
                 tokens, self.own_context, passes=self.passes, span=self.span
@@ -80,6 +83,18 @@ def cached_tokens(
     return np.load(target, mmap_mode="r", allow_pickle=False)
 
 
+@dataclasses.dataclass
+class Windows:
+    """A batch of token windows (B, N) with their per-frame controls (B, N // P, C) or None."""
+
+    tokens: Tensor
+    controls: Tensor | None = None
+
+    def to(self, device) -> Windows:
+        controls = None if self.controls is None else self.controls.to(device)
+        return Windows(self.tokens.to(device), controls)
+
+
 class PriorTask:
     """Everything stage-specific about training a prior; the loop in loop.py drives it."""
 
@@ -124,6 +139,11 @@ class PriorTask:
         self.model = build_prior(self.config)
         if recipe.init_from:
             state, _, _ = read_model_file(recipe.init_from, "prior")
+            own = self.model.state_dict()
+            if self.config.controls and not any(k.startswith("control_in.") for k in state):
+                # a prior trained without controls: they start at zero (computes as it did)
+                state = {**{k: v for k, v in own.items() if k.startswith(CONTROL_KEYS)}, **state}
+                on_message("controls start at zero: the prior computes as before until trained")
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's prior section
             on_message(f"initialised from {recipe.init_from}")
         train = recipe.train
@@ -155,23 +175,72 @@ class PriorTask:
             f"{params:.2f} M params"
         )
         on_message(held_out_names(val_files))
+        self.train_grids = self.val_grids = None
+        if self.config.controls:
+            self._load_grids(run_dir, train_files, val_files, codec_config, on_message)
+
+    def _load_grids(self, run_dir, train_files, val_files, codec_config, on_message) -> None:
+        """Beat grids of every file (analysed once into the run folder), and the plan
+        statistics they give, written into the prior's buffers."""
+        from ..controls.plan import statistics
+        from ..controls.store import cached_grid
+
+        cache = run_dir / "grids"
+        context = self.config.context_tokens
+        grids = []
+        for path in train_files:
+            if on_message is not None and not any(cache.glob(f"{path.stem}-*.npz")):
+                on_message(f"analysing beats and chords: {path.name}")
+            grids.append(cached_grid(path, cache))
+        tokens = [self._tokens(f, cache.parent / "codes", "cpu", None) for f in train_files]
+        self.train_grids = [g for g, t in zip(grids, tokens) if len(t) >= context]
+        self.val_grids = [cached_grid(path, cache) for path in val_files]
+        found = [g for g in self.train_grids if g is not None]
+        for name, value in statistics(found).items():
+            getattr(self.model, name).copy_(value)
+        self.frame_seconds = codec_config.hop_length * self.config.level_strides[0]
+        self.frame_seconds /= codec_config.sample_rate
+        on_message(f"controls: beat grids in {len(found)} of {len(self.train_grids)} files")
 
     def _tokens(self, path: Path, cache: Path, device: str, on_message) -> np.ndarray:
         return cached_tokens(self.codec, path, self.config.num_levels, cache, device, on_message)
 
-    def batch(self, rng: np.random.Generator, batch_size: int) -> Tensor:
-        """(B, context_tokens) windows starting at random block boundaries of random files."""
+    def batch(self, rng: np.random.Generator, batch_size: int) -> Tensor | Windows:
+        """(B, context_tokens) windows starting at random block boundaries of random files
+        (with their controls, for a prior with controls)."""
         context, per_block = self.config.context_tokens, self.config.tokens_per_block
-        windows = []
+        windows, controls = [], []
         for _ in range(batch_size):
-            tokens = self.train_tokens[rng.choice(len(self.train_tokens), p=self.weights)]
+            index = rng.choice(len(self.train_tokens), p=self.weights)
+            tokens = self.train_tokens[index]
             start = int(rng.integers(0, (len(tokens) - context) // per_block + 1)) * per_block
             windows.append(np.asarray(tokens[start : start + context], dtype=np.int64))
-        return torch.from_numpy(np.stack(windows))
+            if self.train_grids is not None:
+                drop = rng.random(2) < self.recipe.train.control_dropout
+                controls.append(self._controls(self.train_grids[index], start, drop))
+        tokens = torch.from_numpy(np.stack(windows))
+        if self.train_grids is None:
+            return tokens
+        return Windows(tokens, torch.from_numpy(np.stack(controls)))
 
-    def loss(self, module: nn.Module, tokens: Tensor, autocast) -> tuple[Tensor, dict[str, float]]:
+    def _controls(self, grid, start: int, drop=(False, False)) -> np.ndarray:
+        """Controls (context_blocks, C) of the window from token ``start`` of ``grid``'s file;
+        ``drop``: (rhythm, harmony) parts left out."""
+        from ..controls.grid import drop as drop_parts
+        from ..controls.grid import render
+
+        first = start // self.config.tokens_per_block
+        out = render(grid, True, self.config.context_blocks, self.frame_seconds, first)
+        return drop_parts(out, bool(drop[0]), bool(drop[1]))
+
+    def loss(
+        self, module: nn.Module, batch: Tensor | Windows, autocast
+    ) -> tuple[Tensor, dict[str, float]]:
         with autocast():
-            loss = module(tokens).float()
+            if isinstance(batch, Windows):
+                loss = module(batch.tokens, batch.controls).float()
+            else:
+                loss = module(batch).float()
         return loss, {"bits_per_token": float(loss.detach()) / float(np.log(2))}
 
     @torch.no_grad()
@@ -182,18 +251,28 @@ class PriorTask:
         if not self.val_tokens:
             return {}
         context, per_block = self.config.context_tokens, self.config.tokens_per_block
-        windows = []
-        for tokens in self.val_tokens:
+        windows, controls = [], []
+        for i, tokens in enumerate(self.val_tokens):
             usable = len(tokens) // per_block * per_block
             for start in range(0, usable - context + 1, context)[: self.recipe.eval.num_clips]:
                 windows.append(np.asarray(tokens[start : start + context], dtype=np.int64))
+                if self.val_grids is not None:
+                    controls.append(self._controls(self.val_grids[i], start))
         if not windows:
             return {}
         was_training = model.training
         model.eval()
-        bits = bits_per_token(model, torch.from_numpy(np.stack(windows)).to(device))
+        tokens = torch.from_numpy(np.stack(windows)).to(device)
+        result = {}
+        if controls:  # with the controls, and (as before) without
+            given = torch.from_numpy(np.stack(controls)).to(device)
+            bits = bits_per_token(model, tokens, controls=given)
+            result["val_bits_free"] = bits_per_token(model, tokens)
+        else:
+            bits = bits_per_token(model, tokens)
         model.train(was_training)
-        return {"val_bits_per_token": bits, "val_bits_per_second": bits * self.tokens_per_second}
+        result.update(val_bits_per_token=bits, val_bits_per_second=bits * self.tokens_per_second)
+        return result
 
     @staticmethod
     def describe_eval(result: dict) -> str:

@@ -1,0 +1,183 @@
+"""Controls: chord syntax, beat grids, DSP analysis, and a frame prior that follows them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vqaudio.controls import analysis, chords, grid, plan
+from vqaudio.controls.grid import NUM_CONTROLS, Grid, regular, render
+from vqaudio.errors import UsageError
+from vqaudio.prior import build_prior, fast_depth
+from vqaudio.prior.sampling import sample_tokens
+
+from .conftest import tiny_prior, tiny_prior_config
+from .test_prior import random_tokens
+
+RATE = 12000
+
+
+def click_track(bpm: float, seconds: float, rate: int = RATE, chord_roots=None) -> np.ndarray:
+    """Decaying noise bursts on every beat, over held triads (one per bar) if ``chord_roots``."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    wav = np.zeros_like(t)
+    burst = rng.standard_normal(int(0.03 * rate)) * np.exp(-np.arange(int(0.03 * rate)) / 60)
+    for beat in np.arange(0.25, seconds - 0.05, 60 / bpm):
+        i = int(beat * rate)
+        wav[i : i + len(burst)] += burst[: len(wav) - i]
+    if chord_roots is not None:
+        bar = 4 * 60 / bpm
+        for k, root in enumerate(chord_roots * int(seconds / bar / len(chord_roots) + 1)):
+            span = (t >= 0.25 + k * bar) & (t < 0.25 + (k + 1) * bar)
+            for semitones in (0, 4, 7):
+                f = 220 * 2 ** ((root - 9 + semitones) / 12)
+                wav[span] += 0.2 * np.sin(2 * np.pi * f * t[span])
+    return (0.3 * wav).astype(np.float32)
+
+
+def test_chord_symbols_parse_and_bad_ones_name_themselves():
+    assert chords.parse_progression("Am F C G") == [21, 5, 0, 7]
+    assert chords.parse_progression("C#m | Bb, Ebm N") == [13, 10, 15, chords.NO_CHORD]
+    assert chords.parse_chord("A:min") == 21
+    assert chords.progression_text([21, 5, 0, 7]) == "Am F C G"
+    with pytest.raises(UsageError, match="'H7'"):
+        chords.parse_progression("Am H7")
+    with pytest.raises(UsageError, match="empty"):
+        chords.parse_progression("  ")
+
+
+def test_a_regular_grid_puts_one_beat_per_period_in_the_frames():
+    frame = 0.08
+    g = regular(120.0, [21, 5], seconds=8.0)  # a beat every 0.5 s, a chord per bar (2 s)
+    out = render(g, True, 100, frame)
+    assert out.shape == (100, NUM_CONTROLS)
+    beats = out[:, 0:4].sum()
+    assert beats == 16  # 8 s at 2 beats/s
+    assert np.all(out[:, grid.RHYTHM_FLAG] == 1) and np.all(out[:, grid.HARMONY_FLAG] == 1)
+    np.testing.assert_allclose(out[:, grid.TEMPO_COLUMN], 0.0, atol=1e-6)  # log2(120 / 120)
+    chord = out[:, grid.HARMONY][:, :-1].argmax(1)
+    assert set(chord[:25]) == {21} and set(chord[25:50]) == {5}  # Am for 2 s, then F
+    dropped = grid.drop(out, rhythm=True, harmony=False)
+    assert np.all(dropped[:, grid.RHYTHM] == 0) and np.array_equal(
+        dropped[:, grid.HARMONY], out[:, grid.HARMONY]
+    )
+
+
+def test_analysis_finds_the_tempo_and_chords_of_a_click_track():
+    wav = click_track(100.0, 20.0, chord_roots=[9, 5, 0, 7])  # A F C G, roots; Am is minor
+    found = analysis.analyse(wav, RATE)
+    assert found is not None
+    assert abs(found.tempo - 100.0) / 100.0 < 0.04
+    names = {chords.chord_name(c) for c in found.chords}
+    assert {"A", "F", "C", "G"} <= names  # major triads synthesized on those roots
+
+
+def test_plan_statistics_and_sampled_plans_move():
+    grids = [regular(100.0, [21, 5, 0, 7], 30.0), regular(130.0, [0, 7, 9, 5], 30.0)]
+    stats = plan.statistics(grids)
+    assert stats["plan_tempi"].sum() == 2
+    assert stats["plan_moves"].sum() > 0
+    low, high = plan.tempo_range(stats["plan_tempi"])
+    assert low <= 100 and high >= 130
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        p = plan.sample_plan(stats["plan_tempi"], stats["plan_moves"], rng)
+        assert low <= p.tempo <= high and len(set(p.chords)) > 1
+
+
+def test_controls_start_at_zero_so_a_warm_start_computes_as_before():
+    config = tiny_prior_config("frames", code_counts=2, context_blocks=6, controls=NUM_CONTROLS)
+    torch.manual_seed(0)
+    prior = build_prior(config).eval()
+    tokens = random_tokens(config, 4, batch=2)
+    controls = torch.randn(2, 30, NUM_CONTROLS)
+    assert torch.equal(prior.window_logits(tokens), prior.window_logits(tokens, controls=controls))
+
+
+def test_the_cached_stream_with_controls_equals_the_window_computation():
+    prior = tiny_prior("frames", code_counts=2, context_blocks=6, controls=NUM_CONTROLS)
+    tokens = random_tokens(prior.config, 4, batch=2)
+    controls = torch.randn(2, 30, NUM_CONTROLS)
+    with torch.inference_mode():
+        stream = prior.stream(tokens[:, :0], controls=controls)
+        for i in range(tokens.shape[1]):
+            lo, hi = prior.slot_ranges[i % prior.tokens_per_block]
+            expected = prior.next_logits(tokens[:, :i], controls=controls)[:, lo:hi]
+            torch.testing.assert_close(stream.slot_logits((lo, hi)), expected)
+            stream.push(tokens[:, i])
+        assert not torch.allclose(  # the controls reach the logits
+            prior.next_logits(tokens, controls=controls), prior.next_logits(tokens)
+        )
+
+
+@pytest.mark.skipif(fast_depth.library() is None, reason="the C sampler was not built")
+def test_c_and_pytorch_sampling_agree_with_controls(monkeypatch):
+    prior = tiny_prior("frames", code_counts=2, context_blocks=6, controls=NUM_CONTROLS)
+    prompt = random_tokens(prior.config, 1, batch=2)
+    controls = torch.randn(2, 40, NUM_CONTROLS)
+    fast = sample_tokens(prior, 60, prompt, seed=3, controls=controls)  # past the context
+    monkeypatch.setenv("VQAUDIO_FAST_DEPTH", "0")
+    fast_depth.library.cache_clear()
+    try:
+        slow = sample_tokens(prior, 60, prompt, seed=3, controls=controls)
+        guided = sample_tokens(prior, 60, prompt, seed=3, controls=controls, guidance=2.0)
+    finally:
+        monkeypatch.delenv("VQAUDIO_FAST_DEPTH")
+        fast_depth.library.cache_clear()
+    assert torch.equal(fast, slow)
+    assert not torch.equal(guided, slow)
+    assert not torch.equal(fast, sample_tokens(prior, 60, prompt, seed=3))
+
+
+def _beats_at_random(rng, num_frames: int, frame: float) -> tuple[Grid, np.ndarray]:
+    """Beats 2-6 frames apart at random (no period to infer): the grid, and 1 where a beat
+    falls in a frame."""
+    times, t = [], rng.uniform(0, 3) * frame
+    while t < (num_frames + 4) * frame:
+        times.append(t)
+        t += rng.integers(2, 7) * frame + rng.uniform(-0.3, 0.3) * frame
+    g = Grid(np.array(times), 0, np.zeros(len(times), dtype=np.int64))
+    controls = render(g, False, num_frames, frame)
+    return g, controls, (controls[:, 0:4].sum(1) > 0).astype(np.int64)
+
+
+def test_a_prior_trained_on_a_click_track_follows_the_beat_it_is_given():
+    """Level 0 sounds (code 1) where a beat falls, else rests (code 0); the beats come at random
+    intervals, so only the controls say where the next one falls."""
+    torch.manual_seed(0)
+    frames, frame = 24, 0.08
+    config = tiny_prior_config("frames", context_blocks=frames, controls=NUM_CONTROLS)
+    prior = build_prior(config)
+    size, rng = config.codebook_size, np.random.default_rng(0)
+
+    def example():
+        _, controls, beat = _beats_at_random(rng, frames, frame)
+        tokens = np.stack([beat, size + rng.integers(0, size, frames), size + beat], 1)
+        return torch.from_numpy(tokens.reshape(-1)), torch.from_numpy(controls)
+
+    optimizer = torch.optim.AdamW(prior.parameters(), lr=3e-3)
+    for _ in range(150):
+        tokens, controls = zip(*[example() for _ in range(16)])
+        loss = prior.loss(torch.stack(tokens), torch.stack(controls))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    prior.eval()
+
+    def f_measure(use_controls: bool) -> float:
+        scores = []
+        for seed in range(4):
+            _, controls, beat = _beats_at_random(np.random.default_rng(100 + seed), frames, frame)
+            given = torch.from_numpy(controls)[None] if use_controls else None
+            tokens = sample_tokens(prior, frames * 3, torch.zeros(1, 0, dtype=torch.long),
+                                   seed=seed, controls=given)
+            sounded = (tokens[0, 0::3] == 1).numpy()
+            hits = (sounded & (beat == 1)).sum()
+            scores.append(2 * hits / max(sounded.sum() + beat.sum(), 1))
+        return float(np.mean(scores))
+
+    followed, free = f_measure(True), f_measure(False)
+    assert followed > 0.9, followed
+    assert free < 0.7, free
