@@ -5,7 +5,7 @@ decoded to log-magnitudes (no band levels, no phase); the score per frame is the
 minus the median of log |STFT| (nepers) over the bins from 59 Hz to 1 kHz, where the notes are,
 averaged over frames and clips. A decoder that smears harmonics scores lower than the input.
 
-    python benchmarks/peak_probe.py vqaudio/models/codec.safetensors runs/x/model.safetensors
+    python experiments/peak_probe.py vqaudio/models/codec.safetensors runs/x/model.safetensors
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
 
 from vqaudio import load_codec  # noqa: E402

@@ -7,7 +7,7 @@ inconsistency (spectral convergence between the rendered audio's magnitude and t
 one: 0 when Griffin-Lim found a signal with exactly that magnitude), output level, ViSQOL (with
 ``--visqol``) and the rendering's wall time at one thread.
 
-    python benchmarks/phase_start.py --clips-per-track 4 --visqol
+    python experiments/phase_start.py --clips-per-track 4 --visqol
 
 Writes benchmarks/results/phase_start.json.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generation_music.py
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
