@@ -1,4 +1,4 @@
-"""Probe (issue 17): what would band levels sent beside the codes buy?
+"""Probe: what would band levels sent beside the codes buy?
 
 The encoder knows the input's power in a few frequency bands per block of time; the decoder
 knows its own predicted magnitude. Quantize the input's band power (dB, `step` dB steps) per

@@ -1,4 +1,4 @@
-"""Benchmark (issue 17): how finely should band levels describe the spectrum at each bitrate?
+"""Benchmark: how finely should band levels describe the spectrum at each bitrate?
 
 Band levels cost bits that could go to another code level; `compress` charges them to the
 bitrate, so a finer description can cost a level. This runs the real `compress` / `decompress`

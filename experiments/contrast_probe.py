@@ -1,4 +1,4 @@
-"""Probe (issue 17): does sharpening the predicted spectrum along frequency restore harmonics?
+"""Probe: does sharpening the predicted spectrum along frequency restore harmonics?
 
 The spectral decoder is trained by L1 on log-magnitudes, so where it is unsure of a harmonic's
 bin it predicts the median: peaks come out low and the valleys between them high (smeared). This

@@ -1,4 +1,4 @@
-"""What the fine levels and Griffin-Lim's iterations do to generated music (issue 16).
+"""What the fine levels and Griffin-Lim's iterations do to generated music.
 
 Samples one batch of pieces with the prior (seeds seed .. seed + num - 1, top-p 0.98 at every
 level, `generate`'s defaults until 2026-12-04) and decodes the same codes several ways: with

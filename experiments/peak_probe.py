@@ -1,4 +1,4 @@
-"""Probe (issue 17): how peaked is a decoder's predicted spectrum below 1 kHz, against the input's?
+"""Probe: how peaked is a decoder's predicted spectrum below 1 kHz, against the input's?
 
 For each codec file, 3 held-out clips of 6 s (one per track) are encoded and their 14-level codes
 decoded to log-magnitudes (no band levels, no phase); the score per frame is the 95th percentile

@@ -1,4 +1,4 @@
-"""Griffin-Lim's start (issue 17): zero phase against the phase locked to the spectral peaks.
+"""Griffin-Lim's start: zero phase against the phase locked to the spectral peaks.
 
 The codec's predicted magnitudes of held-out music clips, at 5 / 8 / 14 levels (1.5 / 3 / 6 kbps
 of codes, no band levels, the decoder's calibrated gain), are rendered by the same decoder with

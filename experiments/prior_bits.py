@@ -1,4 +1,4 @@
-"""Held-out bits per token of priors, beside the wall time each one trained (issue 16).
+"""Held-out bits per token of priors, beside the wall time each one trained.
 
 Scores each prior on the codes of the held-out tracks (benchmarks/common.py HELD_OUT, the same
 as generation_music.py: consecutive windows of the prior's own context), and, for each run

@@ -1,4 +1,4 @@
-"""Why codec training past step 1000 loses notes at low bitrates (issue 17, part 4): a probe.
+"""Why codec training past step 1000 loses notes at low bitrates: a probe.
 
 For each codec checkpoint given (in step order), on the held-out clips (benchmarks/common.py):
 - the latent's RMS, and per level: distinct codes used, perplexity of their histogram, and the
