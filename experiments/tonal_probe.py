@@ -20,7 +20,7 @@ finds likeliest with no context (``sampling.contrast_offsets``).
 
     python experiments/tonal_probe.py --num 6
     python experiments/tonal_probe.py --num 6 --code-peaks --codes-cache runs/prior-more/codes
-    python experiments/tonal_probe.py --prior runs/roll04/model.safetensors --name tonal_probe_roll04
+    python experiments/tonal_probe.py --prior runs/roll04/model.safetensors --name tonal_roll04
 
 Writes benchmarks/results/tonal_probe.json (or --name).
 """
