@@ -6,7 +6,7 @@ lossless adaptive range coder of the .vqa format; the difference is the free sav
 table gives each level's saving on its own, for both coders. (2) Whole
 files from `vqaudio.compress` at each target bitrate, with and without entropy coding: with it,
 the saving buys extra levels (the file keeps the most levels whose coded size fits), so compare
-the levels column. Format speed and memory on long files: benchmarks/format_bench.py.
+the levels column. Memory on long files: benchmarks/long_file_memory.sh.
 
     python benchmarks/entropy.py --codec vqaudio/models/codec.safetensors
     python benchmarks/entropy.py --random --clips-per-track 1     # pipeline check only

@@ -1,4 +1,4 @@
-"""The code space (issue 17): a codec with a retrained decoder decodes the files and drives the
+"""The code space: a codec with a retrained decoder decodes the files and drives the
 priors of the codec it replaced; a codec with another encoder or codebook refuses them.
 
 The "new decoder" is the shipped codec with its decoder weights perturbed and saved as an

@@ -60,7 +60,7 @@ def test_shipped_models_fit_the_size_budget_and_keep_exact_codes():
 
 @needs_models
 def test_a_10_s_file_at_1_5_kbps_keeps_5_levels_and_the_input_level(tmp_path):
-    """Issue 17's floor: the compact header and the band levels (charged to the budget) leave a
+    """The compact header and the band levels (charged to the budget) leave a
     10 s file at 1.5 kbps its 5 levels, and the band levels bring the decoded level to the
     input's (the shipped decoder alone renders notes like these 1-3 dB too quiet)."""
     from vqaudio import audio

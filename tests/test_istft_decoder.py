@@ -170,7 +170,7 @@ def test_decoder_recipe_trains_a_new_decoder_on_the_same_codes(tmp_path):
     wav = harmonic(8000, first.sample_rate)
     a, b = first.encode(wav), second.encode(wav)
     assert all(torch.equal(x, y) for x, y in zip(a.levels, b.levels))
-    # the same code space, and the first codec's files and priors stay valid (issue 17)
+    # the same code space, and the first codec's files and priors stay valid
     assert second.code_space_id == first.code_space_id
     assert first.checkpoint_id in second.code_space_codecs
     # a frozen part that does not fit is refused, naming it

@@ -151,7 +151,7 @@ def test_every_residual_level_removes_energy():
     assert _residual_energies(normalize_values=True)[-1] > 1.0
 
 
-# --- the quantizer fixes of issue 11: each test failed on the code before them -----------------
+# --- the quantizer fixes: each test failed on the code before them ---------------------------
 
 
 def _rvq(**overrides) -> MultiScaleQuantizer:

@@ -1,4 +1,4 @@
-"""Made once with the format version 2 writer (issue 12; Header then took ``levels``, now
+"""Made once with the format version 2 writer (Header then took ``levels``, now
 ``levels_per_channel``)."""
 
 import numpy as np

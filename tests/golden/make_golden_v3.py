@@ -1,4 +1,4 @@
-"""Made once with the format version 3 writer (issue 13: header key levels_per_channel), from the
+"""Made once with the format version 3 writer (header key levels_per_channel), from the
 codes of golden-v1-codes.json, so every version's golden files hold the same codes."""
 
 import json

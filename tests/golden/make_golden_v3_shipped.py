@@ -1,5 +1,5 @@
 """Made once, with the format version 3 writer and the codec shipped at that time (da5a9e70…,
-vqaudio/models/codec.safetensors before issue 17): 3 s of two harmonic tones, compressed at the
+vqaudio/models/codec.safetensors of 2026-12-01): 3 s of two harmonic tones, compressed at the
 default 6 kbps. tests/test_code_space.py checks that a codec with a retrained decoder (the same
 code space) still decodes it, and that one with another encoder or codebook refuses it.
 

@@ -1,4 +1,4 @@
-"""Made once with the format version 4 writer (issue 17: binary header with code_space_id), from the
+"""Made once with the format version 4 writer (binary header with code_space_id), from the
 codes of golden-v1-codes.json, so every version's golden files hold the same codes;
 golden-v4-context.vqa holds golden-v1-entropy.vqa's codes, coded with context-range."""
 

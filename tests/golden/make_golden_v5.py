@@ -1,4 +1,4 @@
-"""Made once with the format version 5 writer (issue 17: band levels in each chunk), from the
+"""Made once with the format version 5 writer (band levels in each chunk), from the
 codes of golden-v1-entropy.vqa, coded with context-range, plus fixed band levels (3 bands, spans
 of 5 blocks) kept in golden-v5-levels.json."""
 

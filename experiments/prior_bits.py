@@ -1,11 +1,11 @@
-"""Held-out bits per token of priors, beside the wall time each one trained (issue 16).
+"""Held-out bits per token of priors, beside the wall time each one trained.
 
 Scores each prior on the codes of the held-out tracks (benchmarks/common.py HELD_OUT, the same
 as generation_music.py: consecutive windows of the prior's own context), and, for each run
 folder given, the training wall time from its metrics.jsonl (first to last train step, plus one
 logging interval, so code extraction and start-up are not counted).
 
-    python benchmarks/prior_bits.py --priors runs/eqwall-flat/model.safetensors \
+    python experiments/prior_bits.py --priors runs/eqwall-flat/model.safetensors \
         runs/eqwall-frames-b/model.safetensors --labels flat frames \
         --runs runs/eqwall-flat "runs/eqwall-frames-a runs/eqwall-frames-b"
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generation_music.py
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 from generation_music import keep_levels, level_bits  # noqa: E402

@@ -11,8 +11,8 @@ probability of holding it ("model"), teacher-forced over whole windows of the pr
   column is what truncation (top-k / top-p) added. A nucleus makes a long hold absorbing: where
   the prior gives the held code more than top_p, it is the only code left.
 
-    python benchmarks/hold_hazard.py
-    python benchmarks/hold_hazard.py --priors vqaudio/models/prior.safetensors \
+    python experiments/hold_hazard.py
+    python experiments/hold_hazard.py --priors vqaudio/models/prior.safetensors \
         runs/p3-c/model.safetensors --top-p 1,0.98
 
 Writes benchmarks/results/hold_hazard.json.
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generation_music.py
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 from generation_music import keep_levels  # noqa: E402

@@ -1,4 +1,4 @@
-"""Why codec training past step 1000 loses notes at low bitrates (issue 17, part 4): a probe.
+"""Why codec training past step 1000 loses notes at low bitrates: a probe.
 
 For each codec checkpoint given (in step order), on the held-out clips (benchmarks/common.py):
 - the latent's RMS, and per level: distinct codes used, perplexity of their histogram, and the
@@ -8,7 +8,7 @@ For each codec checkpoint given (in step order), on the held-out clips (benchmar
   quantized latent, and the first one's decoder on this one's. Which pairing loses the notes says
   whether the decoder or the codes (encoder + codebooks) changed for the worse.
 
-    python benchmarks/step_probe.py runs/probe/step-1000.safetensors \
+    python experiments/step_probe.py runs/probe/step-1000.safetensors \
         runs/probe/step-1200.safetensors runs/probe/step-1500.safetensors
 
 Writes benchmarks/results/step_probe.json (``--name`` another).
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generation_music.py
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 

@@ -1,10 +1,10 @@
 """Is generated music plausible? Level, clipping and per-level code usage of generated audio,
 next to the same statistics of held-out real music's codes.
 
-    python benchmarks/generation_quality.py                 # shipped prior + codec, 30 s, seed 0
-    python benchmarks/generation_quality.py --prior P --codec C --seconds 30 --seed 1
+    python experiments/generation_quality.py                 # shipped prior + codec, 30 s, seed 0
+    python experiments/generation_quality.py --prior P --codec C --seconds 30 --seed 1
 
-Prints a table and writes benchmarks/results/generation_quality.json.
+Prints a table and writes experiments/results/generation_quality.json.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Probe (issue 17): does sharpening the predicted spectrum along frequency restore harmonics?
+"""Probe: does sharpening the predicted spectrum along frequency restore harmonics?
 
 The spectral decoder is trained by L1 on log-magnitudes, so where it is unsure of a harmonic's
 bin it predicts the median: peaks come out low and the valleys between them high (smeared). This
@@ -6,8 +6,8 @@ probe scales each frame's log-magnitude deviations from its own local mean over 
 ``factor`` (1: the shipped decode), then lets the file's band levels restore the power, and
 renders with the shipped Griffin-Lim: the real `compress` / `decompress` path, one thread.
 
-    python benchmarks/contrast_probe.py --split train --factors 1 1.2 1.4 1.6 --widths 9 17 33
-    python benchmarks/contrast_probe.py --split held-out --factors 1 1.3 --widths 17
+    python experiments/contrast_probe.py --split train --factors 1 1.2 1.4 1.6 --widths 9 17 33
+    python experiments/contrast_probe.py --split held-out --factors 1 1.3 --widths 17
 
 ``--split train`` picks clips from the training tracks (to choose a setting), ``held-out`` the 6
 held-out clips of benchmarks/quality.py (to report it). Writes
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
 
 from vqaudio import load_codec, metrics  # noqa: E402

@@ -1,4 +1,4 @@
-"""Griffin-Lim's start (issue 17): zero phase against the phase locked to the spectral peaks.
+"""Griffin-Lim's start: zero phase against the phase locked to the spectral peaks.
 
 The codec's predicted magnitudes of held-out music clips, at 5 / 8 / 14 levels (1.5 / 3 / 6 kbps
 of codes, no band levels, the decoder's calibrated gain), are rendered by the same decoder with
@@ -7,7 +7,7 @@ inconsistency (spectral convergence between the rendered audio's magnitude and t
 one: 0 when Griffin-Lim found a signal with exactly that magnitude), output level, ViSQOL (with
 ``--visqol``) and the rendering's wall time at one thread.
 
-    python benchmarks/phase_start.py --clips-per-track 4 --visqol
+    python experiments/phase_start.py --clips-per-track 4 --visqol
 
 Writes benchmarks/results/phase_start.json.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generation_music.py
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 

@@ -2,7 +2,7 @@
 by side (interleaved in one process, so a noisy machine slows both alike), and each codec's
 per-stage encoder activation RMS on real music.
 
-    python benchmarks/train_profile.py --before old-recipe.yaml \
+    python experiments/train_profile.py --before old-recipe.yaml \
         --after recipes/music-24k-codec.yaml --before-codec old-codec.safetensors \
         --after-codec vqaudio/models/codec.safetensors
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generation_music.py
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 

@@ -18,7 +18,7 @@ Also ``consistency``: the spectral convergence between the rendered audio's magn
 predicted one (0: Griffin-Lim found a signal with exactly that magnitude). A decoder whose
 magnitude chroma holds while the rendered chroma falls predicts magnitudes that no signal has.
 
-    python benchmarks/decoder_chroma_probe.py vqaudio/models/codec.safetensors \
+    python experiments/decoder_chroma_probe.py vqaudio/models/codec.safetensors \
         runs/dec-probe/model.safetensors
 
 Writes benchmarks/results/decoder_chroma_probe.json. No band levels: the decoders' own output.
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generation_music.py
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 

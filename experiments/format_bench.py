@@ -1,9 +1,9 @@
 """Measure the .vqa format: advertised vs real bitrate (with and without entropy coding),
 compress/decompress real-time factors and peak memory (each run in a fresh child process).
 
-    python benchmarks/format_bench.py --codec models/codec.safetensors song.wav
-    python benchmarks/format_bench.py --random-default --seconds 60          # format overhead only
-    python benchmarks/format_bench.py --codec tiny.safetensors --seconds 1800 --bitrates 6
+    python experiments/format_bench.py --codec models/codec.safetensors song.wav
+    python experiments/format_bench.py --random-default --seconds 60          # format overhead only
+    python experiments/format_bench.py --codec tiny.safetensors --seconds 1800 --bitrates 6
 
 Without an audio file a synthetic music-like signal of --seconds is written to a temp folder.
 """

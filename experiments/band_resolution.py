@@ -1,12 +1,12 @@
-"""Benchmark (issue 17): how finely should band levels describe the spectrum at each bitrate?
+"""Benchmark: how finely should band levels describe the spectrum at each bitrate?
 
 Band levels cost bits that could go to another code level; `compress` charges them to the
 bitrate, so a finer description can cost a level. This runs the real `compress` / `decompress`
 with each resolution (band edges, span length) at each bitrate and reports the levels kept, the
 real bitrate and the scores. One thread.
 
-    python benchmarks/band_resolution.py --split train --clips 4
-    python benchmarks/band_resolution.py --split held-out --visqol
+    python experiments/band_resolution.py --split train --clips 4
+    python experiments/band_resolution.py --split held-out --visqol
 
 Writes benchmarks/results/band_resolution_SPLIT.json.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
 from contrast_probe import training_clips  # noqa: E402
 

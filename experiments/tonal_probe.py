@@ -18,9 +18,9 @@ code, gives the source's mean code peak (training music, held-out music, the pri
 without and with generate's contrast and hold cap), and the peak of the 20 codes the prior
 finds likeliest with no context (``sampling.contrast_offsets``).
 
-    python benchmarks/tonal_probe.py --num 6
-    python benchmarks/tonal_probe.py --num 6 --code-peaks --codes-cache runs/prior-more/codes
-    python benchmarks/tonal_probe.py --prior runs/roll04/model.safetensors --name tonal_probe_roll04
+    python experiments/tonal_probe.py --num 6
+    python experiments/tonal_probe.py --num 6 --code-peaks --codes-cache runs/prior-more/codes
+    python experiments/tonal_probe.py --prior runs/roll04/model.safetensors --name tonal_roll04
 
 Writes benchmarks/results/tonal_probe.json (or --name).
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generation_music.py
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""What the fine levels and Griffin-Lim's iterations do to generated music (issue 16).
+"""What the fine levels and Griffin-Lim's iterations do to generated music.
 
 Samples one batch of pieces with the prior (seeds seed .. seed + num - 1, top-p 0.98 at every
 level, `generate`'s defaults until 2026-12-04) and decodes the same codes several ways: with
@@ -8,7 +8,7 @@ the chroma and level figures of benchmarks/generation_music.py for one way, so a
 matches the first says the dropped levels or iterations add nothing a listener's chroma can see,
 and what decoding them costs.
 
-    python benchmarks/generated_levels.py --levels 5 4 3 2 --iters 32 16 8
+    python experiments/generated_levels.py --levels 5 4 3 2 --iters 32 16 8
 
 Writes benchmarks/results/generated_levels.json.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generation_music.py
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 from generation_music import piece_metrics, summarise  # noqa: E402

@@ -11,8 +11,8 @@ is timed once and added to every total.
 Times are wall clock and process CPU time: on a machine shared with other jobs, CPU time at one
 thread is the better estimate of what an idle machine would give.
 
-    python benchmarks/generation_bench.py                       # 30 s, 2 threads, every kind
-    python benchmarks/generation_bench.py --threads 1 2 --sizes 256x6 192x4 128x6 --max-tokens 900
+    python experiments/generation_bench.py                       # 30 s, 2 threads, every kind
+    python experiments/generation_bench.py --threads 1 2 --sizes 256x6 192x4 128x6 --max-tokens 900
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generation_music.py
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 

@@ -1,11 +1,11 @@
-"""Probe (issue 17): how peaked is a decoder's predicted spectrum below 1 kHz, against the input's?
+"""Probe: how peaked is a decoder's predicted spectrum below 1 kHz, against the input's?
 
 For each codec file, 3 held-out clips of 6 s (one per track) are encoded and their 14-level codes
 decoded to log-magnitudes (no band levels, no phase); the score per frame is the 95th percentile
 minus the median of log |STFT| (nepers) over the bins from 59 Hz to 1 kHz, where the notes are,
 averaged over frames and clips. A decoder that smears harmonics scores lower than the input.
 
-    python benchmarks/peak_probe.py vqaudio/models/codec.safetensors runs/x/model.safetensors
+    python experiments/peak_probe.py vqaudio/models/codec.safetensors runs/x/model.safetensors
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
 
 from vqaudio import load_codec  # noqa: E402

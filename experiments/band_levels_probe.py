@@ -1,4 +1,4 @@
-"""Probe (issue 17): what would band levels sent beside the codes buy?
+"""Probe: what would band levels sent beside the codes buy?
 
 The encoder knows the input's power in a few frequency bands per block of time; the decoder
 knows its own predicted magnitude. Quantize the input's band power (dB, `step` dB steps) per
@@ -9,7 +9,7 @@ time differences (an estimate of what an entropy coder would spend); each clip's
 counted as a zero difference, so the absolute start value (~8 bits per band per chunk, under
 1 bps per band at 10 s chunks) is not charged. 6 held-out clips of 10 s.
 
-    python benchmarks/band_levels_probe.py 5 14     # levels to decode (1.5 and 6 kbps)
+    python experiments/band_levels_probe.py 5 14     # levels to decode (1.5 and 6 kbps)
 
 Writes benchmarks/results/band_levels.json. This is a probe: nothing in the codec uses it yet.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
 
 from vqaudio import load_codec, metrics  # noqa: E402
