@@ -37,8 +37,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
-from vqaudio import load_codec, metrics  # noqa: E402
+from vqaudio import load_codec  # noqa: E402
 from vqaudio.codec.spectral import LOG_FLOOR  # noqa: E402
+from vqaudio.eval import metrics  # noqa: E402
 
 
 def chroma_of_power(power: np.ndarray, rate: int, n_fft: int) -> np.ndarray:

@@ -68,7 +68,7 @@ def mp3(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
 
 
 def vqaudio_codec(model, band_levels: bool = True, resolution: str = "auto"):
-    from vqaudio.compress import compress, decompress
+    from vqaudio.vqa.compress import compress, decompress
 
     def run(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
         encoded, decoded = tmp / "x.vqa", tmp / "x.vqa.wav"
@@ -87,8 +87,9 @@ def vqaudio_codec(model, band_levels: bool = True, resolution: str = "auto"):
 
 
 def evaluate(name: str, run, kbps: float, clips, tmp: Path, with_visqol: bool = False) -> dict:
-    from vqaudio import audio, metrics
+    from vqaudio import audio
     from vqaudio.errors import VqaudioError
+    from vqaudio.eval import metrics
 
     row = {"codec": name, "target_kbps": kbps, "per_clip": []}
     outputs = []

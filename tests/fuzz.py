@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vqaudio import header as fields_v4
-from vqaudio.bitstream import CRC, PREAMBLE, VqaReader, _chunk_crc
-from vqaudio.compress import decompress
 from vqaudio.errors import FormatError
+from vqaudio.vqa import record as fields_v4
+from vqaudio.vqa.compress import decompress
+from vqaudio.vqa.container import PREAMBLE, VqaReader, _chunk_crc
+from vqaudio.vqa.header import CRC
 
 # Values an attacker or a buggy writer puts into a field.
 HOSTILE = [
@@ -340,7 +341,7 @@ def run(
 def make_seeds(codec, folder: Path) -> list[bytes]:
     """Valid files to mutate: 3 s of stereo (entropy-coded and packed) and 1 s of mono."""
     from vqaudio import audio
-    from vqaudio.compress import compress
+    from vqaudio.vqa.compress import compress
 
     from .conftest import harmonic
 

@@ -15,18 +15,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from vqaudio.checkpoint import (
-    DEFAULT_CODEC,
-    checkpoint_id,
-    load_codec,
-    read_metadata,
-    save_codec,
-)
+from vqaudio.checkpoint import DEFAULT_CODEC, checkpoint_id, read_metadata
 from vqaudio.codec import Codec
-from vqaudio.compress import decompress
+from vqaudio.codec.io import load_codec, save_codec
 from vqaudio.errors import CheckpointError, FormatError
 from vqaudio.prior import load_prior, save_prior
 from vqaudio.prior.sampling import check_compatible
+from vqaudio.vqa.compress import decompress
 
 from .conftest import tiny_codec_config
 
@@ -126,6 +121,7 @@ def test_the_shipped_prior_is_accepted_with_the_new_decoder(shipped, new_decoder
 
 def test_generate_cli_accepts_the_new_decoder_for_the_shipped_prior(new_decoder, tmp_path):
     from typer.testing import CliRunner
+
     from vqaudio_cli.main import app
 
     out = tmp_path / "g.wav"

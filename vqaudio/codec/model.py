@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..band_levels import BandLevels
 from ..codes import Codes
 from ..config import CodecConfig
 from ..errors import ConfigError
+from .band_levels import BandLevels
 from .code_space import code_space_id
 from .decoder import Decoder, ISTFTDecoder
 from .encoder import Encoder
