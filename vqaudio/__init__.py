@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 _PUBLIC = {  # name -> the submodule that defines it
     "AudioError": "errors",

@@ -25,10 +25,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
 from .atomic import atomic_path
 from .errors import CheckpointError, ConfigError
 from .strict import build, to_dict
+from .version import __version__
 
 MODEL_FORMAT_VERSION = 1  # of model files (metadata "vqaudio.format"); .vqa files have their own
 MODEL_FORMATS_READ = (1,)
