@@ -15,8 +15,7 @@ and what needs no model (the .vqa header and container, errors, configs) do not 
 
 from __future__ import annotations
 
-import importlib
-
+from .lazy import lazy_names
 from .version import __version__ as __version__
 
 _PUBLIC = {  # name -> the submodule that defines it
@@ -67,12 +66,7 @@ def load_prior(path=None, device: str = "auto"):
     return load(path, _device(device))
 
 
-def __getattr__(name: str):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'vqaudio' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _PUBLIC)
 
 
 def __dir__() -> list[str]:

@@ -218,15 +218,9 @@ class SpectralDecoder(nn.Module):
             return magnitude * self.level_gain[num_levels - 1].exp()
         return magnitude
 
-    def forward(
-        self,
-        z_q: Tensor,
-        num_levels: int | None = None,
-        band_levels: bands.BandLevels | None = None,
-        iters: int | None = None,
-        offset: int = 0,
-    ) -> Tensor:
-        return self.render(self.log_magnitude(z_q), num_levels, band_levels, iters, offset)
+    def forward(self, z_q: Tensor, *args, **kwargs) -> Tensor:
+        """z_q (B, D, T') -> wav: :meth:`render` (same further arguments) of the prediction."""
+        return self.render(self.log_magnitude(z_q), *args, **kwargs)
 
 
 @torch.no_grad()
