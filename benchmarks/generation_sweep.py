@@ -9,7 +9,7 @@ standard error of each mean:
 - distinct level-0 codes per second, the longest hold of one level-0 code, and the drones
   (pieces holding one longer than ``--drone-s``: 5.6 s, the longest hold in the held-out real
   excerpts of generation_music.py);
-- chroma flux, chroma peak and chroma self-similarity at 5-25 s (vqaudio/structure.py).
+- chroma flux, chroma peak and chroma self-similarity at 5-25 s (vqaudio/eval/structure.py).
 
 Each setting is a JSON object of sample_tokens' keyword arguments; unset ones take `vqaudio
 generate`'s defaults:

@@ -115,7 +115,7 @@ def _as_int(value) -> int:
 
 
 def encode_any(header: dict, version: int = 5) -> bytes:
-    """``header.encode_fields`` for crafted fields: any value of any type is written as the
+    """``record.encode_fields`` for crafted fields: any value of any type is written as the
     nearest thing the record holds (an unknown enum as 255), a missing field not at all."""
     out = bytearray()
     for name in fields_v4.ID_FIELDS:
