@@ -5,11 +5,10 @@ Each 10 s clip of the held-out tracks (24 kHz mono reference) goes through
 - Opus: `opusenc --bitrate B --hard-cbr` at 6 / 12 / 16 / 24 kbps, then `opusdec`;
 - MP3: `lame --cbr -b B` at 8 / 16 / 32 kbps, then `lame --decode`;
 and is scored by vqaudio.eval.metrics.score (delay compensated) at 24 kHz mono: mel distance,
-SI-SDR,
-and whether the notes survive (chroma correlation, with its time-shifted control: the reference
-rolled by half its length, what a codec that keeps no notes scores). Real bitrate = encoded
-file size * 8 / duration, container included. With a random-init codec (--random) the vqaudio rows
-only prove the pipeline; quality needs a trained checkpoint.
+SI-SDR, and whether the notes survive (chroma correlation, with its time-shifted control: the
+reference rolled by half its length, what a codec that keeps no notes scores). Real bitrate =
+encoded file size * 8 / duration, container included. With a random-init codec (--random) the
+vqaudio rows only prove the pipeline; quality needs a trained checkpoint.
 
     python benchmarks/quality.py --codec vqaudio/models/codec.safetensors
     python benchmarks/quality.py --random --clips-per-track 1    # pipeline check
