@@ -187,7 +187,7 @@ def worker(name: str, seconds: float, threads: int, codec_path: str | None) -> d
 def _vqa_worker(model, wav, rate: int, seconds: float, params: int) -> dict:
     """The user's path: audio file -> .vqa -> audio file, chunked (vqaudio.compress)."""
     from vqaudio import audio
-    from vqaudio.compress import compress, decompress
+    from vqaudio.vqa.compress import compress, decompress
 
     with tempfile.TemporaryDirectory() as tmp:
         source, vqa, out = Path(tmp, "in.wav"), Path(tmp, "in.vqa"), Path(tmp, "out.wav")

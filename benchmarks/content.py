@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[5, 8, 14])
     args = parser.parse_args()
 
-    from vqaudio import metrics
     from vqaudio.codes import Codes
+    from vqaudio.eval import metrics
 
     torch.set_num_threads(2)
     codec, label = common.codec_from_args(args, "content meaningless")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
 from vqaudio import audio, load_codec  # noqa: E402
-from vqaudio.compress import compress, decompress  # noqa: E402
+from vqaudio.vqa.compress import compress, decompress  # noqa: E402
 
 
 def timed_steps(codec, clip, vqa: Path) -> dict[str, float]:

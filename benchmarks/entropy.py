@@ -37,8 +37,9 @@ def main() -> None:
 
     import torch
 
-    from vqaudio import audio, entropy
-    from vqaudio.compress import compress
+    from vqaudio import audio
+    from vqaudio.vqa import entropy
+    from vqaudio.vqa.compress import compress
 
     model, label = common.codec_from_args(args, "codes unlike a trained model's")
     tracks = common.find_tracks(args.tracks)

@@ -30,7 +30,7 @@ import time, sys
 t0 = time.perf_counter()
 import torch
 t1 = time.perf_counter()
-from vqaudio.checkpoint import load_codec
+from vqaudio.codec.io import load_codec
 from vqaudio.codes import Codes
 from vqaudio.prior import load_prior
 from vqaudio.prior.sampling import DEFAULT_HOLD_CAP, DEFAULT_TEMPERATURE, DEFAULT_TOP_P

@@ -10,7 +10,7 @@ trains on). Every figure is a mean over pieces with its [min, max] spread:
 - the longest hold of one level-0 code, and the drones: pieces that hold one longer than any of
   the real excerpts does;
 - chroma flux (0.5 s blocks) and chroma self-similarity at 5-25 s (centred chroma,
-  vqaudio/structure.py), chroma peak (notes or a noise texture: flux and self-similarity alone
+  vqaudio/eval/structure.py), chroma peak (notes or a noise texture: flux and self-similarity alone
   rate a stationary noise as steady), tempo spread over 10 s windows, the longest silent hole,
   clipping;
 - continuation margin: ``--prompts`` real prompts of 10 s, each continued by 10 s; the real
@@ -40,9 +40,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
-from vqaudio import load_codec, load_prior, structure  # noqa: E402
+from vqaudio import load_codec, load_prior  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.errors import ConfigError  # noqa: E402
+from vqaudio.eval import structure  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,

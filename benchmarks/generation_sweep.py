@@ -9,7 +9,7 @@ standard error of each mean:
 - distinct level-0 codes per second, the longest hold of one level-0 code, and the drones
   (pieces holding one longer than ``--drone-s``: 5.6 s, the longest hold in the held-out real
   excerpts of generation_music.py);
-- chroma flux, chroma peak and chroma self-similarity at 5-25 s (vqaudio/structure.py).
+- chroma flux, chroma peak and chroma self-similarity at 5-25 s (vqaudio/eval/structure.py).
 
 Each setting is a JSON object of sample_tokens' keyword arguments; unset ones take `vqaudio
 generate`'s defaults:
@@ -36,7 +36,8 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 from generation_music import sample_pieces  # noqa: E402
 
-from vqaudio import load_codec, load_prior, structure  # noqa: E402
+from vqaudio import load_codec, load_prior  # noqa: E402
+from vqaudio.eval import structure  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,

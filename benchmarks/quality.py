@@ -4,11 +4,11 @@ Each 10 s clip of the held-out tracks (24 kHz mono reference) goes through
 - vqaudio: `compress` at 1.5 / 3 / 6 kbps, then `decompress`; the bitrate is the .vqa file's size;
 - Opus: `opusenc --bitrate B --hard-cbr` at 6 / 12 / 16 / 24 kbps, then `opusdec`;
 - MP3: `lame --cbr -b B` at 8 / 16 / 32 kbps, then `lame --decode`;
-and is scored by vqaudio.metrics.score (delay compensated) at 24 kHz mono: mel distance, SI-SDR,
-and whether the notes survive (chroma correlation, with its time-shifted control: the reference
-rolled by half its length, what a codec that keeps no notes scores). Real bitrate = encoded
-file size * 8 / duration, container included. With a random-init codec (--random) the vqaudio rows
-only prove the pipeline; quality needs a trained checkpoint.
+and is scored by vqaudio.eval.metrics.score (delay compensated) at 24 kHz mono: mel distance,
+SI-SDR, and whether the notes survive (chroma correlation, with its time-shifted control: the
+reference rolled by half its length, what a codec that keeps no notes scores). Real bitrate =
+encoded file size * 8 / duration, container included. With a random-init codec (--random) the
+vqaudio rows only prove the pipeline; quality needs a trained checkpoint.
 
     python benchmarks/quality.py --codec vqaudio/models/codec.safetensors
     python benchmarks/quality.py --random --clips-per-track 1    # pipeline check
@@ -68,7 +68,7 @@ def mp3(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
 
 
 def vqaudio_codec(model, band_levels: bool = True, resolution: str = "auto"):
-    from vqaudio.compress import compress, decompress
+    from vqaudio.vqa.compress import compress, decompress
 
     def run(source: Path, kbps: float, tmp: Path) -> tuple[Path, int]:
         encoded, decoded = tmp / "x.vqa", tmp / "x.vqa.wav"
@@ -87,8 +87,9 @@ def vqaudio_codec(model, band_levels: bool = True, resolution: str = "auto"):
 
 
 def evaluate(name: str, run, kbps: float, clips, tmp: Path, with_visqol: bool = False) -> dict:
-    from vqaudio import audio, metrics
+    from vqaudio import audio
     from vqaudio.errors import VqaudioError
+    from vqaudio.eval import metrics
 
     row = {"codec": name, "target_kbps": kbps, "per_clip": []}
     outputs = []

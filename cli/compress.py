@@ -114,7 +114,7 @@ def _audio_format(target: str) -> str:
 
 
 def _load_codec(codec: Path | None, device: str):
-    from vqaudio.checkpoint import load_codec
+    from vqaudio.codec.io import load_codec
 
     return load_codec(codec, device=pick_device(device))
 
@@ -130,9 +130,9 @@ def _encode(
     band_resolution: str = "auto",
 ):
     """vqaudio.compress with the CLI's units and flags; returns the .vqa header."""
-    from vqaudio import band_levels as bands
-    from vqaudio.compress import compress
+    from vqaudio.codec import band_levels as bands
     from vqaudio.errors import ConfigError
+    from vqaudio.vqa.compress import compress
 
     if band_resolution != "auto" and band_resolution not in bands.RESOLUTIONS:
         names = ", ".join(["auto", *bands.RESOLUTIONS])
@@ -246,7 +246,7 @@ def register(app: typer.Typer) -> None:
 
         Example: vqaudio decompress song.vqa -o song.flac
         """
-        from vqaudio.compress import decompress as run
+        from vqaudio.vqa.compress import decompress as run
 
         targets = _checked_outputs(inputs, output, ".wav", force, check=_audio_format)
         model = _load_codec(codec, device)
@@ -284,7 +284,7 @@ def register(app: typer.Typer) -> None:
 
         Example: vqaudio reconstruct song.wav --bitrate 1.5 -o song-1.5k.wav
         """
-        from vqaudio.compress import decompress as decode
+        from vqaudio.vqa.compress import decompress as decode
 
         _audio_format(output)
         check_output(output, force)

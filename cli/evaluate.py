@@ -232,7 +232,7 @@ def _plot_paths(plot: Path, pairs: list[Pair], force: bool) -> dict[str, Path]:
 
 
 def _load_codec(path: Path | None, device: str):
-    from vqaudio.checkpoint import load_codec
+    from vqaudio.codec.io import load_codec
 
     return load_codec(path, pick_device(device))
 
@@ -252,7 +252,8 @@ def _check_visqol() -> None:
 def _score_pair(
     pair, model, bitrate, sample_rate, delay, tmp: Path, plots, with_visqol: bool = False
 ) -> dict:
-    from vqaudio import audio, metrics  # metrics imports torch and librosa: only when scoring
+    from vqaudio import audio
+    from vqaudio.eval import metrics  # metrics imports torch and librosa: only when scoring
 
     rate = sample_rate or audio.info(pair.reference).sample_rate
     reference, _ = audio.read(pair.reference, sample_rate=rate, channels=1)
@@ -286,7 +287,7 @@ def _score_pair(
 
 
 def _decompress(source: Path, out: Path, model) -> Path:
-    from vqaudio.compress import decompress
+    from vqaudio.vqa.compress import decompress
 
     decompress(source, out, codec=model)
     return out
@@ -294,7 +295,7 @@ def _decompress(source: Path, out: Path, model) -> Path:
 
 def _roundtrip(model, pair: Pair, bitrate: float, tmp: Path) -> tuple[Path, int, str]:
     """Compress to a .vqa at ``bitrate`` kbps and decode it: (decoded wav, bits, "file")."""
-    from vqaudio.compress import compress, decompress
+    from vqaudio.vqa.compress import compress, decompress
 
     vqa, wav = tmp / f"{pair.name}.vqa", tmp / f"{pair.name}.wav"
     compress(model, pair.reference, vqa, bitrate=bitrate * 1000)
@@ -353,8 +354,8 @@ def _finite(value):
 def _plot(reference, decoded, rate: int, delay: int, target: Path, name: str) -> None:
     import matplotlib
 
-    from vqaudio import metrics
     from vqaudio.atomic import atomic_path
+    from vqaudio.eval import metrics
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -65,7 +65,8 @@ def _load_models(prior_path: Path | None, codec_path: Path | None, device: str):
     """The prior and its codec: --codec, else the codec file the prior recorded when it was
     trained (if it is still there), else the shipped one; it must be of the prior's code space
     (``checkpoint.accepts``)."""
-    from vqaudio.checkpoint import accepts, load_codec
+    from vqaudio.codec.code_space import accepts
+    from vqaudio.codec.io import load_codec
     from vqaudio.prior import load_prior
 
     prior = load_prior(prior_path, device)
@@ -123,7 +124,7 @@ def _read_prompt(path: str, codec):
 def _warn_if_silent_end(wav, rate: int) -> None:
     """Warn when the prompt's last second is below -60 dBFS: the shipped prior continues a
     silence with silence (docs/MODEL_CARD.md, session 18: 82-94 % of the next 10 s)."""
-    from vqaudio.metrics import rms
+    from vqaudio.eval.metrics import rms
 
     tail = wav[..., -rate:]
     if tail.numel() and rms(tail) < 10 ** (-60 / 20):

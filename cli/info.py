@@ -19,8 +19,8 @@ from .console import reports_errors
 def vqa_info(path: Path) -> dict[str, Any]:
     """Format version, header fields (the code-space id None where the file predates it) plus
     duration, real bitrate and size of a .vqa file."""
-    from vqaudio.bitstream import VqaReader
     from vqaudio.strict import to_dict
+    from vqaudio.vqa.container import VqaReader
 
     with VqaReader(path) as reader:
         header, size, version = reader.header, reader.file_bytes, reader.version
@@ -40,16 +40,27 @@ def vqa_info(path: Path) -> dict[str, Any]:
     }
 
 
+def _model_kinds() -> dict:
+    """The kinds of model file ``info`` reads, and how to build each."""
+    from vqaudio.checkpoint import ModelKind
+    from vqaudio.codec.io import CODEC_FILE
+    from vqaudio.config import PriorConfig
+    from vqaudio.prior import build_prior
+
+    return {"codec": CODEC_FILE, "prior": ModelKind(PriorConfig, build_prior)}
+
+
 def model_info(path: Path) -> dict[str, Any]:
     """Kind, id, config, parameter count (and bitrates per level for a codec) of a model file.
 
     Reads the file's header only: the model is built on the meta device (no memory), after its
     config is checked against the file's tensors (vqaudio.checkpoint.inspect_model).
     """
-    from vqaudio.checkpoint import checkpoint_id, file_code_space_id, inspect_model
+    from vqaudio.checkpoint import checkpoint_id, inspect_model
+    from vqaudio.codec.io import file_code_space_id
     from vqaudio.strict import to_dict
 
-    metadata, config, model = inspect_model(path)
+    metadata, config, model = inspect_model(path, _model_kinds())
     out: dict[str, Any] = {
         "file": str(path),
         "kind": metadata["vqaudio.kind"],

@@ -23,8 +23,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
 
-from vqaudio import load_codec, metrics  # noqa: E402
-from vqaudio.codec.spectral import LOG_FLOOR, griffin_lim, log_magnitude  # noqa: E402
+from vqaudio import load_codec  # noqa: E402
+from vqaudio.codec.griffin_lim import griffin_lim  # noqa: E402
+from vqaudio.codec.spectral import LOG_FLOOR, log_magnitude  # noqa: E402
+from vqaudio.eval import metrics  # noqa: E402
 
 torch.set_num_threads(1)
 codec = load_codec("vqaudio/models/codec.safetensors")

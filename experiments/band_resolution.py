@@ -26,8 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
 from contrast_probe import training_clips  # noqa: E402
 
-from vqaudio import band_levels, load_codec, metrics  # noqa: E402
-from vqaudio.compress import compress, decompress  # noqa: E402
+from vqaudio import load_codec  # noqa: E402
+from vqaudio.codec import band_levels  # noqa: E402
+from vqaudio.eval import metrics  # noqa: E402
+from vqaudio.vqa.compress import compress, decompress  # noqa: E402
 
 RESOLUTIONS = {name: band_levels.RESOLUTIONS[name] for name in band_levels.RESOLUTIONS}
 

@@ -31,8 +31,9 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
 
-from vqaudio import load_codec, metrics  # noqa: E402
-from vqaudio.compress import compress, decompress  # noqa: E402
+from vqaudio import load_codec  # noqa: E402
+from vqaudio.eval import metrics  # noqa: E402
+from vqaudio.vqa.compress import compress, decompress  # noqa: E402
 
 
 def sharpen_log_magnitude(log_mag: Tensor, factor: float, width: int) -> Tensor:

@@ -7,7 +7,7 @@ against the input are measured (centred chroma, mean over frames within 40 dB of
 - ``magnitude``: chroma of the decoder's predicted magnitude itself (n_fft 2048, hop 480, the
   codec's own grid), against the same chroma of the input's STFT;
 - ``rendered``: the same chroma of the Griffin-Lim audio re-analysed on the same grid;
-- ``metric``: `vqaudio.metrics.chroma_correlation` of the audio (n_fft 4096), as `eval` and
+- ``metric``: `vqaudio.eval.metrics.chroma_correlation` of the audio (n_fft 4096), as `eval` and
   benchmarks/quality.py report it.
 
 And the log-magnitude bias (nepers, + too loud) below 2 kHz on each frame's loudest 5 % of the
@@ -37,8 +37,9 @@ HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generati
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
-from vqaudio import load_codec, metrics  # noqa: E402
+from vqaudio import load_codec  # noqa: E402
 from vqaudio.codec.spectral import LOG_FLOOR  # noqa: E402
+from vqaudio.eval import metrics  # noqa: E402
 
 
 def chroma_of_power(power: np.ndarray, rate: int, n_fft: int) -> np.ndarray:

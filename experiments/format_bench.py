@@ -44,8 +44,8 @@ def child(args: argparse.Namespace) -> None:
     """One operation in this process; prints JSON with seconds and peak RSS."""
     import torch
 
-    from vqaudio.checkpoint import load_codec
-    from vqaudio.compress import compress, decompress
+    from vqaudio.codec.io import load_codec
+    from vqaudio.vqa.compress import compress, decompress
 
     torch.set_num_threads(args.threads)
     codec = load_codec(args.codec)
@@ -108,8 +108,8 @@ def main() -> None:
         if args.random_default or not args.codec:
             import torch
 
-            from vqaudio.checkpoint import save_codec
             from vqaudio.codec import Codec
+            from vqaudio.codec.io import save_codec
             from vqaudio.config import CodecConfig
 
             torch.manual_seed(0)

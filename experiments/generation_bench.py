@@ -29,8 +29,8 @@ HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generati
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
-from vqaudio.checkpoint import load_codec  # noqa: E402
 from vqaudio.codec import Codec  # noqa: E402
+from vqaudio.codec.io import load_codec  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.config import CodecConfig, PriorConfig  # noqa: E402
 from vqaudio.errors import CheckpointError  # noqa: E402

@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generati
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
-from vqaudio import load_codec, metrics  # noqa: E402
+from vqaudio import load_codec  # noqa: E402
+from vqaudio.eval import metrics  # noqa: E402
 
 WAYS = (("zero", 32), ("zero", 16), ("locked", 16), ("locked", 32), ("locked", 8))
 

@@ -80,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from vqaudio import load_codec
-    from vqaudio.metrics import chroma_correlation
+    from vqaudio.eval.metrics import chroma_correlation
 
     codecs = [load_codec(path) for path in args.checkpoints]
     rate = codecs[0].config.sample_rate

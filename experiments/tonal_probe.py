@@ -38,8 +38,9 @@ HERE = Path(__file__).resolve().parents[1] / "benchmarks"  # common.py, generati
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
-from vqaudio import load_codec, load_prior, structure  # noqa: E402
+from vqaudio import load_codec, load_prior  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
+from vqaudio.eval import structure  # noqa: E402
 from vqaudio.prior.sampling import (  # noqa: E402
     DEFAULT_CONTRAST,
     DEFAULT_EXACT_HOLD,

@@ -31,7 +31,7 @@ PARTS = ("encoder", "quantizer", "decoder", "losses", "backward", "optimizer")
 
 def _loss_fn(recipe):
     from vqaudio.codec.losses import ReconstructionLoss
-    from vqaudio.codec.spectral import SpectralLoss
+    from vqaudio.codec.spectral_loss import SpectralLoss
 
     config, w = recipe.codec, recipe.loss
     if config.decoder == "spectral":

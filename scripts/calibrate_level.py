@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vqaudio import audio
-from vqaudio.checkpoint import load_codec, save_codec
+from vqaudio.codec.io import load_codec, save_codec
 from vqaudio.codec.spectral import LOG_FLOOR, SpectralDecoder, log_magnitude
 from vqaudio.train.data import find_audio, split_files
 

@@ -24,9 +24,9 @@ import soundfile as sf
 import torch
 
 from vqaudio import audio
-from vqaudio.checkpoint import load_codec
-from vqaudio.compress import compress, decompress
+from vqaudio.codec.io import load_codec
 from vqaudio.errors import VqaudioError
+from vqaudio.vqa.compress import compress, decompress
 
 
 def check(codec, path: Path, folder: Path, bitrate: float, decode: bool) -> dict:

@@ -30,14 +30,9 @@ from pathlib import Path
 
 import torch
 
-from vqaudio.checkpoint import (
-    DEFAULT_CODEC,
-    EMA_STATISTICS,
-    accepts,
-    checkpoint_id,
-    load_codec,
-    save_codec,
-)
+from vqaudio.checkpoint import DEFAULT_CODEC, checkpoint_id
+from vqaudio.codec.code_space import accepts
+from vqaudio.codec.io import EMA_STATISTICS, load_codec, save_codec
 from vqaudio.prior import load_prior, save_prior
 
 FROZEN = ("encoder.", "quantizer.")

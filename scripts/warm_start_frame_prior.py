@@ -27,6 +27,7 @@ import dataclasses
 import torch
 
 from vqaudio.checkpoint import read_model_file
+from vqaudio.codec.io import read_codec_file
 from vqaudio.config import CodecConfig, PriorConfig
 from vqaudio.prior import build_prior, save_prior
 from vqaudio.prior.grow import with_more_levels
@@ -53,7 +54,7 @@ def main(source: str, target: str, code_counts: int | None, levels: int | None, 
             tokens.mul_(scale)
             prior.frame_in.weight.div_(scale)
     if levels is not None and levels != config.num_levels:
-        _, codec_raw, _ = read_model_file(codec, "codec")
+        _, codec_raw, _ = read_codec_file(codec)
         strides = tuple(build(CodecConfig, codec_raw, "codec").level_strides)
         if not config.num_levels <= levels <= len(strides):
             raise SystemExit(f"--levels {levels}: must be {config.num_levels}..{len(strides)}")

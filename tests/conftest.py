@@ -105,10 +105,11 @@ def assert_chunked_decode_is_one_pass(
     margins) must give the decode of all the file's codes in one pass."""
     import numpy as np
 
-    from vqaudio import audio, band_levels
-    from vqaudio.bitstream import VqaReader
+    from vqaudio import audio
+    from vqaudio.codec import band_levels
     from vqaudio.codes import Codes
-    from vqaudio.compress import compress, decode_chunks
+    from vqaudio.vqa.compress import compress, decode_chunks
+    from vqaudio.vqa.container import VqaReader
 
     audio.write(tmp_path / "a.wav", wav[0].numpy(), rate)
     compress(

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vqaudio import header as fields_v4
-from vqaudio.bitstream import CRC, PREAMBLE, VqaReader, _chunk_crc
-from vqaudio.compress import decompress
 from vqaudio.errors import FormatError
+from vqaudio.vqa import record as fields_v4
+from vqaudio.vqa.compress import decompress
+from vqaudio.vqa.container import PREAMBLE, VqaReader, _chunk_crc
+from vqaudio.vqa.header import CRC
 
 # Values an attacker or a buggy writer puts into a field.
 HOSTILE = [
@@ -114,7 +115,7 @@ def _as_int(value) -> int:
 
 
 def encode_any(header: dict, version: int = 5) -> bytes:
-    """``header.encode_fields`` for crafted fields: any value of any type is written as the
+    """``record.encode_fields`` for crafted fields: any value of any type is written as the
     nearest thing the record holds (an unknown enum as 255), a missing field not at all."""
     out = bytearray()
     for name in fields_v4.ID_FIELDS:
@@ -340,7 +341,7 @@ def run(
 def make_seeds(codec, folder: Path) -> list[bytes]:
     """Valid files to mutate: 3 s of stereo (entropy-coded and packed) and 1 s of mono."""
     from vqaudio import audio
-    from vqaudio.compress import compress
+    from vqaudio.vqa.compress import compress
 
     from .conftest import harmonic
 

@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 
 from vqaudio import audio
-from vqaudio.bitstream import VqaReader
-from vqaudio.compress import compress, decompress
 from vqaudio.errors import AudioError
+from vqaudio.vqa.compress import compress, decompress
+from vqaudio.vqa.container import VqaReader
 
 from .conftest import diverse_codec
 

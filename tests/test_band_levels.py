@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from vqaudio import audio, band_levels
-from vqaudio.bitstream import VqaReader
-from vqaudio.codec import Codec
-from vqaudio.compress import compress, decompress
+from vqaudio import audio
+from vqaudio.codec import Codec, band_levels
 from vqaudio.errors import FormatError
-from vqaudio.header import Header
+from vqaudio.vqa import band_levels as coding
+from vqaudio.vqa.compress import compress, decompress
+from vqaudio.vqa.container import VqaReader
+from vqaudio.vqa.header import Header
 
 from .test_spectral import RATE, chord, spectral_config
 
@@ -20,21 +21,21 @@ def test_values_round_trip_and_bad_sections_are_refused():
     rng = np.random.default_rng(0)
     for _ in range(50):
         shape = tuple(int(n) for n in rng.integers(1, 6, size=3))
-        values = rng.integers(band_levels.MIN_DB, band_levels.MAX_DB + 1, size=shape)
-        data = band_levels.encode_values(values)
-        assert len(data) <= -(-values.size * band_levels.MAX_VALUE_BITS // 8)
-        assert band_levels.decode_values(data, shape).tolist() == values.tolist()
-    extremes = np.array([[[band_levels.MIN_DB, band_levels.MAX_DB, band_levels.MIN_DB]]])
-    data = band_levels.encode_values(extremes)
-    assert band_levels.decode_values(data, (1, 1, 3)).tolist() == extremes.tolist()
+        values = rng.integers(coding.MIN_DB, coding.MAX_DB + 1, size=shape)
+        data = coding.encode_values(values)
+        assert len(data) <= -(-values.size * coding.MAX_VALUE_BITS // 8)
+        assert coding.decode_values(data, shape).tolist() == values.tolist()
+    extremes = np.array([[[coding.MIN_DB, coding.MAX_DB, coding.MIN_DB]]])
+    data = coding.encode_values(extremes)
+    assert coding.decode_values(data, (1, 1, 3)).tolist() == extremes.tolist()
     with pytest.raises(FormatError):
-        band_levels.decode_values(data[:-1], (1, 1, 3))  # ends early
+        coding.decode_values(data[:-1], (1, 1, 3))  # ends early
     with pytest.raises(FormatError):
-        band_levels.decode_values(data + b"\x00", (1, 1, 3))  # a byte too many
+        coding.decode_values(data + b"\x00", (1, 1, 3))  # a byte too many
     with pytest.raises(FormatError):
-        band_levels.decode_values(b"\x00\x00\x00", (1, 1, 1))  # a prefix longer than any value
+        coding.decode_values(b"\x00\x00\x00", (1, 1, 1))  # a prefix longer than any value
     steady = np.full((1, 4, 25), -30)  # a steady level: 2 bits per value, 8 for each first
-    assert len(band_levels.encode_values(steady)) == (4 * 24 * 2 + 4 * 8) // 8
+    assert len(coding.encode_values(steady)) == (4 * 24 * 2 + 4 * 8) // 8
 
 
 def test_measured_level_of_a_sine_is_its_power_in_its_band():

@@ -6,15 +6,10 @@ import zlib
 import numpy as np
 import pytest
 
-from vqaudio.bitstream import (
-    BitPacker,
-    BitUnpacker,
-    Header,
-    VqaReader,
-    VqaWriter,
-    pack_chunk,
-)
 from vqaudio.errors import FormatError
+from vqaudio.vqa.chunk import BitPacker, BitUnpacker, pack_chunk
+from vqaudio.vqa.container import VqaReader, VqaWriter
+from vqaudio.vqa.header import Header
 
 
 def test_bitpacker_round_trip_over_random_widths():
@@ -138,7 +133,7 @@ def test_same_chunks_give_identical_bytes(tmp_path):
 
 
 def test_packed_chunks_must_have_exact_length_and_zero_padding():
-    from vqaudio.bitstream import unpack_chunk
+    from vqaudio.vqa.chunk import unpack_chunk
 
     header = _header(num_samples=16 * 3, source_num_samples=16 * 3, entropy_coder="none")
     streams = [np.full(n, 5) for n in header.stream_lengths(3)]

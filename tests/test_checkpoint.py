@@ -4,15 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vqaudio.checkpoint import (
-    checkpoint_id,
-    load_codec,
-    read_metadata,
-    read_model_file,
-    save_codec,
-    write_safetensors,
-)
+from vqaudio.checkpoint import checkpoint_id, read_metadata, read_model_file, write_safetensors
 from vqaudio.codec import Codec
+from vqaudio.codec.io import load_codec, save_codec
 from vqaudio.errors import CheckpointError
 
 from .conftest import tiny_codec_config

@@ -9,11 +9,11 @@ import pytest
 import soundfile as sf
 import torch
 from typer.testing import CliRunner
-from vqaudio_cli.main import app
 
 from vqaudio import audio
-from vqaudio.checkpoint import save_codec
 from vqaudio.codec import Codec
+from vqaudio.codec.io import save_codec
+from vqaudio_cli.main import app
 
 from .conftest import diverse_codec, harmonic, tiny_codec_config
 

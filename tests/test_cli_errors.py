@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
-from vqaudio_cli.main import app
 
 from vqaudio import audio
-from vqaudio.checkpoint import save_codec
+from vqaudio.codec.io import save_codec
 from vqaudio.prior import save_prior
+from vqaudio_cli.main import app
 
 from . import fuzz
 from .conftest import diverse_codec, harmonic, tiny_prior
@@ -86,7 +86,7 @@ def test_a_bug_keeps_its_traceback_and_says_how_to_report_it(tmp_path, codec, mo
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(sys.modules["vqaudio.compress"], "compress", broken)
+    monkeypatch.setattr(sys.modules["vqaudio.vqa.compress"], "compress", broken)
     r = _run("compress", _song(tmp_path / "song.wav"), "--codec", codec)
     assert r.exit_code == 1 and isinstance(r.exception, ZeroDivisionError)
     assert "report it" in r.stderr and "vqaudio --version" in r.stderr

@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 import torch
 from typer.testing import CliRunner
-from vqaudio_cli.main import app
 
-from vqaudio.checkpoint import save_codec
 from vqaudio.codec import Codec
+from vqaudio.codec.io import save_codec
+from vqaudio_cli.main import app
 
 from .conftest import tiny_codec_config
 
@@ -151,8 +151,8 @@ def test_roundtrip_through_the_codec_reports_the_real_bitrate(tmp_path, tiny_cod
 
 
 def test_a_vqa_file_is_decoded_and_scored(tmp_path, tiny_codec_file):
-    from vqaudio.checkpoint import load_codec
-    from vqaudio.compress import compress
+    from vqaudio.codec.io import load_codec
+    from vqaudio.vqa.compress import compress
 
     sf.write(tmp_path / "ref.wav", tone(seconds=1.0), RATE)
     compress(load_codec(tiny_codec_file), tmp_path / "ref.wav", tmp_path / "ref.vqa", bitrate=6000)
@@ -193,6 +193,7 @@ def test_bad_input_exits_1_with_one_line(tmp_path, monkeypatch, args, message):
 
 def _render(rows: list[dict], width: int = 80) -> list[str]:
     from rich.console import Console
+
     from vqaudio_cli.evaluate import _mean_row, _table
 
     console = Console(width=width, record=True, file=io.StringIO())

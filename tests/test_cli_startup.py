@@ -56,10 +56,10 @@ def test_quick_commands_import_no_torch(args, code):
 def test_the_package_imports_no_torch_until_a_model_is_used():
     check = (
         "import sys, vqaudio\n"
-        "from vqaudio.bitstream import VqaReader\n"
+        "from vqaudio.vqa.container import VqaReader\n"
         "assert 'torch' not in sys.modules\n"
         "assert callable(vqaudio.compress) and vqaudio.Codec.__name__ == 'Codec'\n"
-        "import vqaudio.compress\n"
+        "import vqaudio.vqa.compress\n"
         "assert callable(vqaudio.compress), 'the submodule must not hide the function'\n"
         "assert 'torch' in sys.modules\n"
     )
@@ -80,6 +80,7 @@ def test_the_package_imports_no_torch_until_a_model_is_used():
 def test_help_shows_the_defaults_written_in_brackets(command, shown):
     """Rich reads [...] in a help text as markup and drops it unless escaped."""
     from typer.testing import CliRunner
+
     from vqaudio_cli.main import app
 
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"})
@@ -92,7 +93,6 @@ def test_generate_help_states_the_library_defaults():
     """The CLI keeps torch out of --help, so its defaults are written out in the help text: they
     must be the ones sampling.py defines and generate applies."""
     from typer.testing import CliRunner
-    from vqaudio_cli.main import app
 
     from vqaudio.prior.sampling import (
         DEFAULT_CONTRAST,
@@ -100,6 +100,7 @@ def test_generate_help_states_the_library_defaults():
         DEFAULT_TEMPERATURE,
         DEFAULT_TOP_P,
     )
+    from vqaudio_cli.main import app
 
     result = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "400"})
 

@@ -15,18 +15,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from vqaudio.checkpoint import (
-    DEFAULT_CODEC,
-    checkpoint_id,
-    load_codec,
-    read_metadata,
-    save_codec,
-)
+from vqaudio.checkpoint import DEFAULT_CODEC, checkpoint_id, read_metadata
 from vqaudio.codec import Codec
-from vqaudio.compress import decompress
+from vqaudio.codec.io import load_codec, save_codec
 from vqaudio.errors import CheckpointError, FormatError
 from vqaudio.prior import load_prior, save_prior
 from vqaudio.prior.sampling import check_compatible
+from vqaudio.vqa.compress import decompress
 
 from .conftest import tiny_codec_config
 
@@ -126,6 +121,7 @@ def test_the_shipped_prior_is_accepted_with_the_new_decoder(shipped, new_decoder
 
 def test_generate_cli_accepts_the_new_decoder_for_the_shipped_prior(new_decoder, tmp_path):
     from typer.testing import CliRunner
+
     from vqaudio_cli.main import app
 
     out = tmp_path / "g.wav"
@@ -162,3 +158,21 @@ def test_a_recorded_code_space_that_is_not_the_weights_is_refused(tmp_path):
     )
     with pytest.raises(CheckpointError, match="metadata says code space 0000000000000000"):
         load_codec(tmp_path / "x.safetensors")
+
+
+def test_one_check_refuses_another_code_space_or_a_misfit_and_names_both():
+    from vqaudio.codec.code_space import check_compatible
+
+    codec = Codec(tiny_codec_config())
+    space, config = codec.code_space_id, codec.config
+    fits = {"codebook_size": config.codebook_size, "level_strides": config.level_strides[:1]}
+    check_compatible(codec, "a.vqa was made with", None, space, fits, FormatError, "fix")
+    with pytest.raises(FormatError, match=f"code space 0123456789abcdef, .* code space {space}"):
+        check_compatible(
+            codec, "a.vqa was made with", "f" * 16, "0123456789abcdef", {}, FormatError, ""
+        )
+    wrong = {**fits, "codebook_size": config.codebook_size * 2}
+    with pytest.raises(CheckpointError, match="does not fit codec .*; pass --codec"):
+        check_compatible(
+            codec, "p was trained on", None, space, wrong, CheckpointError, "pass --codec"
+        )

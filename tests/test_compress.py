@@ -9,13 +9,13 @@ import soundfile as sf
 import torch
 
 from vqaudio import audio
-from vqaudio.bitstream import VqaReader
-from vqaudio.checkpoint import load_codec, save_codec
 from vqaudio.codec import Codec
-from vqaudio.compress import compress, decode_chunks, decompress
+from vqaudio.codec.io import load_codec, save_codec
 from vqaudio.config import CodecConfig
 from vqaudio.errors import AudioError, ConfigError, FormatError
-from vqaudio.rate import plan_levels
+from vqaudio.vqa.compress import compress, decode_chunks, decompress
+from vqaudio.vqa.container import VqaReader
+from vqaudio.vqa.rate import plan_levels
 
 from .conftest import diverse_codec, harmonic, tiny_codec_config
 
@@ -85,8 +85,8 @@ def test_same_input_compresses_to_identical_bytes(tmp_path, codec, codec_path):
     # The second run is a fresh process: nothing this one holds (RNG state, caches) can help.
     script = (
         "import sys, torch; torch.set_num_threads(1)\n"
-        "from vqaudio.checkpoint import load_codec\n"
-        "from vqaudio.compress import compress\n"
+        "from vqaudio.codec.io import load_codec\n"
+        "from vqaudio.vqa.compress import compress\n"
         "compress(load_codec(sys.argv[1]), sys.argv[2], sys.argv[3], chunk_blocks=9)\n"
     )
     subprocess.run(
@@ -181,7 +181,7 @@ def test_decompress_checks_the_codec_once(tmp_path, codec, monkeypatch):
     unsaved.load_state_dict(codec.state_dict())
     compress(unsaved, src, tmp_path / "song.vqa")
     calls = []
-    module = sys.modules["vqaudio.compress"]  # the attribute vqaudio.compress is the function
+    module = sys.modules["vqaudio.codec.code_space"]  # where the codec check asks for its id
     hash_weights = module.checkpoint_id
     monkeypatch.setattr(module, "checkpoint_id", lambda m: calls.append(m) or hash_weights(m))
     decompress(tmp_path / "song.vqa", tmp_path / "out.wav", unsaved)

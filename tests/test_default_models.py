@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 from typer.testing import CliRunner
-from vqaudio_cli.main import app
 
-from vqaudio.checkpoint import DEFAULT_CODEC, DEFAULT_PRIOR, checkpoint_id, load_codec
+from vqaudio.checkpoint import DEFAULT_CODEC, DEFAULT_PRIOR, checkpoint_id
+from vqaudio.codec.io import load_codec
 from vqaudio.prior import load_prior
+from vqaudio_cli.main import app
 
 from .conftest import harmonic
 
@@ -64,8 +65,8 @@ def test_a_10_s_file_at_1_5_kbps_keeps_5_levels_and_the_input_level(tmp_path):
     10 s file at 1.5 kbps its 5 levels, and the band levels bring the decoded level to the
     input's (the shipped decoder alone renders notes like these 1-3 dB too quiet)."""
     from vqaudio import audio
-    from vqaudio.bitstream import VqaReader
-    from vqaudio.compress import compress, decompress
+    from vqaudio.vqa.compress import compress, decompress
+    from vqaudio.vqa.container import VqaReader
 
     rng = np.random.default_rng(0)
     notes = [harmonic(24000, 24000, f0=float(f), seed=i) for i, f in enumerate([196, 247, 294] * 4)]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from vqaudio import entropy
 from vqaudio.errors import FormatError
+from vqaudio.vqa import entropy
 
 
 def _streams(seed: int) -> tuple[list[np.ndarray], list[int]]:
@@ -64,7 +64,7 @@ def test_data_that_ends_early_or_runs_on_is_refused():
 
 
 def test_context_range_round_trips_and_refuses_extra_bytes():
-    from vqaudio.entropy import decode_context, encode_context
+    from vqaudio.vqa.entropy import decode_context, encode_context
 
     rng = np.random.default_rng(3)
     coarse = rng.integers(0, 8, 40)
@@ -81,7 +81,7 @@ def test_context_range_round_trips_and_refuses_extra_bytes():
 
 
 def test_context_range_beats_batched_counts_on_repetitive_codes():
-    from vqaudio.entropy import encode, encode_context
+    from vqaudio.vqa.entropy import encode, encode_context
 
     rng = np.random.default_rng(4)
     coarse = rng.choice([3, 700, 12], 125)

@@ -59,7 +59,8 @@ def test_mutated_and_crafted_model_files_load_or_raise_checkpoint_error(tmp_path
 
     import numpy as np
 
-    from vqaudio.checkpoint import inspect_model, load_codec, save_codec
+    from vqaudio.checkpoint import inspect_model
+    from vqaudio.codec.io import CODEC_FILE, load_codec, save_codec
     from vqaudio.errors import CheckpointError
 
     good = tmp_path / "codec.safetensors"
@@ -87,7 +88,7 @@ def test_mutated_and_crafted_model_files_load_or_raise_checkpoint_error(tmp_path
             bad = struct.pack("<Q", len(body)) + body + data[8 + n :]
         path = tmp_path / "case.safetensors"
         path.write_bytes(bad)
-        for load in (inspect_model, load_codec):
+        for load in (lambda p: inspect_model(p, {"codec": CODEC_FILE}), load_codec):
             try:
                 load(path)
             except CheckpointError:

@@ -9,12 +9,12 @@ import pytest
 import soundfile as sf
 import torch
 from typer.testing import CliRunner
-from vqaudio_cli.main import app
 
 from vqaudio import audio
-from vqaudio.checkpoint import save_codec
 from vqaudio.codec import Codec
+from vqaudio.codec.io import save_codec
 from vqaudio.prior import save_prior
+from vqaudio_cli.main import app
 
 from .conftest import harmonic, tiny_codec_config, tiny_prior
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqaudio import entropy
-from vqaudio.bitstream import VqaReader
 from vqaudio.errors import FormatError
+from vqaudio.vqa import entropy
+from vqaudio.vqa.container import VqaReader
 
 from . import fuzz
 

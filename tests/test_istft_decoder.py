@@ -6,8 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vqaudio.checkpoint import checkpoint_id, load_codec, save_codec
+from vqaudio.checkpoint import checkpoint_id
 from vqaudio.codec import Codec
+from vqaudio.codec.io import load_codec, save_codec
 from vqaudio.codec.losses import MultiScaleMelLoss, ReconstructionLoss
 from vqaudio.errors import ConfigError
 from vqaudio.recipe import load_recipe

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vqaudio.errors import AudioError
-from vqaudio.metrics import (
+from vqaudio.eval.metrics import (
     estimate_delay,
     level_difference,
     mel_distance,

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from vqaudio.checkpoint import save_codec
 from vqaudio.codec import Codec
+from vqaudio.codec.io import save_codec
 from vqaudio.codes import Codes, token_levels
 from vqaudio.config import PriorConfig
 from vqaudio.errors import AudioError, CheckpointError, ConfigError

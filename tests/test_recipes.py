@@ -120,7 +120,8 @@ def test_decoder_recipe_freezes_the_music_codec_it_starts_from():
 
 
 def test_sharp_decoder_recipe_retrains_only_the_shipped_decoder():
-    from vqaudio.checkpoint import DEFAULT_CODEC, load_codec
+    from vqaudio.checkpoint import DEFAULT_CODEC
+    from vqaudio.codec.io import load_codec
 
     folder = Path(RECIPES[0]).parent
     recipe = load_recipe(folder / "music-24k-decoder-sharp.yaml")

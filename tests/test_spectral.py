@@ -7,19 +7,13 @@ import pytest
 import torch
 
 from vqaudio.codec import Codec
-from vqaudio.codec.spectral import (
-    PHASE_RESET_FRAMES,
-    SpectralLoss,
-    fourier_basis,
-    griffin_lim,
-    initialize_from_data,
-    locked_phase,
-    log_magnitude,
-)
+from vqaudio.codec.griffin_lim import PHASE_RESET_FRAMES, griffin_lim, locked_phase
+from vqaudio.codec.margins import decoder_margin_blocks
+from vqaudio.codec.spectral import fourier_basis, initialize_from_data, log_magnitude
+from vqaudio.codec.spectral_loss import SpectralLoss
 from vqaudio.config import CodecConfig
 from vqaudio.errors import ConfigError
-from vqaudio.margins import decoder_margin_blocks
-from vqaudio.metrics import chroma_correlation
+from vqaudio.eval.metrics import chroma_correlation
 from vqaudio.prior.sampling import decode_codes
 from vqaudio.recipe import load_recipe
 
@@ -341,7 +335,8 @@ def test_level_gain_scales_only_the_operating_point_it_belongs_to():
 def test_codec_files_without_level_gain_load_with_zeros(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from vqaudio.checkpoint import load_codec, read_metadata, save_codec
+    from vqaudio.checkpoint import read_metadata
+    from vqaudio.codec.io import load_codec, save_codec
 
     codec = Codec(spectral_config()).eval()
     path = tmp_path / "c.safetensors"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vqaudio import structure
+from vqaudio.eval import structure
 
 RATE = 8000
 NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")

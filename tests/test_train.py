@@ -12,9 +12,9 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
-from vqaudio_cli.main import app
 
-from vqaudio.checkpoint import checkpoint_id, load_codec
+from vqaudio.checkpoint import checkpoint_id
+from vqaudio.codec.io import load_codec
 from vqaudio.errors import ConfigError
 from vqaudio.recipe import load_recipe, recipe_from_dict
 from vqaudio.train import learning_rate, read_metrics, train
@@ -26,6 +26,7 @@ from vqaudio.train.data import (
     recipe_files,
     split_files,
 )
+from vqaudio_cli.main import app
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 runner = CliRunner()
@@ -278,8 +279,8 @@ def test_extra_paths_add_training_files_and_keep_the_held_out_ones(tmp_path, son
 
 
 def test_init_from_starts_at_the_given_weights_and_refuses_a_mismatch(tmp_path, songs):
-    from vqaudio.checkpoint import save_codec
     from vqaudio.codec import Codec
+    from vqaudio.codec.io import save_codec
     from vqaudio.errors import CheckpointError
 
     sets = tiny_overrides(tmp_path, songs, **{"train.steps": 1, "optim.lr": 1e-12})
@@ -411,8 +412,8 @@ def test_best_checkpoint_keeps_the_evaluation_with_the_most_notes(tmp_path, song
 def _frozen_spectral_recipe(tmp_path: Path, songs: Path, **extra):
     """The tiny spectral codec with the discriminator and a frozen encoder and quantizer,
     started from a fresh codec saved as ``tmp_path / start.safetensors``."""
-    from vqaudio.checkpoint import save_codec
     from vqaudio.codec import Codec
+    from vqaudio.codec.io import save_codec
 
     sets = tiny_overrides(tmp_path, songs, **SPECTRAL)
     torch.manual_seed(0)
@@ -496,7 +497,7 @@ def test_eval_reports_the_output_level_per_operating_point(tmp_path, songs):
 def test_adversarial_decoder_training_keeps_the_codes_of_init_from(tmp_path, songs):
     """The run the sharp-decoder recipe makes, in miniature: level term and discriminator on,
     encoder and quantizer frozen. The codes are bit-identical to the starting codec's."""
-    from vqaudio.checkpoint import load_codec
+    from vqaudio.codec.io import load_codec
 
     from .conftest import harmonic
 
@@ -531,7 +532,7 @@ def test_evaluation_decodes_with_band_levels_when_the_loss_uses_them(tmp_path, s
     """With ``loss.band_levels`` the held-out evaluation decodes as a file does, scaled to each
     clip's own band levels: an untrained decoder then renders the input's level, which it does
     not on its own."""
-    from vqaudio import band_levels
+    from vqaudio.codec import band_levels
     from vqaudio.train.codec_task import CodecTask
 
     monkeypatch.setattr(band_levels, "MAX_GAIN_DB", 60.0)  # the untrained one is far off

@@ -1,4 +1,4 @@
-"""Model files: safetensors weights + JSON config and versions in the metadata. No pickle.
+"""Model files of any kind: safetensors weights + JSON config and versions in metadata. No pickle.
 
 A model's identity is its ``checkpoint_id``: the first 16 hex digits of its file's sha256 (or, for
 a model never saved, of its weights). Whatever records which codec it was made with (a prior's
@@ -7,7 +7,8 @@ vqaudio 0.2) the codec's ``code_space_id`` (``codec/code_space.py``: encoder + q
 is what decides whether another codec may decode it. A codec file records its code-space id in
 ``vqaudio.code_space_id`` (computed from the weights for older files, and checked on load) and in
 ``vqaudio.code_space_codecs`` the checkpoint ids of earlier codec files of the same code space
-(the decoders it replaced), so files that recorded only a codec_id stay decodable.
+(the decoders it replaced), so files that recorded only a codec_id stay decodable: codec files are
+``codec/io.py``, prior files ``prior/``; this module knows neither.
 """
 
 from __future__ import annotations
@@ -15,21 +16,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
 from .atomic import atomic_path
-from .codec.code_space import CODE_SPACE_PARTS, TRAINING_STATISTICS, code_space_id
-from .config import CodecConfig
 from .errors import CheckpointError, ConfigError
 from .strict import build, to_dict
+from .version import __version__
 
 MODEL_FORMAT_VERSION = 1  # of model files (metadata "vqaudio.format"); .vqa files have their own
 MODEL_FORMATS_READ = (1,)
@@ -133,10 +132,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def read_model_file(
-    path: str | Path, kind: str
+    path: str | Path, kind: str, complete=None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
     """(state dict, config dict, metadata) of a model file of the given kind, not yet built
-    into a model (``load_model`` does that)."""
+    into a model (``load_model`` does that); ``complete``: see :class:`ModelKind`."""
     metadata = read_metadata(path)
     if metadata["vqaudio.kind"] != kind:
         raise CheckpointError(f"{path}: is a {metadata['vqaudio.kind']} model, expected a {kind}")
@@ -146,8 +145,8 @@ def read_model_file(
         raise CheckpointError(f"{path}: corrupt weights ({e})") from None
     state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
     raw = read_config(path, metadata)
-    if kind == "codec":
-        raw = _complete_codec_file(state, raw)
+    if complete is not None:
+        raw = complete(state, raw)
     return state, raw, metadata
 
 
@@ -229,26 +228,6 @@ def skeleton(path: str | Path, config: Any, factory, shapes: dict[str, tuple[int
     return model
 
 
-def _complete_codec_file(state: dict[str, torch.Tensor], raw: dict[str, Any]) -> dict[str, Any]:
-    """What this version's Codec expects of any codec file, so every loader sees the same:
-    vqaudio 0.1 files quantize to unit-norm code values (``normalize_values``), and inference
-    files (``save_codec(half=True)``) leave out the EMA statistics, which restart from the
-    codebook (sums = the codebook, counts = 1). Fills ``state`` in place; returns the config."""
-    if "normalize_values" not in raw:
-        raw = {**raw, "normalize_values": raw.get("l2_normalize", True)}
-    strides = raw.get("level_strides", CodecConfig.level_strides)
-    if raw.get("decoder") == "spectral" and isinstance(strides, (list, tuple)):
-        # spectral codecs from before the per-level gain decode as they did: no gain
-        state.setdefault("decoder.level_gain", torch.zeros(len(strides)))
-    ema_decay = raw.get("ema_decay", 0)  # type-checked later, when the config is built
-    if isinstance(ema_decay, (int, float)) and ema_decay > 0:
-        for name in [k for k in state if k.endswith(".codebook")]:
-            owner = name.removesuffix(".codebook")
-            state.setdefault(f"{owner}.ema_sum", state[name].clone())
-            state.setdefault(f"{owner}.ema_count", torch.ones(len(state[name])))
-    return raw
-
-
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
     """Strict load with a readable error."""
     try:
@@ -258,71 +237,6 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path
         raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
 
 
-EMA_STATISTICS = (".ema_sum", ".ema_count")  # EMA codebook training state, not used to code
-
-
-def save_codec(codec: nn.Module, path: str | Path, half: bool = False) -> str:
-    """Write a codec file with its code-space id (and the codec files known to share its code
-    space: ``codec.code_space_codecs``); returns the file's checkpoint id.
-
-    ``half`` writes a compact inference file: the decoder in float16, no EMA codebook
-    statistics. The encoder and quantizer stay float32, so the codes are exactly those of the
-    float32 model; training can start from the file (the statistics restart from the codebook)."""
-    state = {
-        k.removeprefix("_orig_mod.").removeprefix("module."): v
-        for k, v in codec.state_dict().items()
-    }
-    space = code_space_id(state, codec.config)
-    extra = {"vqaudio.code_space_id": space}
-    known = getattr(codec, "lineage", {}).get(space, ())
-    if known:
-        extra["vqaudio.code_space_codecs"] = ",".join(known)
-    if not half:
-        return save_model(codec, path, "codec", codec.config, extra=extra)
-    return save_model(
-        codec, path, "codec", codec.config, extra=extra, half=("decoder.",), drop=EMA_STATISTICS
-    )
-
-
-ID = re.compile(r"[0-9a-f]{16}")
-
-
-def codec_lineage(
-    path: str | Path, state: dict[str, torch.Tensor], config: CodecConfig, metadata: dict[str, str]
-) -> dict[str, tuple[str, ...]]:
-    """{code-space id: checkpoint ids of the codec files known to give its codes} of a codec
-    file: the ids it records and its own. Refuses a file whose recorded code-space id is not
-    that of its weights."""
-    space = code_space_id(state, config)
-    recorded = metadata.get("vqaudio.code_space_id")
-    if recorded is not None and recorded != space:
-        raise CheckpointError(
-            f"{path}: its metadata says code space {recorded}, but its encoder and quantizer "
-            f"give {space} (edited or corrupt file); save the codec again with save_codec"
-        )
-    known = metadata.get("vqaudio.code_space_codecs", "")
-    ids = tuple(known.split(",")) if known else ()
-    if not all(ID.fullmatch(i) for i in ids):
-        raise CheckpointError(
-            f"{path}: vqaudio.code_space_codecs is {known[:60]!r}; expected checkpoint ids "
-            "(16 hex digits) separated by commas"
-        )
-    return {space: tuple(dict.fromkeys((*ids, checkpoint_id(path))))}
-
-
-def file_code_space_id(path: str | Path, config: CodecConfig) -> str:
-    """The code-space id of a codec file, reading only its encoder and quantizer tensors."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        state = {
-            k: f.get_tensor(k)
-            for k in f.keys()
-            if k.startswith(CODE_SPACE_PARTS) and not k.endswith(TRAINING_STATISTICS)
-        }
-    return code_space_id(state, config)
-
-
 def load_model(
     path: str | Path | None,
     kind: str,
@@ -330,6 +244,7 @@ def load_model(
     factory,
     default: Path,
     device: str | torch.device = "cpu",
+    complete=None,
 ) -> tuple[nn.Module, dict[str, str]]:
     """Load a model file of ``kind`` (None: the ``default`` shipped in the package) in eval mode.
 
@@ -342,7 +257,7 @@ def load_model(
                 f"no default {kind} ships with this install; pass a model file (--{kind} PATH), "
                 f"e.g. one made by `vqaudio train recipes/tiny-{kind}.yaml`"
             )
-    state, raw, metadata = read_model_file(path, kind)
+    state, raw, metadata = read_model_file(path, kind, complete)
     try:
         config = build(config_cls, raw, kind)
     except ConfigError as e:
@@ -355,33 +270,36 @@ def load_model(
     return model.to(device).eval(), metadata
 
 
-def inspect_model(path: str | Path) -> tuple[dict[str, str], Any, nn.Module]:
-    """(metadata, config, meta-device skeleton) of a codec or prior file, reading only its
-    header: no weights are loaded and nothing is allocated beyond what the file holds."""
-    from safetensors import safe_open
+class ModelKind(NamedTuple):
+    """How to build a model of one kind from its file: its config class, ``factory(config)``, and
+    ``complete(state, raw_config) -> raw_config``, what that kind fills into older files."""
 
-    from .config import PriorConfig
+    config_cls: type
+    factory: Callable[[Any], nn.Module]
+    complete: Callable[[dict[str, torch.Tensor], dict[str, Any]], dict[str, Any]] | None = None
+
+
+def inspect_model(
+    path: str | Path, kinds: dict[str, ModelKind]
+) -> tuple[dict[str, str], Any, nn.Module]:
+    """(metadata, config, meta-device skeleton) of a model file of one of ``kinds``, reading only
+    its header: no weights are loaded and nothing is allocated beyond what the file holds."""
+    from safetensors import safe_open
 
     metadata = read_metadata(path)
     kind = metadata["vqaudio.kind"]
-    if kind not in ("codec", "prior"):
-        raise CheckpointError(f"{path}: is a {kind} file, expected a codec or a prior")
+    if kind not in kinds:
+        raise CheckpointError(f"{path}: is a {kind} file, expected a {' or a '.join(kinds)}")
     try:
         with safe_open(str(path), framework="pt") as f:
             state = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: corrupt weights ({e})") from None
     raw = read_config(path, metadata)
-    if kind == "codec":
-        from .codec import Codec
-
-        config_cls, factory = CodecConfig, Codec
+    config_cls, factory, complete = kinds[kind]
+    if complete is not None:
         with torch.device("meta"):
-            raw = _complete_codec_file(state, raw)
-    else:
-        from .prior import build_prior
-
-        config_cls, factory = PriorConfig, build_prior
+            raw = complete(state, raw)
     try:
         config = build(config_cls, raw, kind)
     except ConfigError as e:
@@ -390,24 +308,9 @@ def inspect_model(path: str | Path) -> tuple[dict[str, str], Any, nn.Module]:
     return metadata, config, skeleton(path, config, factory, shapes)
 
 
-def load_codec(path: str | Path | None = None, device: str | torch.device = "cpu"):
-    """Load a codec file (None: the default model shipped in the package), eval mode.
-
-    Besides ``checkpoint_id`` and ``checkpoint_path``, the codec knows the codec files that share
-    its code space (``lineage``, see ``codec_lineage``)."""
-    from .codec import Codec
-
-    codec, metadata = load_model(path, "codec", CodecConfig, Codec, DEFAULT_CODEC, device)
-    codec.lineage = codec_lineage(codec.checkpoint_path, codec.state_dict(), codec.config, metadata)
-    return codec
-
-
 def accepts(codec: nn.Module, codec_id: str | None, code_space: str | None) -> bool:
-    """Whether ``codec`` decodes what was made with codec ``codec_id`` of code space
-    ``code_space`` (either may be unknown: None). The code space decides when it is recorded;
-    otherwise the codec must be that codec file or one known to share its code space."""
-    if code_space:
-        return codec.code_space_id == code_space
-    if not codec_id:
-        return True
-    return codec_id == checkpoint_id(codec) or codec_id in getattr(codec, "code_space_codecs", ())
+    """Transitional alias of ``codec.code_space.accepts`` for prior/sampling.py, which still
+    imports it from here; delete it once that calls ``codec.code_space.check_compatible``."""
+    from .codec.code_space import accepts as accepts_
+
+    return accepts_(codec, codec_id, code_space)

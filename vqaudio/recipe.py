@@ -160,7 +160,7 @@ class LossConfig:
             "loss weights must be >= 0 and not all 0",
         )
         require(self.level >= 0, "loss.level must be >= 0")
-        from .band_levels import RESOLUTIONS
+        from .codec.band_levels import RESOLUTIONS
 
         require(
             not self.band_levels or self.band_levels in RESOLUTIONS,

@@ -5,8 +5,10 @@ import json
 
 import numpy as np
 
-from vqaudio import entropy
-from vqaudio.bitstream import Header, VqaWriter, pack_chunk
+from vqaudio.vqa import entropy
+from vqaudio.vqa.chunk import pack_chunk
+from vqaudio.vqa.container import VqaWriter
+from vqaudio.vqa.header import Header
 
 
 def header(entropy_coder):

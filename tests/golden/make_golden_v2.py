@@ -3,7 +3,9 @@
 
 import numpy as np
 
-from vqaudio.bitstream import Header, VqaWriter, pack_chunk
+from vqaudio.vqa.chunk import pack_chunk
+from vqaudio.vqa.container import VqaWriter
+from vqaudio.vqa.header import Header
 
 
 def header(entropy_coder):

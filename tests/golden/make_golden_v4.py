@@ -6,7 +6,9 @@ import json
 
 import numpy as np
 
-from vqaudio.bitstream import Header, VqaWriter, pack_chunk
+from vqaudio.vqa.chunk import pack_chunk
+from vqaudio.vqa.container import VqaWriter
+from vqaudio.vqa.header import Header
 
 codes = json.load(open("tests/golden/golden-v1-codes.json"))
 for coding, coder in (

@@ -1,8 +1,20 @@
-"""The codec: encoder -> multi-scale vector quantizer -> decoder."""
+"""The codec: encoder -> multi-scale vector quantizer -> decoder.
 
-from .decoder import Decoder
-from .encoder import Encoder
-from .model import Codec, CodecOutput
-from .quantize import MultiScaleQuantizer, VectorQuantizer
+The names below load on first use (PEP 562), so what needs no model (the band-level constants
+that the .vqa header checks) does not import torch through this package.
+"""
 
-__all__ = ["Codec", "CodecOutput", "Decoder", "Encoder", "MultiScaleQuantizer", "VectorQuantizer"]
+from ..lazy import lazy_names
+
+_PUBLIC = {  # name -> the submodule that defines it
+    "Codec": "model",
+    "CodecOutput": "model",
+    "Decoder": "decoder",
+    "Encoder": "encoder",
+    "MultiScaleQuantizer": "quantize",
+    "VectorQuantizer": "quantize",
+}
+__all__ = sorted(_PUBLIC)
+
+
+__getattr__ = lazy_names(__name__, _PUBLIC)

@@ -3,7 +3,8 @@
 The encoder and the quantizer decide which code any input gets; the decoder only renders codes.
 A decoder retrained on frozen codes (``train.freeze: [encoder, quantizer]``) is an improvement
 to the same code space, so .vqa files and priors record the code-space id beside the whole
-model's ``checkpoint_id``, and any codec of that code space decodes them.
+model's ``checkpoint_id``, and any codec of that code space decodes them. :func:`check_compatible`
+is the one check that a codec fits what was made with another (a .vqa file, a prior).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import json
 from collections.abc import Mapping
 
 import torch
+from torch import nn
 
+from ..checkpoint import checkpoint_id
 from ..config import CodecConfig
 
 CODE_SPACE_PARTS = ("encoder.", "quantizer.")
@@ -63,3 +66,51 @@ def code_space_id(state: Mapping[str, torch.Tensor], config: CodecConfig) -> str
         digest.update(f"{name} {tensor.dtype} {list(state[name].shape)}\n".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def accepts(codec: nn.Module, codec_id: str | None, code_space: str | None) -> bool:
+    """Whether ``codec`` decodes what was made with codec ``codec_id`` of code space
+    ``code_space`` (either may be unknown: None). The code space decides when it is recorded;
+    otherwise the codec must be that codec file or one known to share its code space."""
+    if code_space:
+        return codec.code_space_id == code_space
+    if not codec_id:
+        return True
+    return codec_id == checkpoint_id(codec) or codec_id in getattr(codec, "code_space_codecs", ())
+
+
+def check_compatible(
+    codec: nn.Module,
+    made: str,
+    codec_id: str | None,
+    code_space: str | None,
+    fields: Mapping[str, object],
+    error: type[Exception],
+    fix: str,
+) -> None:
+    """Refuse ``codec`` for something ``made`` with codec ``codec_id`` of code space
+    ``code_space`` (:func:`accepts`), or whose ``fields`` (config names: sample_rate,
+    codebook_size, level_strides, ...) differ from the codec's; ``level_strides`` need only be a
+    prefix of the codec's. ``made`` starts the message ("song.vqa was made with"), ``fix`` ends it;
+    the ``error`` raised names both ids.
+
+    Example: ``check_compatible(codec, "prior.safetensors was trained on", prior.codec_id,
+    prior.code_space_id, {"codebook_size": 1024}, CheckpointError, "pass --codec ...")``.
+    """
+    have = checkpoint_id(codec)
+    where = getattr(codec, "checkpoint_path", None) or "the given codec"
+    if not accepts(codec, codec_id, code_space):
+        space = f" of code space {code_space}" if code_space else ""
+        raise error(
+            f"{made} codec {codec_id}{space}, but {where} is codec {have} of code space "
+            f"{codec.code_space_id}; {fix}"
+        )
+    config = codec.config
+    ours = {k: getattr(config, k) for k in fields}
+    if "level_strides" in fields:
+        ours["level_strides"] = tuple(config.level_strides[: len(fields["level_strides"])])
+    theirs = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    if ours != theirs:
+        shown = ", ".join(f"{k} {v}" for k, v in theirs.items())
+        mine = ", ".join(f"{k} {v}" for k, v in ours.items())
+        raise error(f"{made} a codec of {shown}, which does not fit codec {have} ({mine}); {fix}")

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..band_levels import BandLevels
 from ..codes import Codes
 from ..config import CodecConfig
 from ..errors import ConfigError
+from .band_levels import BandLevels
 from .code_space import code_space_id
 from .decoder import Decoder, ISTFTDecoder
 from .encoder import Encoder
@@ -137,7 +137,7 @@ class Codec(nn.Module):
         offset_blocks: int = 0,
     ) -> Tensor:
         """Codes (any prefix of the levels) -> wav (B, C, num_samples). A spectral decoder
-        scales to ``band_levels`` (a file's, ``vqaudio.band_levels``) when given, and renders
+        scales to ``band_levels`` (a file's, ``codec/band_levels.py``) when given, and renders
         with ``griffin_lim_iters`` iterations (None: the config's; at most the config's, whose
         reach sets the chunk margins); the other decoders ignore both. ``offset_blocks``: where
         these codes start in the whole signal, in coarse frames (a chunked decode's window;

@@ -9,21 +9,22 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import band_levels
-from ..checkpoint import codec_lineage, load_into, read_model_file, save_codec
-from ..codec import Codec
+from ..checkpoint import load_into
+from ..codec import Codec, band_levels
 from ..codec.discriminator import (
     MultiBandSpectrogramDiscriminator,
     MultiScaleSTFTDiscriminator,
     discriminator_loss,
     generator_losses,
 )
+from ..codec.io import codec_lineage, read_codec_file, save_codec
 from ..codec.losses import MultiScaleMelLoss, ReconstructionLoss
-from ..codec.spectral import FourierEncoder, SpectralLoss, initialize_from_data, log_magnitude
+from ..codec.spectral import FourierEncoder, initialize_from_data, log_magnitude
+from ..codec.spectral_loss import SpectralLoss
 from ..codes import Codes
 from ..config import CodecConfig
 from ..errors import ConfigError
-from ..metrics import chroma_correlation, level_difference, si_sdr
+from ..eval.metrics import chroma_correlation, level_difference, si_sdr
 from ..recipe import Recipe
 from ..strict import build
 from . import plots
@@ -66,7 +67,7 @@ class CodecTask:
         if recipe.init_from and recipe.train.freeze:
             self._load_frozen(recipe.init_from, recipe.train.freeze, on_message)
         elif recipe.init_from:
-            state, _, _ = read_model_file(recipe.init_from, "codec")
+            state, _, _ = read_codec_file(recipe.init_from)
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's codec section
             on_message(f"initialised from {recipe.init_from}")
         self.sample_rate = config.sample_rate
@@ -115,7 +116,7 @@ class CodecTask:
     def _load_frozen(self, path: str, names: tuple[str, ...], on_message) -> None:
         """Load ``names`` from ``path`` (they must fit exactly) and freeze them; the other parts
         load too where they fit (same decoder), else start from scratch."""
-        state, raw, metadata = read_model_file(path, "codec")
+        state, raw, metadata = read_codec_file(path)
         own = self.model.state_dict()
         prefixes = tuple(f"{name}." for name in names)
         frozen = {k: v for k, v in state.items() if k.startswith(prefixes)}

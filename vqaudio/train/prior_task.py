@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from .. import audio
 from ..atomic import atomic_write
-from ..checkpoint import load_codec, load_into, read_model_file
+from ..checkpoint import load_into, read_model_file
+from ..codec.io import load_codec
 from ..errors import ConfigError
 from ..recipe import Recipe
 from .data import held_out_names, recipe_files

@@ -1,11 +1,12 @@
 """compress(codec, audio file -> .vqa) and decompress(.vqa -> audio file), chunked, constant memory.
 
-The top of the stack, read top-down: compress checks the source, asks ``rate`` for the levels to
-keep, streams the codes out of ``streaming`` and writes them with ``bitstream``; decompress checks
-that the codec is the file's (:func:`check_codec`, once), streams the audio back and resamples it
-to the source's rate. The rooms below: ``rate`` (which levels fit a bitrate), ``streaming``
-(chunked encoding/decoding with context margins), ``channels`` (mono, mid/side, separate),
-``memory`` (returning freed heap to the OS), ``bitstream`` (the .vqa container).
+The API of the .vqa format, whose bytes are ``container`` (as encodec's compress.py is to its
+binary.py). Read top-down: compress checks the source, asks ``rate`` for the levels to keep,
+streams the codes out of ``streaming`` and writes them with ``container``; decompress checks that
+the codec fits the file (:func:`check_codec`, once), streams the audio back and resamples it to
+the source's rate. The rooms below: ``rate`` (which levels fit a bitrate), ``streaming`` (chunked
+encoding/decoding with context margins), ``channels`` (mono, mid/side, separate), ``chunk`` (a
+chunk's payload: band levels, bit packing, ``entropy`` coding), ``header`` and ``record``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio, band_levels, rate, streaming
-from .bitstream import VqaReader, VqaWriter, band_level_section, pack_chunk
+from .. import audio
+from ..checkpoint import checkpoint_id
+from ..codec import band_levels
+from ..codec.code_space import check_compatible
+from ..config import CodecConfig
+from ..errors import AudioError, FormatError
+from . import rate, streaming
 from .channels import coded_channels
-from .checkpoint import accepts, checkpoint_id
-from .config import CodecConfig
-from .errors import AudioError, FormatError
+from .chunk import band_level_section, pack_chunk
+from .container import VqaReader, VqaWriter
 from .header import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Header
 from .rate import Plan
 from .streaming import Progress
@@ -47,8 +52,9 @@ def compress(
     names their bands and span (``band_levels.RESOLUTIONS``); "auto" sends 16 bands unless that
     costs a code level that 4 bands keep (short files at low rates), then 4.
 
-    ``bitrate`` is bits/s of the whole file, container included. The codes of every level are
-    computed once (codes are small: ~5 MB per hour of stereo); without entropy coding the file
+    ``bitrate`` is in bits/s (not kbps: the CLI's ``--bitrate 6`` is ``bitrate=6000``, the
+    default of both) of the whole file, all channels and the container included. The codes of
+    every level are computed once (~5 MB per hour of stereo); without entropy coding the file
     keeps the levels of the operating point that fits with the overhead charged, with entropy
     coding the most levels whose *coded* size fits the budget (a trained codec's codes are far
     from uniform, so this is often well above the nominal operating point). The lengths in the
@@ -235,30 +241,19 @@ def _with_plan(header: Header, config: CodecConfig, plan: Plan) -> Header:
 
 
 def check_codec(header: Header, codec: torch.nn.Module, name: str) -> None:
-    """Refuse a codec of another code space than the file's, naming both ids and the fix.
+    """Refuse a codec of another code space than the file's, or one its header does not fit.
 
     A file records its code space from format 4 on; an older one decodes with the codec that
     made it or with one that records that codec as of its code space (``codec_lineage``)."""
-    have = checkpoint_id(codec)
-    where = getattr(codec, "checkpoint_path", None) or "the given codec"
-    if not accepts(codec, header.codec_id, header.code_space_id or None):
-        if header.code_space_id:
-            raise FormatError(
-                f"{name} was made with codec {header.codec_id[:8]}… (code space "
-                f"{header.code_space_id[:8]}…), but {where} is codec {have[:8]}… of code space "
-                f"{codec.code_space_id[:8]}…; pass --codec with a codec of the file's code space"
-            )
-        raise FormatError(
-            f"{name} was made with codec {header.codec_id[:8]}…, but {where} is {have[:8]}… "
-            "and does not record it as one of its code space; pass --codec"
-        )
-    config: CodecConfig = codec.config
-    if (config.sample_rate, config.hop_length, config.codebook_size) != (
-        header.sample_rate,
-        header.hop_length,
-        header.codebook_size,
-    ) or tuple(config.level_strides[: len(header.level_strides)]) != header.level_strides:
-        raise FormatError(f"{name}: its header does not fit codec {have[:8]}… (corrupt file?)")
+    fields = {
+        "sample_rate": header.sample_rate,
+        "hop_length": header.hop_length,
+        "codebook_size": header.codebook_size,
+        "level_strides": header.level_strides,
+    }
+    made, fix = f"{name} was made with", "pass --codec with a codec of the file's code space"
+    space = header.code_space_id or None
+    check_compatible(codec, made, header.codec_id, space, fields, FormatError, fix)
 
 
 def decode_chunks(
@@ -281,7 +276,8 @@ def decompress(
 ) -> Header:
     """Decode the .vqa file ``source`` into the audio file ``out`` (wav/flac by extension).
 
-    Writes the source's channel count at ``sample_rate`` (default: the source's rate), with the
+    ``codec`` must be of the file's code space (else FormatError naming both ids). Writes the
+    source's channel count at ``sample_rate`` Hz (default: the source's rate), with the
     source's length. ``fmt`` ('wav', 'flac') overrides the extension. Progress is reported in
     seconds of audio. Returns the file's header.
     """

@@ -16,8 +16,7 @@ band, to the sent power (:func:`apply`), the gain interpolated linearly between 
 
 Spans are ``span_blocks`` blocks (coarse frames) long, counted from the start of each chunk
 (``Header.chunk_blocks`` is a multiple of it, so spans never straddle a chunk); a file's last span
-may be shorter. In a chunk the values are stored channel-major, then band, then span, as signed
-Exp-Golomb codes (order 1) of their differences (the first from ``REFERENCE_DB``), docs/FORMAT.md.
+may be shorter. How a .vqa chunk stores the values is ``vqa/band_levels.py``.
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from .errors import FormatError
 
 if TYPE_CHECKING:  # torch only where the levels are measured or applied: `info` stays light
     from torch import Tensor
@@ -53,14 +50,8 @@ DEFAULT_RESOLUTION = "4x0.4"  # of the functions below; compress itself defaults
 AUTO_RESOLUTIONS = ("16x0.4", "4x0.4")
 ANALYSIS_N_FFT = 2048
 MIN_DB, MAX_DB = -120, 20  # values are integer dB in this range (1e-12 power is -120 dB)
-REFERENCE_DB = -40  # the first value of each band in a chunk is coded against this
 MAX_GAIN_DB = 20.0  # the decoder never moves a band by more than this
 MAX_BANDS = 16
-# Exp-Golomb of order 1 (4.09 bits per value on held-out music, order 0 4.40, entropy 3.81)
-EG_ORDER = 1
-_LARGEST = 2 * (MAX_DB - MIN_DB) + (1 << EG_ORDER)  # the zigzagged difference 140, offset
-MAX_PREFIX = _LARGEST.bit_length() - 1 - EG_ORDER  # zeros before the largest value's code
-MAX_VALUE_BITS = 2 * MAX_PREFIX + 1 + EG_ORDER
 
 
 def band_edges(sample_rate: int, resolution: str = DEFAULT_RESOLUTION) -> tuple[int, ...]:
@@ -197,60 +188,3 @@ def apply(magnitude: Tensor, levels: BandLevels, n_fft: int, sample_rate: int) -
     frame_spans = levels.block_spans * levels.frames_per_block
     sent = torch.from_numpy(levels.values.astype(np.float32))
     return match(magnitude, sent, frame_spans, levels.edges, n_fft, sample_rate)
-
-
-# --- the chunk section: signed Exp-Golomb of the differences, bits LSB-first in each byte ---
-
-
-def _zigzag(d: int) -> int:
-    return 2 * d if d >= 0 else -2 * d - 1
-
-
-def _unzigzag(n: int) -> int:
-    return n // 2 if n % 2 == 0 else -(n + 1) // 2
-
-
-def encode_values(values: np.ndarray) -> bytes:
-    """(C, bands, spans) integer dB -> the bytes of a chunk's band-level section (no length)."""
-    bits: list[int] = []
-    for row in np.asarray(values, dtype=np.int64).reshape(-1, values.shape[-1]):
-        previous = REFERENCE_DB
-        for v in row:
-            n = _zigzag(int(v) - previous) + (1 << EG_ORDER)
-            width = n.bit_length()
-            bits += [0] * (width - 1 - EG_ORDER) + [(n >> i) & 1 for i in reversed(range(width))]
-            previous = int(v)
-    return np.packbits(np.array(bits, np.uint8), bitorder="little").tobytes()
-
-
-def decode_values(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-    """Inverse of :func:`encode_values`; refuses data that ends early, carries bytes or non-zero
-    bits past the last value, or holds a value outside MIN_DB..MAX_DB."""
-    bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
-    pos, out = 0, np.zeros(int(np.prod(shape)), np.int64)
-    per_row = shape[-1]
-    for i in range(out.size):
-        previous = REFERENCE_DB if i % per_row == 0 else int(out[i - 1])
-        zeros = 0
-        while pos < bits.size and bits[pos] == 0 and zeros <= MAX_PREFIX:
-            zeros, pos = zeros + 1, pos + 1
-        width = zeros + 1 + EG_ORDER
-        if zeros > MAX_PREFIX or pos + width > bits.size:
-            raise FormatError("band levels end early or hold an implausible value")
-        n = 0
-        for b in bits[pos : pos + width]:
-            n = (n << 1) | int(b)
-        pos += width
-        value = previous + _unzigzag(n - (1 << EG_ORDER))
-        if not MIN_DB <= value <= MAX_DB:
-            raise FormatError(f"band level {value} dB outside {MIN_DB}..{MAX_DB}")
-        out[i] = value
-    if -(-pos // 8) != len(data) or bits[pos:].any():
-        raise FormatError("band levels are followed by unexpected bytes or bits")
-    return out.reshape(shape).astype(np.int16)
-
-
-def section_bytes_bound(values: int) -> int:
-    """Most bytes a chunk's section of ``values`` values takes, its varint length included."""
-    body = -(-values * MAX_VALUE_BITS // 8)
-    return body + (body.bit_length() + 6) // 7 + (body == 0)

@@ -8,7 +8,7 @@ in the convolutions this equals a one-pass encoding/decoding of the whole file.
 
 Code streams are ordered as in a .vqa chunk: channel-major, then level coarse -> fine, for the
 coded channels of the header's ``channel_coding`` (see ``channels``). Nothing here checks that the
-codec fits a file; ``compress.check_codec`` does, before decoding starts.
+codec fits a file; ``compress`` checks that (``codec.code_space.check_compatible``) first.
 """
 
 from __future__ import annotations
@@ -20,19 +20,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio, band_levels
-from .bitstream import VqaReader
-from .channels import from_coded, to_coded
-from .codes import Codes
-from .config import CodecConfig
-from .errors import AudioError
-from .header import Header
-from .margins import (
+from .. import audio
+from ..codec import band_levels
+from ..codec.margins import (
     band_level_margin_blocks,
     decoder_margin_blocks,
     encoder_margin_blocks,
     with_margin,
 )
+from ..codes import Codes
+from ..config import CodecConfig
+from ..errors import AudioError
+from .channels import from_coded, to_coded
+from .container import VqaReader
+from .header import Header
 from .memory import release_freed_memory
 
 Progress = Callable[[float, float], None] | None
@@ -140,7 +141,7 @@ def decode_chunks(
 
     Each chunk is decoded with neighbouring codes as context and cropped, so seeking to chunk k
     gives the same samples as decoding from the start. ``codec`` must be the file's (not checked
-    here; see ``compress.check_codec``).
+    here; ``compress`` does).
     """
     header = reader.header
     span = header.band_span_blocks if applies_band_levels(codec, header) else 0

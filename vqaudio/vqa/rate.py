@@ -13,16 +13,33 @@ import math
 
 import numpy as np
 
+from ..codec.band_levels import MAX_BANDS
+from ..config import CodecConfig
+from ..errors import ConfigError
 from . import entropy
 from .channels import choose_coding
-from .config import CodecConfig
-from .errors import ConfigError
-from .header import header_bytes_bound
+from .header import CRC
+from .record import BITRATE, ENUM_FIELDS, varint
 
 DEFAULT_BITRATE = 6000.0
 CHUNK_SECONDS = 10.0
 SHORT_SECONDS = 5.0  # shorter files may exceed the bitrate (the header is ~70-100 bytes)
 Plan = tuple[str, list[int]]
+
+# Widest varints of a plausible header (``_check_fields``): the integers after the ids.
+_INTEGER_BYTES = 3 + 1 + 6 + 3 + 6 + 4 + 3 + 4  # rates 3, lengths 6 (~5 years at 768 kHz), ...
+PREAMBLE_AND_CRC = 9 + CRC.size
+
+
+def header_bytes_bound(num_levels: int, channels: int, chunk_bytes: list[int] | int) -> int:
+    """Upper bound of a format 4 file's preamble + header + header CRC: ``num_levels`` strides,
+    ``channels`` level counts and the index of ``chunk_bytes`` (chunk sizes, or just how many
+    chunks, each then counted as 3 bytes: chunks under 2 MB)."""
+    sizes = [1 << 20] * chunk_bytes if isinstance(chunk_bytes, int) else chunk_bytes
+    fixed = 16 + _INTEGER_BYTES + len(ENUM_FIELDS) + BITRATE.size
+    lists = (1 + 4 * num_levels) + (1 + channels) + 3 + sum(len(varint(n)) for n in sizes)
+    bands = 1 + 1 + 2 * MAX_BANDS  # format 5: span blocks, the band edges
+    return PREAMBLE_AND_CRC + fixed + lists + bands
 
 
 def plan_levels(

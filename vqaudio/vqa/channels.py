@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import MAX_CHANNELS
+from ..audio import MAX_CHANNELS
 
 CHANNEL_CODINGS = ("mono", "mid_side", "separate")
 # The source channel counts (low, high) a file of each coding may have.

@@ -1,29 +1,28 @@
-"""The .vqa header: its fields, their plausibility limits, the checks run on them, and (format 4)
-its compact binary form.
+"""The .vqa header: its fields, their plausibility limits and the checks run on them (its binary
+form, format 4 on, is ``record``).
 
 A reader may be pointed at any bytes: every header field is checked for type, range and
 consistency with the others before anything is allocated from it, so a crafted file with valid
 CRCs is refused with a :class:`FormatError` naming the field, and decoding memory stays bounded
 by ``MAX_CHUNK_SECONDS`` / ``MAX_CHUNK_CODES`` whatever the header says. The container around it
-(preamble, CRCs, chunks, bit packing) is ``bitstream``; docs/FORMAT.md is the spec.
+(preamble, CRCs, chunks) is ``container``, a chunk's payload ``chunk``; docs/FORMAT.md is the spec.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import struct
 from dataclasses import dataclass, fields
-from typing import Any
 
-from . import band_levels
-from .audio import MAX_CHANNELS
+from ..audio import MAX_CHANNELS
+from ..codec.band_levels import MAX_BANDS
+from ..errors import FormatError
+from ..strict import to_dict
+from .band_levels import section_bytes_bound
 from .channels import CHANNEL_CODINGS, SOURCE_CHANNELS, coded_channels
-from .errors import FormatError
-from .strict import to_dict
+from .record import CODEC_ID, ENTROPY_CODERS, encode_fields
 
 CRC = struct.Struct("!I")  # the CRC32 after the header and after each chunk
-ENTROPY_CODERS = ("none", "adaptive-range", "context-range")  # context-range: format 4 on
 # Plausibility limits of a header. Together they bound what a reader allocates per chunk.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000  # Hz, as `vqaudio decompress --sample-rate`
 MAX_LEVELS = 64
@@ -33,7 +32,6 @@ MAX_CHUNK_CODES = 1 << 20  # code indices per chunk, all streams together
 # context-range decodes symbol by symbol, each model over the whole alphabet: codes per chunk
 # times codebook_size bounds a chunk's decoding time (~0.3 s); 20 s of the default codec: 2^23.8
 MAX_CONTEXT_WORK = 1 << 26
-CODEC_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ class Header:
         codes = 1 + -(-sum(self.stream_lengths(num_blocks)) * self.bits_per_code // 8)
         if not self.band_edges:
             return codes
-        return codes + band_levels.section_bytes_bound(self.band_level_count(num_blocks))
+        return codes + section_bytes_bound(self.band_level_count(num_blocks))
 
     def band_level_shape(self, num_blocks: int) -> tuple[int, int, int]:
         """(coded channels, bands, spans) of the band levels of a chunk of ``num_blocks``."""
@@ -214,14 +212,14 @@ def _check_fields(h: Header) -> None:
     _require(math.isfinite(h.bitrate) and h.bitrate > 0, "bitrate", h.bitrate, "a positive number")
     edges = h.band_edges
     _require(
-        len(edges) <= band_levels.MAX_BANDS
+        len(edges) <= MAX_BANDS
         and all(isinstance(e, int) for e in edges)
         and (not edges or edges[0] == 0)
         and all(a < b for a, b in zip(edges, edges[1:]))
         and all(2 * e < h.sample_rate for e in edges),
         "band_edges",
         edges,
-        f"0–{band_levels.MAX_BANDS} rising edges in Hz from 0, below half the sample rate",
+        f"0–{MAX_BANDS} rising edges in Hz from 0, below half the sample rate",
     )
 
 
@@ -305,129 +303,3 @@ def _check_consistency(h: Header) -> None:
 
 LATER_KEYS = ("code_space_id", "band_edges", "band_span_blocks")  # not in versions 1-3
 REQUIRED_KEYS = tuple(f.name for f in fields(Header) if f.name not in LATER_KEYS)  # JSON, 1-3
-
-# Format 4: the header as a binary record, in this order (docs/FORMAT.md). Ids are 8 raw bytes,
-# integers unsigned LEB128 varints (1 byte below 128), enums one byte, the bitrate a float64,
-# lists a varint count then varints. 10 s of audio: ~80 bytes, where the JSON of versions 1-3
-# took ~360.
-ID_FIELDS = ("codec_id", "code_space_id")
-INTEGER_FIELDS = (
-    "sample_rate",
-    "channels",
-    "num_samples",
-    "source_sample_rate",
-    "source_num_samples",
-    "hop_length",
-    "codebook_size",
-    "chunk_blocks",
-)
-ENUM_FIELDS = {"channel_coding": CHANNEL_CODINGS, "entropy_coder": ENTROPY_CODERS}
-LIST_FIELDS = ("level_strides", "levels_per_channel", "chunk_bytes")
-BITRATE = struct.Struct("!d")
-MAX_VARINT_BYTES = 9  # 63 bits
-
-
-def varint(value: int) -> bytes:
-    """Unsigned LEB128: 7 bits per byte, least significant first, high bit = more follow."""
-    if not isinstance(value, int) or value < 0:
-        raise ValueError(f"varint of {value!r}; expected an integer >= 0")
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def encode_fields(raw: dict[str, Any], version: int = 5) -> bytes:
-    """A header's fields (as ``to_dict`` gives them) -> the format 4 or 5 record. Raises
-    ValueError for a value the record cannot hold (not a field check: :meth:`Header.check` is
-    that), e.g. band levels in a format 4 record."""
-    out = bytearray()
-    for name in ID_FIELDS:
-        if not (isinstance(raw[name], str) and CODEC_ID.fullmatch(raw[name])):
-            raise ValueError(f"header field {name} is {raw[name]!r}; format 4 needs 16 hex digits")
-        out += bytes.fromhex(raw[name])
-    for name in INTEGER_FIELDS:
-        out += varint(raw[name])
-    for name, names in ENUM_FIELDS.items():
-        out.append(names.index(raw[name]))
-    out += BITRATE.pack(raw["bitrate"])
-    for name in LIST_FIELDS:
-        out += varint(len(raw[name])) + b"".join(varint(v) for v in raw[name])
-    if version >= 5:
-        edges = raw.get("band_edges", ())
-        out += varint(raw.get("band_span_blocks", 0))
-        out += varint(len(edges)) + b"".join(varint(v) for v in edges)
-    elif raw.get("band_edges") or raw.get("band_span_blocks"):
-        raise ValueError("band levels need format 5")
-    return bytes(out)
-
-
-# Widest varints of a plausible header (``_check_fields``): the integers after the ids.
-_INTEGER_BYTES = 3 + 1 + 6 + 3 + 6 + 4 + 3 + 4  # rates 3, lengths 6 (~5 years at 768 kHz), ...
-PREAMBLE_AND_CRC = 9 + CRC.size
-
-
-def header_bytes_bound(num_levels: int, channels: int, chunk_bytes: list[int] | int) -> int:
-    """Upper bound of a format 4 file's preamble + header + header CRC: ``num_levels`` strides,
-    ``channels`` level counts and the index of ``chunk_bytes`` (chunk sizes, or just how many
-    chunks, each then counted as 3 bytes: chunks under 2 MB)."""
-    sizes = [1 << 20] * chunk_bytes if isinstance(chunk_bytes, int) else chunk_bytes
-    fixed = 16 + _INTEGER_BYTES + len(ENUM_FIELDS) + BITRATE.size
-    lists = (1 + 4 * num_levels) + (1 + channels) + 3 + sum(len(varint(n)) for n in sizes)
-    bands = 1 + 1 + 2 * band_levels.MAX_BANDS  # format 5: span blocks, the band edges
-    return PREAMBLE_AND_CRC + fixed + lists + bands
-
-
-class _Cursor:
-    def __init__(self, body: bytes) -> None:
-        self.body, self.pos = body, 0
-
-    def take(self, count: int, name: str) -> bytes:
-        if self.pos + count > len(self.body):
-            raise FormatError(f"header ends inside field {name}")
-        self.pos += count
-        return self.body[self.pos - count : self.pos]
-
-    def varint(self, name: str) -> int:
-        value = 0
-        for shift in range(0, 7 * MAX_VARINT_BYTES, 7):
-            byte = self.take(1, name)[0]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-        raise FormatError(f"header field {name} is longer than {MAX_VARINT_BYTES} bytes")
-
-
-def decode_fields(body: bytes, version: int = 5) -> dict[str, Any]:
-    """The format 4 or 5 record -> the header's fields, not yet checked (build a :class:`Header`).
-
-    Raises FormatError for a record that ends early, runs on, or names an unknown enum value;
-    a list's count is bounded by the bytes left, so nothing large is allocated."""
-    cursor, raw = _Cursor(body), {}
-    for name in ID_FIELDS:
-        raw[name] = cursor.take(8, name).hex()
-    for name in INTEGER_FIELDS:
-        raw[name] = cursor.varint(name)
-    for name, names in ENUM_FIELDS.items():
-        index = cursor.take(1, name)[0]
-        if index >= len(names):
-            known = ", ".join(f"{i} ({n})" for i, n in enumerate(names))
-            raise FormatError(f"header field {name} is {index}; expected {known}")
-        raw[name] = names[index]
-    raw["bitrate"] = BITRATE.unpack(cursor.take(BITRATE.size, "bitrate"))[0]
-    for name in LIST_FIELDS:
-        count = cursor.varint(name)
-        if count > len(body) - cursor.pos:
-            raise FormatError(f"header field {name} has {count} entries; the header ends first")
-        raw[name] = [cursor.varint(name) for _ in range(count)]
-    if version >= 5:
-        raw["band_span_blocks"] = cursor.varint("band_span_blocks")
-        count = cursor.varint("band_edges")
-        if count > len(body) - cursor.pos:
-            raise FormatError(f"header field band_edges has {count} entries; the header ends first")
-        raw["band_edges"] = [cursor.varint("band_edges") for _ in range(count)]
-    if cursor.pos != len(body):
-        raise FormatError(f"{len(body) - cursor.pos} unexpected bytes after the header's fields")
-    return raw

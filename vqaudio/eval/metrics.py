@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .audio import resample
-from .codec.losses import MultiScaleMelLoss, mel_spectrogram, stft_magnitude
-from .errors import AudioError, ConfigError
+from ..audio import resample
+from ..codec.losses import MultiScaleMelLoss, mel_spectrogram, stft_magnitude
+from ..errors import AudioError, ConfigError
 
 MAX_DELAY_SECONDS = 0.05  # codecs seen in practice shift by < 10 ms; 50 ms bounds the search
 _EPS = 1e-12

@@ -26,7 +26,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from .errors import FormatError
+from ..errors import FormatError
 
 PRIOR_COUNT = 1
 INCREMENT = 32

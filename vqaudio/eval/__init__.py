@@ -1,0 +1,1 @@
+"""Evaluation metrics of decoded and generated audio."""
