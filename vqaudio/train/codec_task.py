@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..metrics import chroma_correlation, level_difference, si_sdr
 from ..recipe import Recipe
 from ..strict import build
-from . import plots
+from . import distributed, plots
 from .data import AudioCrops, eval_clips, held_out_names, recipe_files
 from .state import load_train_state, save_train_state
 
@@ -55,6 +55,7 @@ class CodecTask:
             else:
                 self.discriminator = MultiScaleSTFTDiscriminator(gan.window_lengths, gan.channels)
             self.discriminator.to(device).train()
+            distributed.broadcast_parameters(self.discriminator)  # one start on every rank
             optim = recipe.optim
             self.d_optimizer = torch.optim.AdamW(
                 self.discriminator.parameters(),
@@ -232,6 +233,7 @@ class CodecTask:
         loss = discriminator_loss(self.discriminator(real), self.discriminator(fake))
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.discriminator)  # each rank judged its own batch
         self.d_optimizer.step()
         return {**norms, "disc": float(loss.detach())}
 
