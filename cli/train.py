@@ -69,7 +69,7 @@ def train(
         if state["task"] is None:  # started at the first step, after data caching messages
             bar.start()
             state["task"] = bar.add_task("train", total=total, completed=step - 1, info="", rate="")
-        info = f"loss {metrics['loss']:.3f}"
+        info = f"loss {metrics['loss']:.3f}" if "loss" in metrics else ""  # at each log
         if metrics.get("usage"):
             info += f" usage {sum(metrics['usage']) / len(metrics['usage']):.2f}"
         speed = bar.tasks[state["task"]].speed

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -96,3 +99,42 @@ def test_exact_math_restores_the_flags_after_an_error():
     with pytest.raises(RuntimeError), codec_model.exact_math():
         raise RuntimeError
     assert (*_flags(), torch.get_float32_matmul_precision()) == before
+
+
+def test_training_steps_between_logs_do_not_wait_for_the_device(tmp_path, monkeypatch):
+    """vqaudio makes no Tensor -> Python read (float, bool, item, ...: each waits for a GPU)
+    between two log lines; the loss, its finiteness and the codebook usage are read at log
+    time. (Reads inside C++ ops, such as nonzero, are out of this test's sight.)"""
+    from vqaudio.recipe import load_recipe
+    from vqaudio.train import read_metrics, train
+
+    from .test_train import RECIPES, tiny_overrides, write_songs
+
+    extra = {"train.steps": 6, "train.log_every": 3, "train.checkpoint_every": 100}
+    extra |= {"data.val_files": 0, "train.eval_every": 0, "optim.grad_clip": 1.0}
+    recipe = load_recipe(
+        RECIPES / "tiny-codec.yaml", tiny_overrides(tmp_path, write_songs(tmp_path / "s"), **extra)
+    )
+    reads: list[tuple] = []
+    state = {"step": 0}
+    for name in ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__"):
+        method = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _method=method, **kwargs):
+            caller = sys._getframe(1).f_code
+            if f"{os.sep}vqaudio{os.sep}" in caller.co_filename:  # torch's own CPU reads aside
+                reads.append((state["step"], caller.co_filename, caller.co_name))
+            return _method(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def on_progress(step: int, total: int, metrics: dict) -> None:
+        state["step"] = step  # reads from here on belong to the end of this step or the next
+        assert ("loss" in metrics) == (step > 3)  # the last log interval's figures
+
+    train(recipe, tmp_path / "run", on_progress=on_progress)
+    # step 1 seeds the codebooks; step 3 logs; steps 4 and 5 only train
+    assert [r for r in reads if r[0] in (1, 4)] == []
+    assert any(r[0] == 3 for r in reads)  # the counting works: the log reads the figures
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [3, 6] and all(isinstance(r["loss"], float) for r in rows)

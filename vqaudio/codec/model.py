@@ -69,8 +69,8 @@ class CodecOutput:
     codes: Codes
     codebook_loss: Tensor
     commitment_loss: Tensor
-    usage: list[float] = field(default_factory=list)
-    perplexity: list[float] = field(default_factory=list)
+    usage: list[Tensor] = field(default_factory=list)  # per level, 0-dim (QuantizerOutput)
+    perplexity: list[Tensor] = field(default_factory=list)
     log_magnitude: Tensor | None = None  # spectral decoder: predicted log |STFT| (B, C, bins, n)
 
     @property
