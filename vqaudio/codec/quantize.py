@@ -254,7 +254,10 @@ class VectorQuantizer(nn.Module):
         if self.ema_decay > 0:
             self.ema_sum[dead] = flat[pick]
             self.ema_count[dead] = 1.0
-        self.usage_ema[dead] = uniform  # a uniform share: a grace period before the next check
+        # a uniform share: a grace period before the next check
+        self.usage_ema[dead] = torch.as_tensor(
+            uniform, dtype=self.usage_ema.dtype, device=flat.device
+        )
         return len(dead)
 
 
