@@ -235,14 +235,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="runs of each step on the device")
     parser.add_argument("--out", type=Path, help="JSON path [default: benchmarks/results/...]")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    threads = torch.get_num_threads()  # training sets its recipe's count: products first
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         clip = music_clip(args.seconds, 24000, tmp)
         songs = write_songs(tmp / "songs")
         cpu = product_paths("cpu", tmp, clip, args.generate_seconds, 1, "reference")
-        cpu_train = training_steps("cpu", tmp, songs, "reference")
+        torch.set_num_threads(threads)  # decoded audio depends on it (float sums' order)
         dev = product_paths(args.device, tmp, clip, args.generate_seconds, args.runs, "device")
+        cpu_train = training_steps("cpu", tmp, songs, "reference")
         dev_train = training_steps(args.device, tmp, songs, "device")
     cmd = commands(args.device, args.generate_seconds)
     times = [
