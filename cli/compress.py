@@ -32,7 +32,7 @@ ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite exis
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 BitrateOption = Annotated[
     float,
     typer.Option("--bitrate", min=0.001, help="Bitrate of the whole file (all channels), kbps."),

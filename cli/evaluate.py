@@ -104,7 +104,7 @@ def evaluate(
             "~3 s per 10 s).",
         ),
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Overwrite the --plot file.")
     ] = False,

@@ -216,7 +216,7 @@ def generate(
     codec: Annotated[
         Path | None, typer.Option(help="Codec checkpoint \\[default: shipped].")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     griffin_lim_iters: Annotated[
         int | None,
         typer.Option(

@@ -47,6 +47,7 @@ def train(
     from vqaudio.train import resume_recipe
     from vqaudio.train import train as run_training
 
+    chosen = pick_device(device) if device else None  # refused before any recipe is read
     if (recipe is None) == (resume is None):
         raise ConfigError("give either a RECIPE file or --resume RUN_DIR (exactly one)")
     if resume is not None:
@@ -55,7 +56,7 @@ def train(
     else:
         loaded = load_recipe(recipe, overrides or ())
         run_dir = output or Path("runs") / loaded.name
-    chosen = pick_device(device or loaded.device)
+    chosen = chosen or pick_device(loaded.device)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     bar = progress(
         unit="steps", extra=(TextColumn("{task.fields[info]}"), TextColumn("{task.fields[rate]}"))
@@ -68,7 +69,7 @@ def train(
         if state["task"] is None:  # started at the first step, after data caching messages
             bar.start()
             state["task"] = bar.add_task("train", total=total, completed=step - 1, info="", rate="")
-        info = f"loss {metrics['loss']:.3f}"
+        info = f"loss {metrics['loss']:.3f}" if "loss" in metrics else ""  # at each log
         if metrics.get("usage"):
             info += f" usage {sum(metrics['usage']) / len(metrics['usage']):.2f}"
         speed = bar.tasks[state["task"]].speed

@@ -110,3 +110,56 @@ def test_ema_codebooks_under_ddp_equal_one_process_on_the_whole_batch(tmp_path):
     for name in ("codebook", "ema_sum", "ema_count", "usage_ema"):
         torch.testing.assert_close(rank0[name], alone.state_dict()[name], msg=name)
         torch.testing.assert_close(rank1[name], rank0[name], msg=name)
+
+
+_discriminators: list = []
+
+
+def _keep_discriminator(task_init):
+    def init(self, *args, **kwargs):
+        task_init(self, *args, **kwargs)
+        _discriminators[:] = [self.discriminator]
+
+    return init
+
+
+def _adversarial_worker(rank: int, world_size: int, tmp: str) -> None:
+    from vqaudio.train.codec_task import CodecTask
+
+    CodecTask.__init__ = _keep_discriminator(CodecTask.__init__)
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp}/gan-rendezvous", rank=rank, world_size=world_size
+    )
+    try:
+        tmp_path = Path(tmp)
+        extra = {
+            "codec.kmeans_init": "false",
+            "train.steps": 3,
+            "data.val_files": 0,  # no evaluation: this test is about the training steps
+            "train.checkpoint_every": 100,
+            "adversarial.enabled": "true",
+            "adversarial.window_lengths": "[256,128]",
+            "adversarial.channels": 4,
+        }
+        recipe = load_recipe(
+            RECIPES / "tiny-codec.yaml", tiny_overrides(tmp_path, tmp_path / "songs", **extra)
+        )
+        train(recipe, tmp_path / "run", device="cpu")
+        state = {k: v.contiguous() for k, v in _discriminators[0].state_dict().items()}
+        save_file(state, str(tmp_path / f"disc{rank}.safetensors"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_adversarial_discriminators_stay_equal_across_ranks(tmp_path):
+    """Each rank judges its own batch; the discriminator's gradients are averaged, so the
+    ranks keep one discriminator (before, each learnt from its own batches and they drifted)."""
+    write_songs(tmp_path / "songs", count=4)
+    mp.spawn(_adversarial_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    rank0 = load_file(tmp_path / "disc0.safetensors")
+    rank1 = load_file(tmp_path / "disc1.safetensors")
+    assert rank0.keys() == rank1.keys() and rank0
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name

@@ -21,6 +21,24 @@ from .quantize import MultiScaleQuantizer
 from .spectral import FourierEncoder, SpectralDecoder
 
 
+@contextmanager
+def exact_math() -> Iterator[None]:
+    """Float32 math without TF32 and with deterministic cuDNN kernels, the caller's settings
+    restored afterwards. TF32 (on by default for cuDNN convolutions on Ampere and later GPUs)
+    moves the encoder's output by ~1e-3 relative, and the nearest code then flips on near-ties:
+    a GPU would write other codes than a CPU. The flags are process-wide, not per thread."""
+    cudnn = torch.backends.cudnn
+    saved = (torch.get_float32_matmul_precision(), cudnn.allow_tf32, cudnn.deterministic)
+    saved_benchmark = cudnn.benchmark
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = False, True, False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved[0])  # also restores matmul.allow_tf32
+        cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = (*saved[1:], saved_benchmark)
+
+
 def make_encoder(config: CodecConfig) -> nn.Module:
     """The encoder ``config.encoder`` names: ``conv`` (strided convs) or ``fourier``."""
     return FourierEncoder(config) if config.encoder == "fourier" else Encoder(config)
@@ -51,8 +69,8 @@ class CodecOutput:
     codes: Codes
     codebook_loss: Tensor
     commitment_loss: Tensor
-    usage: list[float] = field(default_factory=list)
-    perplexity: list[float] = field(default_factory=list)
+    usage: list[Tensor] = field(default_factory=list)  # per level, 0-dim (QuantizerOutput)
+    perplexity: list[Tensor] = field(default_factory=list)
     log_magnitude: Tensor | None = None  # spectral decoder: predicted log |STFT| (B, C, bins, n)
 
     @property
@@ -123,7 +141,9 @@ class Codec(nn.Module):
     def encode(self, wav: Tensor, bitrate: float | None = None) -> Codes:
         """wav (B, C, T) -> Codes of the levels that fit ``bitrate`` bits/s (None: all levels)."""
         num_levels = self.config.levels_for_bitrate(bitrate)
-        with self._eval_mode():  # encoding never changes the model (BatchNorm of old codecs)
+        # eval: encoding never changes the model (BatchNorm of old codecs); exact math: the
+        # same codes on a GPU as on a CPU, up to float32 rounding
+        with self._eval_mode(), exact_math():
             codes = self.quantizer.encode(self.encoder(self._pad(wav)), num_levels)
         codes.num_samples = wav.shape[-1]
         return codes

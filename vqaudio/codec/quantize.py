@@ -30,28 +30,39 @@ class QuantizerOutput:
     codes: Codes
     codebook_loss: Tensor  # scalar, summed over levels used (each item over the levels it keeps)
     commitment_loss: Tensor  # scalar, the same way (beta NOT applied)
-    usage: list[float]  # per level: fraction of codes used in this batch
-    perplexity: list[float]  # per level: exp(entropy) of this batch's code histogram
+    # per level, 0-dim tensors (reading them waits for the device; training reads them at log time)
+    usage: list[Tensor]  # fraction of codes used in this batch
+    perplexity: list[Tensor]  # exp(entropy) of this batch's code histogram
+
+
+def _code_counts(codes: Tensor, codebook_size: int) -> Tensor:
+    """(codebook_size,) float32 count of each code in ``codes``; bincount would wait for a GPU."""
+    ones = torch.ones(codes.numel(), device=codes.device)
+    return torch.zeros(codebook_size, device=codes.device).index_add_(0, codes.flatten(), ones)
 
 
 def _kmeans(vectors: Tensor, k: int, iters: int = 10) -> Tensor:
-    """k-means++ seeding, then Lloyd iterations; deterministic (fixed generator)."""
+    """k-means++ seeding, then Lloyd iterations; deterministic (fixed generator). The seeding
+    draws one centre at a time, each from the distances so far: it runs on a CPU copy of
+    ``vectors`` (one transfer, instead of a GPU round trip per centre), the iterations on theirs."""
     generator = torch.Generator(device="cpu").manual_seed(0)
+    on_device, vectors = vectors, vectors.cpu()
     first = int(torch.randint(len(vectors), (1,), generator=generator))
     centers = [vectors[first]]
     nearest = (vectors - vectors[first]).pow(2).sum(1)
     for _ in range(1, k):
-        weights = nearest.cpu().double()
+        weights = nearest.double()
         if weights.sum() <= 0:  # fewer distinct vectors than codes: repeat them
             weights = torch.ones_like(weights)
         pick = int(torch.multinomial(weights, 1, generator=generator))
         centers.append(vectors[pick])
         nearest = torch.minimum(nearest, (vectors - vectors[pick]).pow(2).sum(1))
-    centers = torch.stack(centers).clone()
+    vectors = on_device
+    centers = torch.stack(centers).to(vectors.device, copy=True)
     for _ in range(iters):
         assign = torch.cdist(vectors, centers).argmin(dim=1)
         sums = torch.zeros_like(centers).index_add_(0, assign, vectors)
-        counts = torch.bincount(assign, minlength=k).unsqueeze(1)
+        counts = _code_counts(assign, k).unsqueeze(1)
         centers = torch.where(counts > 0, sums / counts.clamp(min=1), centers)
     return centers
 
@@ -99,6 +110,16 @@ class VectorQuantizer(nn.Module):
         # with restarts on, codes of an uninitialised codebook are seeded from data at once
         self.register_buffer("usage_ema", torch.zeros(codebook_size))
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
+        self._seen_initialized = False  # the buffer read once True: a read waits for a GPU
+
+    def _initialized(self) -> bool:
+        if not self._seen_initialized:
+            self._seen_initialized = bool(self.initialized)
+        return self._seen_initialized
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._seen_initialized = False  # the loaded buffer may say otherwise
 
     def _normed(self, x: Tensor) -> Tensor:
         return F.normalize(x, dim=-1) if self.l2_normalize else x
@@ -134,11 +155,11 @@ class VectorQuantizer(nn.Module):
         """z (B, D, T) -> (z_q, codes, codebook_loss (B,), commitment_loss (B,)): the losses are
         per item, so a caller can leave out the items that drop this level."""
         z = z.float()
-        if self.training and not bool(self.initialized):
+        if self.training and not self._initialized():
             self._center_projection(z.detach())
         z_e = self._values(rearrange(self.in_proj(z), "b d t -> b t d"))
         flat = z_e.reshape(-1, z_e.shape[-1])
-        if self.training and not bool(self.initialized):
+        if self.training and not self._initialized():
             self._kmeans_init(flat.detach())
         codes = self.nearest(flat)  # by cosine similarity when l2_normalize
         e = self._values(F.embedding(codes, self.codebook)).view_as(z_e)
@@ -192,7 +213,7 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _update_codebook(self, flat: Tensor, codes: Tensor) -> None:
         flat = flat.float()
-        counts = torch.bincount(codes, minlength=self.codebook_size).to(torch.float32)
+        counts = _code_counts(codes, self.codebook_size)
         sums = None
         if self.ema_decay > 0:
             sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat)
@@ -208,7 +229,7 @@ class VectorQuantizer(nn.Module):
             smoothed = (self.ema_count + 1e-5) / (total + self.codebook_size * 1e-5) * total
             self.codebook.copy_(self.ema_sum / smoothed.unsqueeze(1))
         if self.dead_code_threshold > 0:
-            self.restart_dead_codes(flat, float(counts.sum()))
+            self.restart_dead_codes(flat, counts.sum().double())
             if _distributed():
                 # rank 0's restarts (from its own batch) become every rank's
                 buffers = [self.codebook.data, self.usage_ema]
@@ -218,11 +239,12 @@ class VectorQuantizer(nn.Module):
                     dist.broadcast(buffer, src=0)
 
     @torch.no_grad()
-    def restart_dead_codes(self, flat: Tensor, batch_vectors: float | None = None) -> int:
+    def restart_dead_codes(self, flat: Tensor, batch_vectors: float | Tensor | None = None) -> int:
         """Replace codes used less than ``dead_code_threshold`` x a uniform share of a batch
         (EMA over batches) by random vectors of this batch; returns how many were restarted.
-        ``batch_vectors``: vectors in the whole batch (all ranks; default len(flat))."""
-        uniform = (batch_vectors or len(flat)) / self.codebook_size
+        ``batch_vectors``: vectors in the whole batch (all ranks; default len(flat)); a tensor
+        keeps the count on the device (the restart still waits for it, to find the dead)."""
+        uniform = (len(flat) if batch_vectors is None else batch_vectors) / self.codebook_size
         dead = torch.nonzero(self.usage_ema < self.dead_code_threshold * uniform).squeeze(1)
         dead = dead[: len(flat)]  # no more restarts than there are fresh vectors
         if len(dead) == 0:
@@ -232,7 +254,10 @@ class VectorQuantizer(nn.Module):
         if self.ema_decay > 0:
             self.ema_sum[dead] = flat[pick]
             self.ema_count[dead] = 1.0
-        self.usage_ema[dead] = uniform  # a uniform share: a grace period before the next check
+        # a uniform share: a grace period before the next check
+        self.usage_ema[dead] = torch.as_tensor(
+            uniform, dtype=self.usage_ema.dtype, device=flat.device
+        )
         return len(dead)
 
 
@@ -300,10 +325,10 @@ class MultiScaleQuantizer(nn.Module):
                     codebook_loss = codebook_loss + (cb * mask).mean()
                     commitment_loss = commitment_loss + (cm * mask).mean()
                 codes.append(c)
-                hist = torch.bincount(c.flatten(), minlength=vq.codebook_size).float()
+                hist = _code_counts(c, vq.codebook_size)
                 probs = hist / hist.sum()
-                usage.append(float((hist > 0).float().mean()))
-                perplexity.append(float(torch.exp(-(probs * torch.log(probs + 1e-10)).sum())))
+                usage.append((hist > 0).float().mean())
+                perplexity.append(torch.exp(-(probs * torch.log(probs + 1e-10)).sum()))
         return QuantizerOutput(
             z_q, Codes(codes, strides), codebook_loss, commitment_loss, usage, perplexity
         )

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..eval.metrics import chroma_correlation, level_difference, si_sdr
 from ..recipe import Recipe
 from ..strict import build
-from . import plots
+from . import distributed, plots
 from .data import AudioCrops, eval_clips, held_out_names, recipe_files
 from .state import load_train_state, save_train_state
 
@@ -56,6 +56,7 @@ class CodecTask:
             else:
                 self.discriminator = MultiScaleSTFTDiscriminator(gan.window_lengths, gan.channels)
             self.discriminator.to(device).train()
+            distributed.broadcast_parameters(self.discriminator)  # one start on every rank
             optim = recipe.optim
             self.d_optimizer = torch.optim.AdamW(
                 self.discriminator.parameters(),
@@ -110,8 +111,8 @@ class CodecTask:
                 self.sample_rate, weights.l1, weights.mel, weights.stft
             )
         self.mel_distance = MultiScaleMelLoss(self.sample_rate)
-        self.last_usage: list[float] = []
-        self.last_perplexity: list[float] = []
+        self.last_usage: list[Tensor] = []
+        self.last_perplexity: list[Tensor] = []
 
     def _load_frozen(self, path: str, names: tuple[str, ...], on_message) -> None:
         """Load ``names`` from ``path`` (they must fit exactly) and freeze them; the other parts
@@ -168,7 +169,8 @@ class CodecTask:
         frames = wav.shape[0] * wav.shape[-1] // self.recipe.codec.hop_length
         quantizer.initialize(z, frames)
 
-    def loss(self, model: nn.Module, wav: Tensor, autocast) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, wav: Tensor, autocast) -> tuple[Tensor, dict]:
+        """The codec's loss, and its terms as 0-dim tensors (the loop reads them at log time)."""
         if self._step == 0:
             self._initialize_codebooks(wav)
         with autocast():
@@ -189,8 +191,8 @@ class CodecTask:
             terms["adv"], terms["feat"] = adversarial, matching
             self._pair = (real, fake.detach())
         self.last_usage, self.last_perplexity = out.usage, out.perplexity
-        metrics = {k: float(v.detach()) for k, v in terms.items() if k != "total"}
-        metrics["vq"] = float(out.vq_loss.detach())
+        metrics = {k: v.detach() for k, v in terms.items() if k != "total"}
+        metrics["vq"] = out.vq_loss.detach()
         metrics["usage"] = list(out.usage)
         metrics["perplexity"] = list(out.perplexity)
         if self._step % self.recipe.train.log_every == 0:
@@ -212,7 +214,7 @@ class CodecTask:
         gan = self.recipe.adversarial
         return gan.enabled and self._step + 1 > gan.start_step
 
-    def after_step(self, step: int) -> dict[str, float]:
+    def after_step(self, step: int) -> dict[str, Tensor]:
         """Gradient norms per part (after clipping), then the discriminator's update on the
         batch the codec just trained on."""
         self._step = step
@@ -220,10 +222,8 @@ class CodecTask:
         for name in ("encoder", "decoder"):
             grads = [p.grad for p in getattr(self.model, name).parameters() if p.grad is not None]
             if grads:
-                norms[f"grad_{name}"] = float(
-                    torch.linalg.vector_norm(
-                        torch.stack([torch.linalg.vector_norm(g) for g in grads])
-                    )
+                norms[f"grad_{name}"] = torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(g) for g in grads])
                 )
         if self._pair is None:
             return norms
@@ -233,8 +233,9 @@ class CodecTask:
         loss = discriminator_loss(self.discriminator(real), self.discriminator(fake))
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.discriminator)  # each rank judged its own batch
         self.d_optimizer.step()
-        return {**norms, "disc": float(loss.detach())}
+        return {**norms, "disc": loss.detach()}
 
     def save_extra_state(self, run_dir: Path, step: int) -> None:
         if self.discriminator is not None:
@@ -292,7 +293,10 @@ class CodecTask:
         )
         if self.last_usage:
             plots.plot_usage(
-                self.last_usage, self.last_perplexity, config.codebook_size, run_dir / "usage.png"
+                [float(u) for u in self.last_usage],
+                [float(p) for p in self.last_perplexity],
+                config.codebook_size,
+                run_dir / "usage.png",
             )
         return result
 

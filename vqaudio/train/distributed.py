@@ -22,24 +22,37 @@ class World:
         return self.rank == 0
 
 
+def rank_device(device: str, local_rank: int, world_size: int) -> str:
+    """The device of one rank: under torchrun (world_size > 1) a CUDA rank drives cuda:LOCAL_RANK
+    whatever index ``device`` names (an explicit cuda:0 would put every rank on GPU 0); CPU
+    ranks share the CPU; a single process keeps ``device`` as given."""
+    if world_size > 1 and device.startswith("cuda"):
+        return f"cuda:{local_rank}"
+    return device
+
+
 def setup(device: str) -> World:
-    """Join the process group torchrun describes (env WORLD_SIZE > 1); gloo on CPU, nccl on CUDA."""
+    """Join the process group torchrun describes (env WORLD_SIZE > 1); gloo on CPU, nccl on CUDA.
+    A CUDA rank selects its GPU before the group starts, so NCCL binds each rank to its own."""
     if dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(rank_device(device, local_rank, size))
     backend = "nccl" if device.startswith("cuda") else "gloo"
     dist.init_process_group(backend)
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True)
+    return World(dist.get_rank(), dist.get_world_size(), local_rank, True)
 
 
 def device_for(device: str, world: World) -> str:
-    """Each rank drives its own GPU (cuda:LOCAL_RANK); CPU ranks share the CPU."""
-    if device == "cuda" and world.size > 1:
-        torch.cuda.set_device(world.local_rank)
-        return f"cuda:{world.local_rank}"
-    return device
+    """This rank's device (``rank_device``), made the current CUDA device when it is one."""
+    chosen = rank_device(device, world.local_rank, world.size)
+    if world.size > 1 and chosen.startswith("cuda"):
+        torch.cuda.set_device(chosen)
+    return chosen
 
 
 def sync_quantizer_state(model: nn.Module) -> None:
@@ -63,6 +76,33 @@ def sync_quantizer_state(model: nn.Module) -> None:
             tensor.data.copy_(as_int.bool())
         else:
             dist.broadcast(tensor.data, src=0)
+
+
+def average_gradients(module: nn.Module) -> None:
+    """All-reduce and average ``module``'s gradients over the ranks, in one collective: for a
+    module trained outside DDP (the adversarial discriminator), so every rank takes the same
+    step from the same weights. A no-op outside a process group."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:  # a parameter no loss reached gets a zero gradient, as DDP would average
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
+        offset += p.numel()
+
+
+def broadcast_parameters(module: nn.Module) -> None:
+    """Rank 0's parameters and buffers on every rank (as DDP does when it wraps a module)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for tensor in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(tensor.data, src=0)
 
 
 def teardown(world: World) -> None:

@@ -105,6 +105,23 @@ def _make_task(recipe: Recipe, run_dir: Path, device: str, on_message: MessageCa
     return PriorTask(recipe, run_dir, device, on_message)
 
 
+def _as_floats(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A step's metrics (0-dim tensors, lists of them, or numbers) as Python floats: the one
+    place training waits for the device, once per log interval."""
+    return {
+        k: [float(x) for x in v] if isinstance(v, list) else float(v) for k, v in metrics.items()
+    }
+
+
+def _check_finite(first_bad: torch.Tensor, bad_loss: torch.Tensor) -> None:
+    """Raise at the first step whose loss was not finite (tracked on the device, read here)."""
+    step = int(first_bad)
+    if step:
+        raise ConfigError(
+            f"step {step}: loss is {float(bad_loss)}; lower optim.lr or set precision: fp32"
+        )
+
+
 def _mean_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     keys = dict.fromkeys(key for r in rows for key in r)  # some figures come every few steps
@@ -145,7 +162,10 @@ def train(
     """Run (or continue, ``resume``) the recipe in ``run_dir``; returns the model file's path.
 
     Under ``torchrun`` every rank calls this; gradients are averaged with DDP and only rank 0
-    writes files. ``on_progress(step, total, metrics)`` is called after every step.
+    writes files. ``on_progress(step, total, metrics)`` is called after every step with the
+    metrics of the last log interval (empty before the first): a step never waits for the
+    device, except every ``train.log_every`` steps, at evaluations and at checkpoints. A loss
+    that is not finite stops the run at the next of those, before anything is written.
     """
     run_dir = Path(run_dir)
     world = distributed.setup(device)
@@ -205,6 +225,9 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
 
     total, cfg = recipe.train.steps, recipe.train
     rows: list[dict[str, Any]] = []
+    logged: dict[str, Any] = {}  # the last log interval's metrics, for on_progress
+    first_bad = torch.zeros((), dtype=torch.long, device=device)  # step of a non-finite loss
+    bad_loss = torch.zeros((), device=device)
     tick, tick_step = time.perf_counter(), step
     while step < total:
         step += 1
@@ -213,27 +236,32 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
             group["lr"] = lr * group.get("lr_scale", 1.0)
         batch = task.batch(rng, cfg.batch_size).to(device)
         loss, metrics = task.loss(forward_model, batch, autocast)
-        if not torch.isfinite(loss):
-            raise ConfigError(
-                f"step {step}: loss is {float(loss)}; lower optim.lr or set precision: fp32"
-            )
+        first = (first_bad == 0) & ~torch.isfinite(loss.detach())
+        first_bad = torch.where(first, step, first_bad)
+        bad_loss = torch.where(first, loss.detach().float(), bad_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if optim.grad_clip > 0:
-            metrics["grad_norm"] = float(
-                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                model.parameters(), optim.grad_clip
             )
         optimizer.step()
         metrics.update(task.after_step(step))  # e.g. the discriminator's own update
         if world.size > 1:
             distributed.sync_quantizer_state(model)
-        metrics["loss"] = float(loss.detach())
+        metrics["loss"] = loss.detach()
         rows.append(metrics)
         if on_progress is not None and world.is_main:
-            on_progress(step, total, metrics)
+            on_progress(step, total, logged)
+        evaluate = (cfg.eval_every and step % cfg.eval_every == 0) or step == total
+        checkpoint = step % cfg.checkpoint_every == 0 or step == total
+        if step % cfg.log_every == 0 or evaluate or checkpoint:
+            _check_finite(first_bad, bad_loss)
         if step % cfg.log_every == 0 or step == total:
             elapsed = time.perf_counter() - tick
+            rows = [_as_floats(r) for r in rows]
             row = {"step": step, "kind": "train", "lr": lr, **_mean_metrics(rows)}
+            logged = {k: v for k, v in row.items() if k not in ("step", "kind")}
             row["time"] = round(time.time(), 1)  # wall clock: equal-time comparisons of runs
             row["steps_per_s"] = (step - tick_step) / max(elapsed, 1e-9)
             rows, tick, tick_step = [], time.perf_counter(), step
@@ -242,7 +270,6 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
                 history.append(row)
                 _append_metrics(run_dir, row)
         paused = time.perf_counter()  # eval and checkpoint time is left out of steps/s
-        evaluate = (cfg.eval_every and step % cfg.eval_every == 0) or step == total
         if evaluate and world.is_main:
             result = task.evaluate(model, run_dir, step, device)
             if result:
@@ -254,7 +281,7 @@ def _train(recipe, run_dir, device, resume, force, world, on_progress, say) -> P
                 if best:
                     say(f"best so far by {task.best_key}: {best}")
             plots.plot_losses(history, run_dir / "loss.png", task.plot_keys)
-        if (step % cfg.checkpoint_every == 0 or step == total) and world.is_main:
+        if checkpoint and world.is_main:
             save_train_state(run_dir / STATE_FILE, model, optimizer, step, rng)
             task.save_extra_state(run_dir, step)
             model_id = task.save(model, run_dir / MODEL_FILE)

@@ -242,7 +242,8 @@ class PriorTask:
                 loss = module(batch.tokens, batch.controls).float()
             else:
                 loss = module(batch).float()
-        return loss, {"bits_per_token": float(loss.detach()) / float(np.log(2))}
+        # float64 on the device: the figure float(loss) / log(2) gave, without waiting for it
+        return loss, {"bits_per_token": loss.detach().double() / float(np.log(2))}
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, run_dir: Path, step: int, device: str) -> dict:
