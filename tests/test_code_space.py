@@ -25,8 +25,8 @@ from vqaudio.checkpoint import (
 from vqaudio.codec import Codec
 from vqaudio.compress import decompress
 from vqaudio.errors import CheckpointError, FormatError
+from vqaudio.generation import check_compatible
 from vqaudio.prior import load_prior, save_prior
-from vqaudio.prior.sampling import check_compatible
 
 from .conftest import tiny_codec_config
 

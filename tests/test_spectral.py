@@ -18,9 +18,9 @@ from vqaudio.codec.spectral import (
 )
 from vqaudio.config import CodecConfig
 from vqaudio.errors import ConfigError
+from vqaudio.generation import decode_codes
 from vqaudio.margins import decoder_margin_blocks
 from vqaudio.metrics import chroma_correlation
-from vqaudio.prior.sampling import decode_codes
 from vqaudio.recipe import load_recipe
 
 from .conftest import assert_chunked_decode_is_one_pass, harmonic, tiny_codec_config

@@ -1,0 +1,299 @@
+"""Generation: prompt -> tokens -> audio.
+
+``generate`` encodes a prompt's end (if any) to tokens, continues them with a prior under one
+``Sampling`` (``SHIPPED`` unless told otherwise, as ``vqaudio generate``), and decodes the
+tokens in chunks. With a prompt the output is the *decoded prompt codes* followed by the new
+audio, decoded in one pass, so there is no seam between the prompt and its continuation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from .checkpoint import accepts
+from .codes import Codes, token_levels
+from .errors import AudioError, CheckpointError, ConfigError
+from .margins import decoder_margin_blocks, with_margin
+from .prior.base import Prior
+from .prior.frame_loop import frame_loop
+from .prior.sampling import SHIPPED, Sampling, sample_next
+
+DECODE_CHUNK_BLOCKS = 750  # 60 s of the default codec per decoder call: bounded memory
+# Griffin-Lim iterations for generated music (or the codec's own, if fewer): the same chroma as
+# 32 in 40 % less decoding time (docs/MODEL_CARD.md, Generation table)
+GENERATED_GRIFFIN_LIM_ITERS = 16
+# a piece whose peak would pass -1 dBFS is scaled down as a whole: loud codes can decode past
+# full scale (docs/MODEL_CARD.md, Generation table)
+GENERATED_PEAK = 10 ** (-1 / 20)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def check_compatible(prior: Prior, codec) -> None:
+    """Refuse a codec of another code space than the prior's (``checkpoint.accepts``: the code
+    space where the prior records it, else its codec's id), or whose levels or codebook do not
+    fit the prior's. The messages name both files where they are known, and the fix."""
+    codec_id, space = getattr(prior, "codec_id", None), getattr(prior, "code_space_id", None)
+    prior_path = getattr(prior, "checkpoint_path", None)
+    name = f"{prior_path.name}: prior" if prior_path is not None else "prior"
+    where = getattr(codec, "checkpoint_path", None) or "the codec"
+    if not accepts(codec, codec_id, space):
+        recorded = f"code space {space}" if space else f"codec {codec_id}"
+        if getattr(prior, "codec_path", None) is not None:
+            recorded += f" (recorded: {prior.codec_path})"
+        raise CheckpointError(
+            f"{name} was trained on {recorded}, but {where} is codec "
+            f"{getattr(codec, 'checkpoint_id', '?')} of code space {codec.code_space_id}; "
+            "pass --codec with a codec of the prior's code space"
+        )
+    p, c = prior.config, codec.config
+    if (
+        p.codebook_size != c.codebook_size
+        or tuple(p.level_strides) != c.level_strides[: p.num_levels]
+    ):
+        raise CheckpointError(
+            f"{name} (codebook_size {p.codebook_size}, level_strides {list(p.level_strides)}) "
+            f"does not fit codec (codebook_size {c.codebook_size}, "
+            f"level_strides {list(c.level_strides)}); pass --codec with the prior's codec"
+        )
+
+
+def check_sampling_fits(prior: Prior, sampling: Sampling) -> None:
+    """Refuse a ``cache_scale`` other than 1 for a prior without a unigram cache."""
+    if sampling.cache_scale != 1.0 and not getattr(prior.config, "code_counts", 0):
+        raise ConfigError(
+            f"cache_scale {sampling.cache_scale:g} needs a frame prior with code_counts (a "
+            f"unigram cache); this prior (kind {prior.config.kind}) has none: leave it at 1"
+        )
+
+
+def generate(
+    prior: Prior,
+    codec,
+    seconds: float,
+    n: int = 1,
+    seed: int = 0,
+    sampling: Sampling = SHIPPED,
+    prompt_wav: Tensor | None = None,
+    prompt_seconds: float | None = 10.0,
+    on_progress: ProgressCallback | None = None,
+    use_cache: bool = True,
+    griffin_lim_iters: int | None = GENERATED_GRIFFIN_LIM_ITERS,
+) -> Tensor:
+    """Sample ``n`` pieces of music -> wav (n, C, T) at ``codec.sample_rate``, as ``vqaudio
+    generate`` does (its defaults; ``sampling``: how tokens are drawn, ``SHIPPED`` by default).
+
+    Without a prompt T = round(seconds * sample_rate). With ``prompt_wav`` (C, T) at the codec's
+    rate, its last ``prompt_seconds`` (None: all of it), cut to whole coarse frames, are encoded
+    and continued: T = that prompt length + round(seconds * sample_rate), the output starting
+    with the decoded prompt codes. Piece i is drawn with seed ``seed + i``. A piece whose peak
+    would pass -1 dBFS is scaled down to it as a whole (``fit_peak``). ``on_progress(done,
+    total)`` counts generated tokens. A spectral codec renders with ``griffin_lim_iters``
+    Griffin-Lim iterations, or its own count where that is lower (None: its own).
+    """
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise ConfigError(f"seconds {seconds:g} must be a positive number")
+    if n < 1:
+        raise ConfigError(f"n {n} must be >= 1")
+    check_compatible(prior, codec)
+    if griffin_lim_iters is not None:
+        griffin_lim_iters = min(griffin_lim_iters, codec.config.griffin_lim_iters)
+    config = prior.config
+    device = prior.level_mask.device
+    new_samples = round(seconds * codec.config.sample_rate)
+    new_blocks = math.ceil(new_samples / codec.config.block_samples)
+    prompt_samples, prompt = 0, torch.zeros(n, 0, dtype=torch.long, device=device)
+    if prompt_wav is not None:
+        codes = encode_prompt(codec, prompt_wav, config.num_levels, prompt_seconds)
+        prompt_samples = codes.num_samples
+        prompt = codes.to_tokens(config.codebook_size).to(device).expand(n, -1)
+    num_tokens = new_blocks * config.tokens_per_block
+    tokens = sample_tokens(
+        prior, num_tokens, prompt, sampling, seed, on_progress=on_progress, use_cache=use_cache
+    )
+    codes = Codes.from_tokens(
+        tokens, config.level_strides, config.codebook_size, prompt_samples + new_samples
+    )
+    codec_device = next(codec.parameters()).device
+    with torch.inference_mode():
+        wav = decode_codes(codec, codes.to(codec_device), griffin_lim_iters=griffin_lim_iters)
+    return fit_peak(wav)
+
+
+def encode_prompt(
+    codec, prompt_wav: Tensor, num_levels: int, prompt_seconds: float | None
+) -> Codes:
+    """The last ``prompt_seconds`` of prompt_wav (C, T), cut to whole blocks, as Codes (B=1)."""
+    config = codec.config
+    if prompt_wav.dim() != 2 or prompt_wav.shape[0] != config.channels:
+        raise AudioError(
+            f"prompt has shape {tuple(prompt_wav.shape)}; expected ({config.channels}, samples) at "
+            f"{config.sample_rate} Hz"
+        )
+    block = config.block_samples
+    limit = (
+        prompt_wav.shape[-1]
+        if prompt_seconds is None
+        else round(prompt_seconds * config.sample_rate)
+    )
+    length = min(limit, prompt_wav.shape[-1]) // block * block
+    if length == 0:
+        raise AudioError(
+            f"prompt is shorter than one coarse frame ({1000 * block / config.sample_rate:g} ms); "
+            "give a longer prompt or a larger prompt_seconds"
+        )
+    wav = prompt_wav[None, :, prompt_wav.shape[-1] - length :]
+    param = next(codec.parameters())
+    return codec.encode(wav.to(param.device, param.dtype)).keep(num_levels)
+
+
+def sample_tokens(
+    prior: Prior,
+    num_tokens: int,
+    prompt: Tensor,
+    sampling: Sampling = Sampling(),  # noqa: B008 (frozen)
+    seed: int = 0,
+    on_progress: ProgressCallback | None = None,
+    use_cache: bool = True,
+    num_threads: int | None = 1,
+) -> Tensor:
+    """Continue ``prompt`` (B, P) token ids (P may be 0) by ``num_tokens`` -> (B, P + num_tokens),
+    drawn by ``sampling`` (default: plain sampling from the prior as it is).
+
+    Same seed, device and inputs give the same tokens; the cached, uncached and C loops see the
+    same windows and draw the same. Row b draws from its own generator seeded ``seed + b``, so row
+    b of a batch is row 0 of a batch of one with seed ``seed + b``. Progress is reported once per
+    frame. On CPU, sampling runs with ``num_threads`` intra-op threads (None: torch's setting).
+    """
+    check_sampling_fits(prior, sampling)
+    batch, start = prompt.shape
+    device = prompt.device
+    generators = [torch.Generator(device=device).manual_seed(seed + b) for b in range(batch)]
+    tokens = torch.empty(batch, start + num_tokens, dtype=torch.long, device=device)
+    tokens[:, :start] = prompt
+    every = prior.config.tokens_per_block
+    scaled = {} if sampling.cache_scale == 1.0 else {"cache_scale": sampling.cache_scale}
+    # a cached step is ~100 ops on small vectors: a thread pool costs more hand-offs than it
+    # saves, and where cores are shared a pool waits for descheduled workers
+    threads = num_threads if device.type == "cpu" else None
+    with _intra_op_threads(threads), torch.inference_mode():
+        shift = contrast_offsets(prior, sampling.contrast, device) if sampling.contrast else None
+        stream = prior.stream(prompt, **scaled) if use_cache else None
+        whole_frames = start % every == 0 and num_tokens % every == 0
+        loop = frame_loop(prior, sampling) if stream is not None and whole_frames else None
+        if loop is not None:
+            loop.sample(stream, tokens, start, generators, shift, on_progress)
+        else:
+            _token_loop(prior, tokens, start, sampling, generators, stream, shift, on_progress)
+    return tokens
+
+
+def _token_loop(prior, tokens, start, sampling, generators, stream, shift, on_progress) -> None:
+    """Fill ``tokens`` (B, N) from ``start`` one token at a time, in PyTorch."""
+    every, end = prior.config.tokens_per_block, tokens.shape[1]
+    levels = token_levels(prior.config.level_strides).tolist()  # each slot's level
+    top_k, top_p = sampling.per_level(prior.config.num_levels)
+    scaled = {} if sampling.cache_scale == 1.0 else {"cache_scale": sampling.cache_scale}
+    for i in range(start, end):
+        slot = i % every
+        lo, hi = prior.slot_ranges[slot]  # only the next level's ids can follow
+        if stream is not None:
+            logits = stream.slot_logits((lo, hi))
+        else:
+            logits = prior.next_logits(tokens[:, :i], **scaled)[:, lo:hi]
+        level = levels[slot]
+        held = None
+        if sampling.exact_hold and level == 0 and i >= every:
+            held = tokens[:, i - every] - lo  # the same slot one frame earlier
+        offset = None if shift is None or level else shift[slot]
+        token = sample_next(
+            logits,
+            sampling.temperature,
+            top_k[level],
+            top_p[level],
+            generators,
+            held,
+            offset,
+            sampling.hold_cap,
+        )
+        tokens[:, i] = token + lo
+        if stream is not None and i + 1 < end:
+            stream.push(token + lo)
+        done = i + 1 - start
+        if on_progress is not None and (done % every == 0 or i + 1 == end):
+            on_progress(done, end - start)
+
+
+def contrast_offsets(prior: Prior, contrast: float, device: torch.device | str = "cpu") -> Tensor:
+    """(tokens per frame, codebook) offsets added to each slot's logits while sampling: at level
+    0's slots ``-contrast * log p(code | no context)``, the prior's own level-0 distribution with
+    nothing before it; zero at the finer levels.
+
+    Sampling then draws from p(code | piece) / p(code)^contrast (pointwise mutual information
+    decoding, as in Li et al. 2016's anti-LM): a code the piece makes likely keeps its chance,
+    a code likely anywhere (the codec's generic, pitchless textures) loses some."""
+    levels = token_levels(prior.config.level_strides)
+    size = prior.config.codebook_size
+    offsets = torch.zeros(len(levels), size, device=device)
+    if contrast == 0:
+        return offsets
+    with torch.inference_mode():
+        stream = prior.stream(torch.zeros(1, 0, dtype=torch.long, device=device))
+        lo, hi = prior.slot_ranges[0]
+        free = torch.log_softmax(stream.slot_logits((lo, hi))[0].float(), dim=-1)
+    offsets[levels == 0] = -contrast * free
+    return offsets
+
+
+@contextlib.contextmanager
+def _intra_op_threads(num_threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``num_threads`` (None: unchanged), then restored."""
+    if num_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def decode_codes(
+    codec,
+    codes: Codes,
+    chunk_blocks: int = DECODE_CHUNK_BLOCKS,
+    margin_blocks: int | None = None,
+    griffin_lim_iters: int | None = None,
+) -> Tensor:
+    """Codes -> wav (B, C, num_samples), in chunks of ``chunk_blocks`` coarse frames with
+    ``margin_blocks`` (default: the decoder's reach, ``margins.decoder_margin_blocks``) of
+    neighbouring codes decoded on each side and cropped away, so memory stays bounded on long
+    outputs and chunk edges leave no seam (the decoder is convolutional). A spectral decoder
+    renders with ``griffin_lim_iters`` (None: the codec's own; ``Codec.decode``)."""
+    if codes.num_blocks <= chunk_blocks:
+        return codec.decode(codes, griffin_lim_iters=griffin_lim_iters)
+    if margin_blocks is None:
+        margin_blocks = decoder_margin_blocks(codec.config)
+    block = codec.config.block_samples
+    parts = []
+    for first in range(0, codes.num_blocks, chunk_blocks):
+        lo, hi = with_margin(first, first + chunk_blocks, margin_blocks, codes.num_blocks)
+        wav = codec.decode(
+            codes.slice_blocks(lo, hi), griffin_lim_iters=griffin_lim_iters, offset_blocks=lo
+        )
+        count = min(chunk_blocks, codes.num_blocks - first)  # this chunk's own blocks
+        parts.append(wav[..., (first - lo) * block : (first - lo + count) * block])
+    wav = torch.cat(parts, dim=-1)
+    return wav[..., : codes.num_samples] if codes.num_samples is not None else wav
+
+
+def fit_peak(wav: Tensor, peak: float = GENERATED_PEAK) -> Tensor:
+    """wav (B, C, T) with each item whose absolute peak passes ``peak`` scaled down to it."""
+    top = wav.abs().amax(dim=tuple(range(1, wav.dim())), keepdim=True)
+    return wav * torch.where(top > peak, peak / top.clamp_min(1e-12), torch.ones_like(top))
