@@ -8,26 +8,23 @@ code one frame earlier) from the temporal state h of the frame input (``FramePri
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Stream
+from .base import Prior, Stream
 from .transformer import block_weights, rotated_qkv, step_blocks
-
-if TYPE_CHECKING:
-    from .frames import FramePrior
 
 # (frame (B, P) ids, temporal cache, window position) -> normalised temporal states h (B, D)
 TemporalStep = Callable[[Tensor, Tensor, int], Tensor]
 
 
 class FrameStream(Stream):
-    """KV-cached decoding: a temporal step once per frame, a depth step per token."""
+    """A FramePrior's KV-cached decoding: a temporal step once per frame, a depth step per
+    token."""
 
-    def __init__(self, prior: FramePrior, tokens: Tensor, cache_scale: float = 1.0):
+    def __init__(self, prior: Prior, tokens: Tensor, cache_scale: float = 1.0):
         config = prior.config
         self.prior, self.vocab_size = prior, config.vocab_size
         self.cache_scale = cache_scale
