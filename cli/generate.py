@@ -63,19 +63,15 @@ def _progress(quiet: bool) -> Progress:
 
 def _load_models(prior_path: Path | None, codec_path: Path | None, device: str):
     """The prior and its codec: --codec, else the codec file the prior recorded when it was
-    trained (if it is still there), else the shipped one; it must fit the prior, checked here
-    before any output starts (``generate`` checks the same for library callers)."""
+    trained (if it is still there), else the shipped one (``generate`` checks that it fits)."""
     from vqaudio.checkpoint import load_codec
-    from vqaudio.generation import check_compatible
     from vqaudio.prior import load_prior
 
     prior = load_prior(prior_path, device)
     if codec_path is None and prior_path is not None and prior.codec_path is not None:
         if prior.codec_path.is_file():
             codec_path = prior.codec_path
-    codec = load_codec(codec_path, device)
-    check_compatible(prior, codec)
-    return prior, codec
+    return prior, load_codec(codec_path, device)
 
 
 def parse_per_level(text: str, name: str, kind: type) -> int | float | None | tuple:
@@ -248,6 +244,7 @@ def generate(
 
     Example: vqaudio generate --seconds 30 -n 2 --seed 7 --top-p 0.95 -o song.wav
     """
+    import contextlib
     import time
 
     from vqaudio.generation import generate as generate_wav
@@ -277,17 +274,16 @@ def generate(
     prompt_wav = _read_prompt(prompt, codec_model) if prompt is not None else None
     if prompt_wav is not None:
         _warn_if_silent_end(prompt_wav, codec_model.config.sample_rate)
-    with _progress(quiet) as bar:
-        task = bar.add_task("generate", total=None, rate=0.0)
-        began = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        began, shown = time.perf_counter(), []  # the bar starts with the first tokens
 
         def on_progress(done: int, total: int) -> None:
-            bar.update(
-                task,
-                completed=done,
-                total=total,
-                rate=done * n / max(time.perf_counter() - began, 1e-9),
-            )
+            if not shown:
+                bar = stack.enter_context(_progress(quiet))
+                shown.append((bar, bar.add_task("generate", total=total, rate=0.0)))
+            bar, task = shown[0]
+            rate = done * n / max(time.perf_counter() - began, 1e-9)
+            bar.update(task, completed=done, total=total, rate=rate)
 
         wav = generate_wav(
             prior_model,
