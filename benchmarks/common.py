@@ -270,7 +270,7 @@ def top_p_levels(text: str) -> float | tuple[float, ...]:
 
 def _per_level(text: str, name: str, kind: type):
     from vqaudio.errors import ConfigError
-    from vqaudio.prior.sampling import parse_per_level
+    from vqaudio_cli.generate import parse_per_level
 
     try:
         return parse_per_level(text, name, kind)

@@ -33,8 +33,8 @@ t1 = time.perf_counter()
 from vqaudio.codec.io import load_codec
 from vqaudio.codes import Codes
 from vqaudio.prior import load_prior
-from vqaudio.prior.sampling import DEFAULT_HOLD_CAP, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
-from vqaudio.prior.sampling import decode_codes, sample_tokens
+from vqaudio.generation import decode_codes, sample_tokens
+from vqaudio.prior.sampling import SHIPPED
 import vqaudio_cli.generate
 t2 = time.perf_counter()
 prior, codec = load_prior(None, "cpu"), load_codec(None, "cpu")
@@ -42,8 +42,7 @@ t3 = time.perf_counter()
 seconds = float(sys.argv[1])
 blocks = -(-round(seconds * codec.config.sample_rate) // codec.config.block_samples)
 tokens = sample_tokens(prior, blocks * prior.config.tokens_per_block,
-                       torch.zeros(1, 0, dtype=torch.long), seed=1, top_p=DEFAULT_TOP_P,
-                       temperature=DEFAULT_TEMPERATURE, exact_hold=True, hold_cap=DEFAULT_HOLD_CAP)
+                       torch.zeros(1, 0, dtype=torch.long), SHIPPED, seed=1)
 t4 = time.perf_counter()
 codes = Codes.from_tokens(tokens, prior.config.level_strides, prior.config.codebook_size)
 with torch.inference_mode():
@@ -81,7 +80,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--name", default="generate_time")
     args = parser.parse_args()
-    from vqaudio.prior.fast_depth import library
+    from vqaudio.prior.frame_loop import library
 
     if library() is None:
         sys.exit("error: the C sampling loop is not built (pip install -e . with a C compiler)")

@@ -44,18 +44,14 @@ from vqaudio import load_codec, load_prior  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.errors import ConfigError  # noqa: E402
 from vqaudio.eval import structure  # noqa: E402
-from vqaudio.prior.sampling import (  # noqa: E402
-    DEFAULT_CONTRAST,
-    DEFAULT_EXACT_HOLD,
-    DEFAULT_HOLD_CAP,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
+from vqaudio.generation import (  # noqa: E402
     GENERATED_GRIFFIN_LIM_ITERS,
     decode_codes,
     fit_peak,
     generate,
     sample_tokens,
 )
+from vqaudio.prior.sampling import SHIPPED, Sampling  # noqa: E402
 from vqaudio.recipe import load_recipe  # noqa: E402
 from vqaudio.train.data import find_audio, recipe_files, split_files  # noqa: E402
 from vqaudio.train.prior_task import cached_tokens  # noqa: E402
@@ -168,8 +164,8 @@ def sample_pieces(
         prior,
         blocks * config.tokens_per_block,
         torch.zeros(num, 0, dtype=torch.long),
+        Sampling(**sampling),
         seed,
-        **sampling,
     )
     took = time.perf_counter() - began
     codes = Codes.from_tokens(tokens, config.level_strides, config.codebook_size, samples)
@@ -251,7 +247,7 @@ def evaluate_prior(
             prompt_wav=torch.from_numpy(prompt),
             prompt_seconds=PROMPT_SECONDS,
             griffin_lim_iters=args.griffin_lim_iters,
-            **sampling,
+            sampling=Sampling(**sampling),
         )[0].numpy()
         conts.append(out[:, -round(PROMPT_SECONDS * rate) :])
     row["continuation_margin"] = structure.continuation_margin(
@@ -333,20 +329,20 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16, help="prompts for the margin")
     parser.add_argument("--seed", type=int, default=0)
     # the defaults of `vqaudio generate`
-    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    parser.add_argument("--temperature", type=float, default=SHIPPED.temperature)
     parser.add_argument(
         "--top-k", type=common.top_k_levels, default=None, help="K, or K0,K1,.. per level; 0: off"
     )
     parser.add_argument(
         "--top-p",
         type=common.top_p_levels,
-        default=DEFAULT_TOP_P,
+        default=SHIPPED.top_p,
         help="P, or P0,P1,.. per level (default: generate's)",
     )
     parser.add_argument(
         "--exact-hold",
         action=argparse.BooleanOptionalAction,
-        default=DEFAULT_EXACT_HOLD,
+        default=SHIPPED.exact_hold,
         help="as generate's",
     )
     parser.add_argument(
@@ -360,10 +356,10 @@ def main() -> None:
         "--contrast",
         type=float,
         nargs="+",
-        default=[DEFAULT_CONTRAST],
+        default=[SHIPPED.contrast],
         help="level 0's contrast to the context-free prior, as generate's; several: a row each",
     )
-    parser.add_argument("--hold-cap", type=float, default=DEFAULT_HOLD_CAP, help="as generate's")
+    parser.add_argument("--hold-cap", type=float, default=SHIPPED.hold_cap, help="as generate's")
     parser.add_argument(
         "--griffin-lim-iters", type=int, default=GENERATED_GRIFFIN_LIM_ITERS, help="as generate's"
     )

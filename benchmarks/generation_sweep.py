@@ -38,14 +38,8 @@ from generation_music import sample_pieces  # noqa: E402
 
 from vqaudio import load_codec, load_prior  # noqa: E402
 from vqaudio.eval import structure  # noqa: E402
-from vqaudio.prior.sampling import (  # noqa: E402
-    DEFAULT_CONTRAST,
-    DEFAULT_EXACT_HOLD,
-    DEFAULT_HOLD_CAP,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
-    GENERATED_GRIFFIN_LIM_ITERS,
-)
+from vqaudio.generation import GENERATED_GRIFFIN_LIM_ITERS  # noqa: E402
+from vqaudio.prior.sampling import SHIPPED  # noqa: E402
 
 FIGURES = ("codes_per_s", "hold_s", "flux", "chroma_peak", "self_similarity")
 
@@ -94,9 +88,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     info = common.machine()
     codec, prior = load_codec(args.codec), load_prior(args.prior)
-    defaults = {"temperature": DEFAULT_TEMPERATURE, "top_p": DEFAULT_TOP_P}
-    defaults.update(exact_hold=DEFAULT_EXACT_HOLD)
-    defaults.update(contrast=DEFAULT_CONTRAST, hold_cap=DEFAULT_HOLD_CAP)
+    defaults = {"temperature": SHIPPED.temperature, "top_p": SHIPPED.top_p}
+    defaults.update(exact_hold=SHIPPED.exact_hold)
+    defaults.update(contrast=SHIPPED.contrast, hold_cap=SHIPPED.hold_cap)
     rows = []
     for text in args.settings:
         given = json.loads(text)

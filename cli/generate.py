@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, TaskProgressColumn, TextColumn
 
-from vqaudio.errors import CheckpointError, VqaudioError
+from vqaudio.errors import ConfigError, VqaudioError
 
 from .console import (
     atomic_output,
@@ -63,50 +63,91 @@ def _progress(quiet: bool) -> Progress:
 
 def _load_models(prior_path: Path | None, codec_path: Path | None, device: str):
     """The prior and its codec: --codec, else the codec file the prior recorded when it was
-    trained (if it is still there), else the shipped one; it must be of the prior's code space
-    (``checkpoint.accepts``)."""
-    from vqaudio.codec.code_space import accepts
+    trained (if it is still there), else the shipped one (``generate`` checks that it fits)."""
     from vqaudio.codec.io import load_codec
     from vqaudio.prior import load_prior
 
     prior = load_prior(prior_path, device)
-    where = codec_path
     if codec_path is None and prior_path is not None and prior.codec_path is not None:
         if prior.codec_path.is_file():
-            codec_path = where = prior.codec_path
-    codec = load_codec(codec_path, device)
-    if not accepts(codec, prior.codec_id, prior.code_space_id):
-        where = where if where is not None else "the default codec"
-        recorded = f" (recorded: {prior.codec_path})" if prior.codec_path is not None else ""
-        space = f" of code space {prior.code_space_id}" if prior.code_space_id else ""
-        raise CheckpointError(
-            f"{prior.checkpoint_path.name} was trained on codec {prior.codec_id}{space}"
-            f"{recorded}, but {where} is {codec.checkpoint_id} of code space "
-            f"{codec.code_space_id}; pass --codec with a codec of the prior's code space"
-        )
-    return prior, codec
+            codec_path = prior.codec_path
+    return prior, load_codec(codec_path, device)
 
 
-def _sampling_options(top_k: str | None, top_p: str | None):
-    """--top-k / --top-p text -> sample_tokens' top_k / top_p (0 as a top-k: none)."""
-    from vqaudio.prior.sampling import DEFAULT_TOP_P, parse_per_level
+def parse_per_level(text: str, name: str, kind: type) -> int | float | None | tuple:
+    """'0.98' or '0.9,0.98' (one value, or one per level: level 0 first) -> the value or a tuple,
+    as ``Sampling`` takes them; a top-k (``kind`` int) of 0 means none."""
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        example = "0.9,0.98" if kind is float else "100,0"
+        raise ConfigError(
+            f"{name} {text}: give a number, or numbers per level separated by commas "
+            f"(level 0 first, e.g. {example})"
+        ) from None
+    if kind is int:
+        values = tuple(v or None for v in values)
+    return values[0] if len(values) == 1 else values
 
-    k = None if top_k is None else parse_per_level(top_k, "--top-k", int)
-    p = DEFAULT_TOP_P if top_p is None else parse_per_level(top_p, "--top-p", float)
-    return k, p
+
+def _sampling(top_k: str | None, top_p: str | None, **given):
+    """The shipped Sampling with the options given (None: not given) in its place; turning the
+    exact hold off without a --hold-cap also drops the cap that goes with it."""
+    import dataclasses
+
+    from vqaudio.prior.sampling import SHIPPED
+
+    changes = {name: value for name, value in given.items() if value is not None}
+    if top_k is not None:
+        changes["top_k"] = parse_per_level(top_k, "--top-k", int)
+    if top_p is not None:
+        changes["top_p"] = parse_per_level(top_p, "--top-p", float)
+    if changes.get("exact_hold") is False:
+        changes.setdefault("hold_cap", 1.0)
+    return dataclasses.replace(SHIPPED, **changes)
 
 
-def _check_options(seconds: float, temperature: float, top_k, top_p, prompt: str | None):
+def _check_options(seconds: float, prompt: str | None, like: Path | None = None) -> None:
     """Option errors before any model loads (a model load can take seconds)."""
     import math
 
-    from vqaudio.prior.sampling import check_sampling
-
     if not (seconds > 0 and math.isfinite(seconds)):
         raise VqaudioError(f"--seconds {seconds:g}: must be a positive number")
-    check_sampling(temperature, top_k, top_p)
     if prompt is not None and prompt != "-" and not Path(prompt).is_file():
         raise VqaudioError(f"--prompt {prompt}: no such file")
+    if like is not None and not like.is_file():
+        raise VqaudioError(f"--like {like}: no such file")
+
+
+def _request(tempo, chords, beats_per_chord, like, seconds, prompt_seconds):
+    """The controls asked for; malformed values fail here, before any model loads (exit 2).
+    ``--like`` is read (mono, the first seconds it is needed for) at the analysis rate."""
+    import math
+
+    from vqaudio.controls.analysis import ANALYSIS_RATE
+    from vqaudio.controls.chords import parse_progression
+    from vqaudio.controls.requests import Request
+    from vqaudio.errors import UsageError
+
+    if tempo is not None and not (math.isfinite(tempo) and tempo > 0):
+        raise UsageError(f"--tempo {tempo:g}: give beats per minute, e.g. --tempo 100")
+    if chords is not None:
+        parse_progression(chords)  # an unknown symbol is named here
+    reference = None
+    if like is not None:
+        from vqaudio import audio
+
+        wanted = int((seconds + prompt_seconds + 5) * ANALYSIS_RATE)
+        parts, have = [], 0
+        for block in audio.stream(like, ANALYSIS_RATE * 10, ANALYSIS_RATE):
+            parts.append(audio.mix_channels(block, 1, str(like))[0])
+            have += parts[-1].shape[-1]
+            if have >= wanted:
+                break
+        import numpy as np
+
+        reference = (np.concatenate(parts)[:wanted] if parts else np.zeros(0), ANALYSIS_RATE)
+    return Request(tempo, chords, beats_per_chord, reference)
 
 
 def _read_prompt(path: str, codec):
@@ -123,7 +164,7 @@ def _read_prompt(path: str, codec):
 
 def _warn_if_silent_end(wav, rate: int) -> None:
     """Warn when the prompt's last second is below -60 dBFS: the shipped prior continues a
-    silence with silence (docs/MODEL_CARD.md, session 18: 82-94 % of the next 10 s)."""
+    silence with silence (docs/MODEL_CARD.md, Generation)."""
     from vqaudio.eval.metrics import rms
 
     tail = wav[..., -rate:]
@@ -150,9 +191,7 @@ def generate(
     ] = None,
     n: Annotated[int, typer.Option("--num-samples", "-n", min=1, help="Samples to generate.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device -> same audio).")] = 0,
-    # defaults measured on benchmarks/generation_music.py and generation_sweep.py
-    # (docs/MODEL_CARD.md; sampling.DEFAULT_TEMPERATURE, DEFAULT_TOP_P, ...): a plain nucleus at
-    # level 0 makes long holds certain, hence --exact-hold, and its cap ends the drones
+    # the sampling defaults are sampling.SHIPPED's, written out so that --help needs no torch
     temperature: Annotated[
         float | None,
         typer.Option(help="Softmax temperature (> 0) \\[default: 0.95].", show_default=False),
@@ -206,6 +245,37 @@ def generate(
             show_default=False,
         ),
     ] = None,
+    tempo: Annotated[
+        float | None,
+        typer.Option(
+            help="Beats per minute to follow (a prior with controls; within the tempi it was "
+            "trained on) \[default: a plan's].",
+            show_default=False,
+        ),
+    ] = None,
+    chords: Annotated[
+        str | None,
+        typer.Option(
+            help="Chords to follow, one per bar (see --beats-per-chord), cycled: roots A-G with # "
+            'or b, m for minor, N for none, e.g. "Am F C G" \[default: a plan\'s].',
+            show_default=False,
+        ),
+    ] = None,
+    beats_per_chord: Annotated[
+        int, typer.Option(help="Beats per chord of --chords (4: a bar of 4/4).")
+    ] = 4,
+    like: Annotated[
+        Path | None,
+        typer.Option(help="Follow this recording's beat and chords (not its sound)."),
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(
+            help="Classifier-free guidance on the controls (1: none; above 1 follows them more "
+            "closely, in the slower PyTorch loop) \[default: 1].",
+            show_default=False,
+        ),
+    ] = None,
     prompt: Annotated[str | None, typer.Option(help="Audio to continue ('-' for stdin).")] = None,
     prompt_seconds: Annotated[
         float, typer.Option(help="Seconds of the prompt's end to use.")
@@ -236,30 +306,25 @@ def generate(
 ) -> None:
     """Generate music with a prior over codes, decoded by its codec.
 
-    Example: vqaudio generate --seconds 30 -n 2 --seed 7 --top-p 0.95 -o song.wav
+    Example: vqaudio generate --seconds 30 --tempo 100 --chords "Am F C G" -o song.wav
     """
+    import contextlib
     import time
 
-    from vqaudio.prior import generate as generate_wav
-    from vqaudio.prior.sampling import (
-        DEFAULT_CONTRAST,
-        DEFAULT_EXACT_HOLD,
-        DEFAULT_HOLD_CAP,
-        DEFAULT_TEMPERATURE,
-        check_cache_scale,
-        check_contrast,
-        check_hold_cap,
-    )
+    from vqaudio.generation import generate as generate_wav
 
-    top_k, top_p = _sampling_options(top_k, top_p)
-    temperature = DEFAULT_TEMPERATURE if temperature is None else temperature
-    _check_options(seconds, temperature, top_k, top_p, prompt)
-    contrast = DEFAULT_CONTRAST if contrast is None else contrast
-    check_contrast(contrast)
-    exact_hold = DEFAULT_EXACT_HOLD if exact_hold is None else exact_hold
-    if hold_cap is None:  # the default cap goes with the exact hold it caps
-        hold_cap = DEFAULT_HOLD_CAP if exact_hold else 1.0
-    check_hold_cap(hold_cap, exact_hold)
+    _check_options(seconds, prompt, like)
+    request = _request(tempo, chords, beats_per_chord, like, seconds, prompt_seconds)
+    sampling = _sampling(
+        top_k,
+        top_p,
+        temperature=temperature,
+        exact_hold=exact_hold,
+        hold_cap=hold_cap,
+        contrast=contrast,
+        cache_scale=cache_scale,
+        guidance=guidance,
+    )
     names = output_names(output, n)
     check_distinct(names)
     for name in names:
@@ -272,21 +337,19 @@ def generate(
             f"--griffin-lim-iters {griffin_lim_iters} is more than the codec's own "
             f"{codec_model.config.griffin_lim_iters} (which sets its decoding margins)"
         )
-    check_cache_scale(prior_model, cache_scale)
     prompt_wav = _read_prompt(prompt, codec_model) if prompt is not None else None
     if prompt_wav is not None:
         _warn_if_silent_end(prompt_wav, codec_model.config.sample_rate)
-    with _progress(quiet) as bar:
-        task = bar.add_task("generate", total=None, rate=0.0)
-        began = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        began, shown = time.perf_counter(), []  # the bar starts with the first tokens
 
         def on_progress(done: int, total: int) -> None:
-            bar.update(
-                task,
-                completed=done,
-                total=total,
-                rate=done * n / max(time.perf_counter() - began, 1e-9),
-            )
+            if not shown:
+                bar = stack.enter_context(_progress(quiet))
+                shown.append((bar, bar.add_task("generate", total=total, rate=0.0)))
+            bar, task = shown[0]
+            rate = done * n / max(time.perf_counter() - began, 1e-9)
+            bar.update(task, completed=done, total=total, rate=rate)
 
         wav = generate_wav(
             prior_model,
@@ -294,17 +357,13 @@ def generate(
             seconds,
             n=n,
             seed=seed,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
+            sampling=sampling,
             prompt_wav=prompt_wav,
+            prompt_seconds=prompt_seconds,
             on_progress=on_progress,
             use_cache=not no_cache,
-            prompt_seconds=prompt_seconds,
-            cache_scale=cache_scale,
-            exact_hold=exact_hold,
-            contrast=contrast,
-            hold_cap=hold_cap,
+            request=request,
+            on_plan=None if quiet else _print_plans,
             **({} if griffin_lim_iters is None else {"griffin_lim_iters": griffin_lim_iters}),
         )
     wav = wav.float().cpu().numpy()
@@ -313,6 +372,13 @@ def generate(
         _write(name, sample, rate)
         if not quiet and name != "-":
             err.print(f"wrote {name} ({sample.shape[-1] / rate:.2f} s, {rate} Hz)", highlight=False)
+
+
+def _print_plans(plans: list[str]) -> None:
+    """Each piece's plan in one line, as the options that ask for it again."""
+    for i, plan in enumerate(plans, 1):
+        which = f"piece {i} " if len(plans) > 1 else ""
+        err.print(f"{which}plan: {plan}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _write(name: str, sample, rate: int) -> None:

@@ -29,7 +29,8 @@ from generation_music import piece_metrics, summarise  # noqa: E402
 
 from vqaudio import load_codec, load_prior  # noqa: E402
 from vqaudio.codes import Codes  # noqa: E402
-from vqaudio.prior.sampling import decode_codes, sample_tokens  # noqa: E402
+from vqaudio.generation import decode_codes, sample_tokens  # noqa: E402
+from vqaudio.prior.sampling import Sampling  # noqa: E402
 
 FIGURES = ("flux", "chroma_peak", "self_similarity", "tempo_spread", "rms_db")
 
@@ -53,7 +54,7 @@ def main() -> None:
     blocks = -(-samples // codec.config.block_samples)
     start = torch.zeros(args.num, 0, dtype=torch.long)
     count = blocks * config.tokens_per_block
-    tokens = sample_tokens(prior, count, start, args.seed, top_p=args.top_p)
+    tokens = sample_tokens(prior, count, start, Sampling(top_p=args.top_p), args.seed)
     codes = Codes.from_tokens(tokens, config.level_strides, config.codebook_size, samples)
     level0 = codes.levels[0].numpy()
     ways = [(k, args.iters[0]) for k in args.levels] + [(args.levels[0], n) for n in args.iters[1:]]

@@ -34,8 +34,8 @@ from vqaudio.codec.io import load_codec  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.config import CodecConfig, PriorConfig  # noqa: E402
 from vqaudio.errors import CheckpointError  # noqa: E402
+from vqaudio.generation import decode_codes, sample_tokens  # noqa: E402
 from vqaudio.prior import build_prior  # noqa: E402
-from vqaudio.prior.sampling import decode_codes, sample_tokens  # noqa: E402
 
 
 def random_tokens(config: PriorConfig, num_tokens: int) -> torch.Tensor:

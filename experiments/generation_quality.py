@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from vqaudio import audio, load_codec, load_prior
-from vqaudio.prior import generate
+from vqaudio.generation import generate
+from vqaudio.prior.sampling import Sampling
 
 MUSIC = Path("/usr/share/games/wesnoth/1.16/data/core/music")
 HELD_OUT = (
@@ -57,7 +58,7 @@ def main() -> None:
     prior, codec = load_prior(args.prior), load_codec(args.codec)
     levels = prior.config.num_levels
     start = time.perf_counter()
-    wav = generate(prior, codec, args.seconds, seed=args.seed)[0]  # (C, T)
+    wav = generate(prior, codec, args.seconds, seed=args.seed, sampling=Sampling())[0]  # (C, T)
     elapsed = time.perf_counter() - start
     generated_codes = codec.encode(wav[None], codec.config.bitrates[levels - 1])
     real = []

@@ -33,14 +33,8 @@ import common  # noqa: E402
 from generation_music import keep_levels  # noqa: E402
 
 from vqaudio import load_codec, load_prior  # noqa: E402
-from vqaudio.prior.sampling import (  # noqa: E402
-    DEFAULT_CONTRAST,
-    DEFAULT_EXACT_HOLD,
-    DEFAULT_HOLD_CAP,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
-    sample_tokens,
-)
+from vqaudio.generation import sample_tokens  # noqa: E402
+from vqaudio.prior.sampling import SHIPPED, Sampling  # noqa: E402
 from vqaudio.train.data import find_audio, split_files  # noqa: E402
 from vqaudio.train.prior_task import cached_tokens  # noqa: E402
 
@@ -83,20 +77,20 @@ def main() -> None:
     parser.add_argument("--codec", default=None)
     parser.add_argument("--num", type=int, default=16, help="samples of one window each")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    parser.add_argument("--temperature", type=float, default=SHIPPED.temperature)
     parser.add_argument("--top-k", type=common.top_k_levels, default=None)
-    parser.add_argument("--top-p", type=common.top_p_levels, default=DEFAULT_TOP_P)
+    parser.add_argument("--top-p", type=common.top_p_levels, default=SHIPPED.top_p)
     parser.add_argument(
-        "--exact-hold", action=argparse.BooleanOptionalAction, default=DEFAULT_EXACT_HOLD
+        "--exact-hold", action=argparse.BooleanOptionalAction, default=SHIPPED.exact_hold
     )
     parser.add_argument(
         "--contrast",
         type=float,
-        default=DEFAULT_CONTRAST,
+        default=SHIPPED.contrast,
         help="as generate's: changes the draws (the held-next column), not the prior's p(hold)",
     )
     parser.add_argument(
-        "--hold-cap", type=float, default=DEFAULT_HOLD_CAP, help="as generate's: the draws only"
+        "--hold-cap", type=float, default=SHIPPED.hold_cap, help="as generate's: the draws only"
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="hold_hazard")
@@ -127,13 +121,15 @@ def main() -> None:
             prior,
             context,
             torch.zeros(args.num, 0, dtype=torch.long),
+            Sampling(
+                args.temperature,
+                args.top_k,
+                args.top_p,
+                exact_hold=args.exact_hold,
+                contrast=args.contrast,
+                hold_cap=args.hold_cap if args.exact_hold else 1.0,
+            ),
             args.seed,
-            args.temperature,
-            args.top_k,
-            args.top_p,
-            exact_hold=args.exact_hold,
-            contrast=args.contrast,
-            hold_cap=args.hold_cap if args.exact_hold else 1.0,
         )
         for source, tokens in (
             (f"real ({len(windows)} windows)", torch.from_numpy(np.stack(windows))),

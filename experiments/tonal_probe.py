@@ -41,18 +41,13 @@ import common  # noqa: E402
 from vqaudio import load_codec, load_prior  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.eval import structure  # noqa: E402
-from vqaudio.prior.sampling import (  # noqa: E402
-    DEFAULT_CONTRAST,
-    DEFAULT_EXACT_HOLD,
-    DEFAULT_HOLD_CAP,
-    DEFAULT_TOP_P,
+from vqaudio.generation import (  # noqa: E402
     GENERATED_GRIFFIN_LIM_ITERS,
     contrast_offsets,
     decode_codes,
-    per_level,
-    sample_next,
     sample_tokens,
 )
+from vqaudio.prior.sampling import SHIPPED, Sampling, sample_next  # noqa: E402
 
 
 def forced_sample(prior, given: torch.Tensor, forced_levels: int, seed: int, top_p) -> torch.Tensor:
@@ -62,7 +57,7 @@ def forced_sample(prior, given: torch.Tensor, forced_levels: int, seed: int, top
     config = prior.config
     every = config.tokens_per_block
     levels = token_levels(config.level_strides).tolist()
-    slot_p = [per_level(top_p, config.num_levels, "top_p")[level] for level in levels]
+    slot_p = [Sampling(top_p=top_p).per_level(config.num_levels)[1][level] for level in levels]
     batch, length = given.shape
     generator = [torch.Generator().manual_seed(seed + b) for b in range(batch)]
     tokens = torch.empty_like(given)
@@ -141,13 +136,10 @@ def code_rows(args, codec, prior, generated: torch.Tensor) -> list[dict]:
         prior,
         generated.shape[1],
         torch.zeros(generated.shape[0], 0, dtype=torch.long),
+        SHIPPED,
         args.seed,
-        top_p=DEFAULT_TOP_P,
-        exact_hold=DEFAULT_EXACT_HOLD,
-        contrast=DEFAULT_CONTRAST,
-        hold_cap=DEFAULT_HOLD_CAP,
     )
-    sources[f"the same, contrast {DEFAULT_CONTRAST:g}, cap {DEFAULT_HOLD_CAP:g}"] = level0(
+    sources[f"the same, contrast {SHIPPED.contrast:g}, cap {SHIPPED.hold_cap:g}"] = level0(
         tuned.reshape(-1), per_block
     )
     rows = [
@@ -233,14 +225,18 @@ def main() -> None:
             f"real through the codec, {keep} levels",
             peaks(codec, real, strides, size, samples, keep),
         )
-    sampling = {"top_p": DEFAULT_TOP_P, "exact_hold": DEFAULT_EXACT_HOLD}
+    sampling = {"top_p": SHIPPED.top_p, "exact_hold": SHIPPED.exact_hold}
     generated = sample_tokens(
-        prior, real.shape[1], torch.zeros(args.num, 0, dtype=torch.long), args.seed, **sampling
+        prior,
+        real.shape[1],
+        torch.zeros(args.num, 0, dtype=torch.long),
+        Sampling(**sampling),
+        args.seed,
     )
     for keep in range(1, config.num_levels + 1):
         add(f"generated, {keep} levels", peaks(codec, generated, strides, size, samples, keep))
     for forced in (1, 2):
-        hybrid = forced_sample(prior, real, forced, args.seed, DEFAULT_TOP_P)
+        hybrid = forced_sample(prior, real, forced, args.seed, SHIPPED.top_p)
         add(
             f"real levels 0-{forced - 1}, prior draws the rest",
             peaks(codec, hybrid, strides, size, samples, config.num_levels),
@@ -257,7 +253,7 @@ def main() -> None:
         num=args.num,
         seconds=args.seconds,
         seed=args.seed,
-        sampling=f"top-p {DEFAULT_TOP_P}, exact hold {DEFAULT_EXACT_HOLD}, no contrast, no cap",
+        sampling=f"top-p {SHIPPED.top_p}, exact hold {SHIPPED.exact_hold}, no contrast, no cap",
         code_peaks=codes,
     )
 

@@ -3,6 +3,7 @@
 Measured by the modules loaded, not by time (which a busy test machine makes meaningless).
 """
 
+import inspect
 import json
 import subprocess
 import sys
@@ -91,15 +92,11 @@ def test_help_shows_the_defaults_written_in_brackets(command, shown):
 
 def test_generate_help_states_the_library_defaults():
     """The CLI keeps torch out of --help, so its defaults are written out in the help text: they
-    must be the ones sampling.py defines and generate applies."""
+    must be sampling.SHIPPED's, which the library's generate applies too."""
     from typer.testing import CliRunner
 
-    from vqaudio.prior.sampling import (
-        DEFAULT_CONTRAST,
-        DEFAULT_HOLD_CAP,
-        DEFAULT_TEMPERATURE,
-        DEFAULT_TOP_P,
-    )
+    from vqaudio.generation import generate
+    from vqaudio.prior.sampling import SHIPPED
     from vqaudio_cli.main import app
 
     result = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "400"})
@@ -108,8 +105,11 @@ def test_generate_help_states_the_library_defaults():
         rows = [r.strip("│ ") for r in result.output.splitlines()]
         return next(r for r in rows if r.startswith(f"--{name} "))
 
-    top_p = ",".join(f"{p:g}" for p in DEFAULT_TOP_P)
+    top_p = ",".join(f"{p:g}" for p in SHIPPED.top_p)
     assert f"[default: {top_p}]" in option_help("top-p")
-    assert f"[default: {DEFAULT_CONTRAST:g}]" in option_help("contrast")
-    assert f"[default: {DEFAULT_HOLD_CAP:g}]" in option_help("hold-cap")
-    assert f"[default: {DEFAULT_TEMPERATURE:g}]" in option_help("temperature")
+    assert f"[default: {SHIPPED.contrast:g}]" in option_help("contrast")
+    assert f"[default: {SHIPPED.hold_cap:g}]" in option_help("hold-cap")
+    assert f"[default: {SHIPPED.temperature:g}]" in option_help("temperature")
+    assert "[default: on]" in option_help("exact-hold") and SHIPPED.exact_hold
+    assert "[default: 0]" in option_help("top-k") and SHIPPED.top_k is None
+    assert inspect.signature(generate).parameters["sampling"].default is SHIPPED

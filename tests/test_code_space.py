@@ -19,8 +19,8 @@ from vqaudio.checkpoint import DEFAULT_CODEC, checkpoint_id, read_metadata
 from vqaudio.codec import Codec
 from vqaudio.codec.io import load_codec, save_codec
 from vqaudio.errors import CheckpointError, FormatError
+from vqaudio.generation import check_compatible
 from vqaudio.prior import load_prior, save_prior
-from vqaudio.prior.sampling import check_compatible
 from vqaudio.vqa.compress import decompress
 
 from .conftest import tiny_codec_config

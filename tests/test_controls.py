@@ -9,8 +9,9 @@ import torch
 from vqaudio.controls import analysis, chords, grid, plan
 from vqaudio.controls.grid import NUM_CONTROLS, Grid, regular, render
 from vqaudio.errors import UsageError
-from vqaudio.prior import build_prior, fast_depth
-from vqaudio.prior.sampling import sample_tokens
+from vqaudio.generation import sample_tokens
+from vqaudio.prior import build_prior, frame_loop
+from vqaudio.prior.sampling import Sampling
 
 from .conftest import tiny_prior, tiny_prior_config
 from .test_prior import random_tokens
@@ -112,20 +113,20 @@ def test_the_cached_stream_with_controls_equals_the_window_computation():
         )
 
 
-@pytest.mark.skipif(fast_depth.library() is None, reason="the C sampler was not built")
+@pytest.mark.skipif(frame_loop.library() is None, reason="the C sampler was not built")
 def test_c_and_pytorch_sampling_agree_with_controls(monkeypatch):
     prior = tiny_prior("frames", code_counts=2, context_blocks=6, controls=NUM_CONTROLS)
     prompt = random_tokens(prior.config, 1, batch=2)
     controls = torch.randn(2, 40, NUM_CONTROLS)
     fast = sample_tokens(prior, 60, prompt, seed=3, controls=controls)  # past the context
     monkeypatch.setenv("VQAUDIO_FAST_DEPTH", "0")
-    fast_depth.library.cache_clear()
+    frame_loop.library.cache_clear()
     try:
         slow = sample_tokens(prior, 60, prompt, seed=3, controls=controls)
-        guided = sample_tokens(prior, 60, prompt, seed=3, controls=controls, guidance=2.0)
+        guided = sample_tokens(prior, 60, prompt, Sampling(guidance=2.0), seed=3, controls=controls)
     finally:
         monkeypatch.delenv("VQAUDIO_FAST_DEPTH")
-        fast_depth.library.cache_clear()
+        frame_loop.library.cache_clear()
     assert torch.equal(fast, slow)
     assert not torch.equal(guided, slow)
     assert not torch.equal(fast, sample_tokens(prior, 60, prompt, seed=3))
@@ -171,8 +172,9 @@ def test_a_prior_trained_on_a_click_track_follows_the_beat_it_is_given():
         for seed in range(4):
             _, controls, beat = _beats_at_random(np.random.default_rng(100 + seed), frames, frame)
             given = torch.from_numpy(controls)[None] if use_controls else None
-            tokens = sample_tokens(prior, frames * 3, torch.zeros(1, 0, dtype=torch.long),
-                                   seed=seed, controls=given)
+            tokens = sample_tokens(
+                prior, frames * 3, torch.zeros(1, 0, dtype=torch.long), seed=seed, controls=given
+            )
             sounded = (tokens[0, 0::3] == 1).numpy()
             hits = (sounded & (beat == 1)).sum()
             scores.append(2 * hits / max(sounded.sum() + beat.sum(), 1))

@@ -1,16 +1,17 @@
-"""The frame prior's sampling loop in C (vqaudio/prior/fast_depth.py) against the PyTorch one."""
+"""The frame prior's token loop in C (vqaudio/prior/frame_loop.py) against the PyTorch one."""
 
 import pytest
 import torch
 
-from vqaudio.prior import fast_depth
-from vqaudio.prior.sampling import draw, sample_tokens
+from vqaudio.generation import sample_tokens
+from vqaudio.prior import frame_loop
+from vqaudio.prior.sampling import Sampling, draw
 
 from .conftest import tiny_prior
 from .test_prior import random_tokens
 
 needs_library = pytest.mark.skipif(
-    fast_depth.library() is None, reason="the C sampler was not built (no C compiler)"
+    frame_loop.library() is None, reason="the C sampler was not built (no C compiler)"
 )
 
 
@@ -18,14 +19,15 @@ needs_library = pytest.mark.skipif(
 def torch_only(monkeypatch):
     """Sampling in PyTorch alone, as without a C compiler."""
     monkeypatch.setenv("VQAUDIO_FAST_DEPTH", "0")
-    fast_depth.library.cache_clear()
+    frame_loop.library.cache_clear()
     yield
     monkeypatch.delenv("VQAUDIO_FAST_DEPTH")
-    fast_depth.library.cache_clear()
+    frame_loop.library.cache_clear()
 
 
 def _sample(prior, prompt, **settings):
-    return sample_tokens(prior, 60, prompt, seed=5, **settings)  # 20 frames, past the context
+    # 20 frames, past the context
+    return sample_tokens(prior, 60, prompt, Sampling(**settings), seed=5)
 
 
 SETTINGS = [
@@ -48,10 +50,10 @@ SETTINGS = [
 def test_c_sampling_draws_the_tokens_pytorch_draws(settings, code_counts, request):
     prior = tiny_prior("frames", code_counts=code_counts, context_blocks=6)
     prompt = random_tokens(prior.config, 2, batch=3)
-    assert fast_depth.fast_frames(prior) is not None
+    assert frame_loop.frame_loop(prior, Sampling()) is not None
     fast = _sample(prior, prompt, **settings)
     request.getfixturevalue("torch_only")
-    assert fast_depth.fast_frames(prior) is None
+    assert frame_loop.frame_loop(prior, Sampling()) is None
     slow = _sample(prior, prompt, **settings)
     assert torch.equal(fast, slow)
     assert not torch.equal(fast[:, 6:], fast[:, 6:].roll(1, 0))  # the rows differ
@@ -67,7 +69,7 @@ def test_the_c_temporal_step_is_the_pytorch_one():
         slow.frame.copy_(tokens[:, 6:9])
         fast.frame.copy_(tokens[:, 6:9])
         slow._frame_step(3)
-        fast._frame_step(3, fast_depth.fast_frames(prior))
+        fast._frame_step(3, frame_loop.frame_loop(prior, Sampling()).temporal_step)
     torch.testing.assert_close(fast.temporal_cache, slow.temporal_cache)
     torch.testing.assert_close(fast.depth_bias, slow.depth_bias)
 
@@ -83,12 +85,12 @@ def test_draw_takes_the_first_id_whose_running_sum_passes_the_uniform():
 
 def test_without_the_library_sampling_stays_in_pytorch(torch_only):
     prior = tiny_prior("frames", code_counts=2)
-    assert fast_depth.library() is None and fast_depth.fast_frames(prior) is None
+    assert frame_loop.library() is None and frame_loop.frame_loop(prior, Sampling()) is None
     tokens = sample_tokens(prior, 30, torch.zeros(1, 0, dtype=torch.long), seed=1)
     assert tokens.shape == (1, 30)
 
 
 @needs_library
 def test_other_priors_and_other_dtypes_stay_in_pytorch():
-    assert fast_depth.fast_frames(tiny_prior("transformer")) is None
-    assert fast_depth.fast_frames(tiny_prior("frames").double()) is None
+    assert frame_loop.frame_loop(tiny_prior("transformer"), Sampling()) is None
+    assert frame_loop.frame_loop(tiny_prior("frames").double(), Sampling()) is None

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from vqaudio import audio
 from vqaudio.codec import Codec
-from vqaudio.codec.io import save_codec
+from vqaudio.codec.io import load_codec, save_codec
+from vqaudio.codec.margins import decoder_margin_blocks
 from vqaudio.prior import save_prior
 from vqaudio_cli.main import app
 
@@ -123,6 +124,9 @@ def test_existing_output_needs_force(models, tmp_path):
 
 
 def test_continuation_starts_with_the_prompt(models, tmp_path):
+    """The output starts with the prompt's last 50 ms as its codes decode, up to the decoder's
+    reach before the seam (beyond it the continuation's codes take part), at most scaled down
+    whole (the peak ceiling) and rounded to 16 bits."""
     audio.write(tmp_path / "prompt.wav", harmonic(1000, 8000)[0].numpy(), 8000)
     out = tmp_path / "more.wav"
     r = _run(
@@ -138,7 +142,20 @@ def test_continuation_starts_with_the_prompt(models, tmp_path):
         "-q",
     )
     assert r.exit_code == 0, r.output
-    assert sf.read(out)[0].shape == (400 + 160,)  # 50 ms of prompt (25 whole blocks) + 20 ms
+    wav = sf.read(out)[0]
+    assert wav.shape == (400 + 160,)  # 50 ms of prompt (25 whole blocks) + 20 ms
+    _, codec_path, _ = models
+    codec = load_codec(codec_path)
+    prompt, _ = audio.read(tmp_path / "prompt.wav", 8000, 1)
+    with torch.inference_mode():
+        codes = codec.encode(torch.from_numpy(prompt[None, :, -400:])).keep(2)
+        decoded = codec.decode(codes)[0, 0].numpy()
+    alone = (25 - decoder_margin_blocks(codec.config)) * codec.config.block_samples
+    assert alone >= 160
+    start, want = wav[:alone], decoded[:alone]
+    scale = float(start @ want / (want @ want))  # the peak ceiling's, or 1
+    assert 0.5 < scale < 1 + 1e-3
+    np.testing.assert_allclose(start, scale * want, atol=2e-4, rtol=0)
 
 
 def test_codec_id_mismatch_is_a_clear_error(models, tmp_path):

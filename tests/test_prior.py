@@ -10,10 +10,11 @@ from vqaudio.codec.io import save_codec
 from vqaudio.codes import Codes, token_levels
 from vqaudio.config import PriorConfig
 from vqaudio.errors import AudioError, CheckpointError, ConfigError
-from vqaudio.prior import generate, load_prior, save_prior
+from vqaudio.generation import contrast_offsets, decode_codes, generate, sample_tokens
+from vqaudio.prior import load_prior, save_prior
 from vqaudio.prior.frames import code_counts
 from vqaudio.prior.likelihood import bits_per_second, bits_per_token, tokens_per_second
-from vqaudio.prior.sampling import contrast_offsets, decode_codes, sample_next, sample_tokens
+from vqaudio.prior.sampling import Sampling, sample_next
 
 from .conftest import harmonic, tiny_codec_config, tiny_prior
 
@@ -255,11 +256,13 @@ def test_cache_scale_weighs_the_unigram_cache_and_cached_sampling_follows_it():
     torch.testing.assert_close(half_pull, pull / 2)
     prompt = random_tokens(prior.config, 2, batch=2)
     for scale in (0.0, 0.5):
-        cached = sample_tokens(prior, 36, prompt, seed=3, cache_scale=scale)
-        uncached = sample_tokens(prior, 36, prompt, seed=3, use_cache=False, cache_scale=scale)
+        cached = sample_tokens(prior, 36, prompt, Sampling(cache_scale=scale), seed=3)
+        uncached = sample_tokens(
+            prior, 36, prompt, Sampling(cache_scale=scale), seed=3, use_cache=False
+        )
         assert torch.equal(cached, uncached)
     assert not torch.equal(
-        sample_tokens(prior, 36, prompt, seed=3, cache_scale=0.0),
+        sample_tokens(prior, 36, prompt, Sampling(cache_scale=0.0), seed=3),
         sample_tokens(prior, 36, prompt, seed=3),
     )
 
@@ -269,10 +272,10 @@ def test_cache_scale_is_refused_where_there_is_no_cache(kind):
     prior = tiny_prior(kind)
     start = torch.zeros(1, 0, dtype=torch.long)
     with pytest.raises(ConfigError, match="code_counts"):
-        sample_tokens(prior, 3, start, cache_scale=0.5)
+        sample_tokens(prior, 3, start, Sampling(cache_scale=0.5))
     with pytest.raises(ConfigError, match=">= 0"):
-        sample_tokens(tiny_prior("frames", code_counts=2), 3, start, cache_scale=-1.0)
-    assert sample_tokens(prior, 3, start, cache_scale=1.0).shape == (1, 3)
+        sample_tokens(tiny_prior("frames", code_counts=2), 3, start, Sampling(cache_scale=-1.0))
+    assert sample_tokens(prior, 3, start, Sampling(cache_scale=1.0)).shape == (1, 3)
 
 
 def test_window_slides_keep_whole_blocks():
@@ -345,21 +348,24 @@ def test_top_k_and_top_p_per_level(kind):
     prior = tiny_prior(kind)
     start = torch.zeros(1, 0, dtype=torch.long)
     levels = token_levels(prior.config.level_strides).repeat(4)
-    draws = [sample_tokens(prior, len(levels), start, seed=s, top_k=(1, None))[0] for s in range(6)]
+    draws = [
+        sample_tokens(prior, len(levels), start, Sampling(top_k=(1, None)), seed=s)[0]
+        for s in range(6)
+    ]
     with torch.inference_mode():
         first = int(prior.next_logits(start).argmax())
     assert all(int(d[0]) == first for d in draws)
     assert len({tuple(d[levels > 0].tolist()) for d in draws}) > 1
     # the same draws as one value for every level where the sequence repeats it
     torch.testing.assert_close(
-        sample_tokens(prior, 24, start, seed=2, top_p=(0.9,)),
-        sample_tokens(prior, 24, start, seed=2, top_p=0.9),
+        sample_tokens(prior, 24, start, Sampling(top_p=(0.9,)), seed=2),
+        sample_tokens(prior, 24, start, Sampling(top_p=0.9), seed=2),
     )
     for bad in ((1.0, 0.0), (0.9, 1.5)):
         with pytest.raises(ConfigError, match="top_p"):
-            sample_tokens(prior, 3, start, top_p=bad)
+            sample_tokens(prior, 3, start, Sampling(top_p=bad))
     with pytest.raises(ConfigError, match="top_k"):
-        sample_tokens(prior, 3, start, top_k=(5, 0))
+        sample_tokens(prior, 3, start, Sampling(top_k=(5, 0)))
 
 
 def test_a_held_id_keeps_its_probability_and_the_nucleus_chooses_among_the_others():
@@ -409,24 +415,24 @@ def test_a_hold_cap_bounds_the_held_ids_probability_and_gives_the_rest_to_the_ot
     prior, start = tiny_prior("frames"), torch.zeros(1, 0, dtype=torch.long)
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match="hold_cap"):
-            sample_tokens(prior, 3, start, exact_hold=True, hold_cap=bad)
+            sample_tokens(prior, 3, start, Sampling(exact_hold=True, hold_cap=bad))
     with pytest.raises(ConfigError, match="exact_hold"):
-        sample_tokens(prior, 3, start, hold_cap=0.9)
+        sample_tokens(prior, 3, start, Sampling(hold_cap=0.9))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_exact_hold_sampling_is_seeded_and_the_cache_agrees(kind):
     prior = tiny_prior(kind)
     prompt = random_tokens(prior.config, 2, batch=2)
-    options = {"seed": 3, "top_p": 0.6, "exact_hold": True}
-    cached = sample_tokens(prior, 36, prompt, **options)
-    assert torch.equal(cached, sample_tokens(prior, 36, prompt, use_cache=False, **options))
-    alone = sample_tokens(prior, 36, prompt[1:], **{**options, "seed": 4})
+    sampling = Sampling(top_p=0.6, exact_hold=True)
+    cached = sample_tokens(prior, 36, prompt, sampling, seed=3)
+    assert torch.equal(cached, sample_tokens(prior, 36, prompt, sampling, seed=3, use_cache=False))
+    alone = sample_tokens(prior, 36, prompt[1:], sampling, seed=4)
     assert torch.equal(cached[1], alone[0])
     plain = sample_tokens(prior, 36, prompt, seed=3)
-    assert torch.equal(sample_tokens(prior, 36, prompt, seed=3, exact_hold=True), plain)
+    assert torch.equal(sample_tokens(prior, 36, prompt, Sampling(exact_hold=True), seed=3), plain)
     # with a nucleus it does change the draws (sample_tokens passes the held code on)
-    assert not torch.equal(cached, sample_tokens(prior, 36, prompt, seed=3, top_p=0.6))
+    assert not torch.equal(cached, sample_tokens(prior, 36, prompt, Sampling(top_p=0.6), seed=3))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -452,7 +458,7 @@ def test_contrast_divides_level_0_by_the_context_free_prior(kind):
     favourite = int(free.argmax())
 
     def share(contrast):  # of the first frame's level-0 draws that are the favourite code
-        first = sample_tokens(prior, len(levels), start, seed=0, contrast=contrast)[:, 0]
+        first = sample_tokens(prior, len(levels), start, Sampling(contrast=contrast), seed=0)[:, 0]
         return float((first == favourite).float().mean())
 
     assert abs(share(0.0) - float(free.max())) < 0.03
@@ -460,14 +466,14 @@ def test_contrast_divides_level_0_by_the_context_free_prior(kind):
     flat = free**0.5 / (free**0.5).sum()  # c = 0.5: p^0.5, renormalised
     assert abs(share(0.5) - float(flat[favourite])) < 0.03
     prompt = random_tokens(config, 2, batch=2)
-    options = {"seed": 3, "contrast": 0.6, "top_p": 0.9, "exact_hold": True}
-    cached = sample_tokens(prior, 36, prompt, **options)
-    assert torch.equal(cached, sample_tokens(prior, 36, prompt, use_cache=False, **options))
-    assert torch.equal(cached[1], sample_tokens(prior, 36, prompt[1:], **{**options, "seed": 4})[0])
-    assert not torch.equal(cached, sample_tokens(prior, 36, prompt, seed=3, top_p=0.9))
+    sampling = Sampling(contrast=0.6, top_p=0.9, exact_hold=True)
+    cached = sample_tokens(prior, 36, prompt, sampling, seed=3)
+    assert torch.equal(cached, sample_tokens(prior, 36, prompt, sampling, seed=3, use_cache=False))
+    assert torch.equal(cached[1], sample_tokens(prior, 36, prompt[1:], sampling, seed=4)[0])
+    assert not torch.equal(cached, sample_tokens(prior, 36, prompt, Sampling(top_p=0.9), seed=3))
     for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="contrast"):
-            sample_tokens(prior, 3, start[:1], contrast=bad)
+            sample_tokens(prior, 3, start[:1], Sampling(contrast=bad))
 
 
 def test_top_k_and_top_p_keep_only_the_likeliest():
@@ -480,7 +486,9 @@ def test_top_k_and_top_p_keep_only_the_likeliest():
     cold = sample_next(logits, temperature=0.05, generator=gen)
     assert (cold == 0).float().mean() > 0.95
     with pytest.raises(ConfigError):
-        sample_tokens(tiny_prior(), 3, torch.zeros(1, 0, dtype=torch.long), temperature=0.0)
+        sample_tokens(
+            tiny_prior(), 3, torch.zeros(1, 0, dtype=torch.long), Sampling(temperature=0.0)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -623,12 +631,12 @@ def test_a_frame_prior_grown_to_more_levels_keeps_its_coarse_predictions():
 def test_generated_pieces_louder_than_minus_1_dbfs_are_scaled_down_whole(codec, monkeypatch):
     """A piece whose decode passes -1 dBFS comes out scaled to peak there, its shape unchanged;
     a quieter piece of the same batch keeps its samples exactly."""
-    import vqaudio.prior.sampling as sampling
+    import vqaudio.generation as generation
 
     t = torch.linspace(0, 1, 241)
     loud, quiet = 3.0 * torch.sin(40 * t), 0.5 * torch.sin(30 * t)
     monkeypatch.setattr(
-        sampling, "decode_codes", lambda *a, **k: torch.stack([loud, quiet])[:, None]
+        generation, "decode_codes", lambda *a, **k: torch.stack([loud, quiet])[:, None]
     )
     wav = generate(tiny_prior("frames"), codec, 0.0301, n=2, seed=0)
     ceiling = 10 ** (-1 / 20)

@@ -13,8 +13,9 @@ from vqaudio.codec.spectral import fourier_basis, initialize_from_data, log_magn
 from vqaudio.codec.spectral_loss import SpectralLoss
 from vqaudio.config import CodecConfig
 from vqaudio.errors import ConfigError
+from vqaudio.codec.margins import decoder_margin_blocks
 from vqaudio.eval.metrics import chroma_correlation
-from vqaudio.prior.sampling import decode_codes
+from vqaudio.generation import decode_codes
 from vqaudio.recipe import load_recipe
 
 from .conftest import assert_chunked_decode_is_one_pass, harmonic, tiny_codec_config

@@ -27,12 +27,13 @@ _PUBLIC = {  # name -> the submodule that defines it
     "ConfigError": "errors",
     "FormatError": "errors",
     "Prior": "prior",
+    "Sampling": "prior.sampling",
     "VqaudioError": "errors",
     "checkpoint_id": "checkpoint",
     "compress": "vqa.compress",
     "decompress": "vqa.compress",
     "save_codec": "codec.io",
-    # generation: `generate` and `Sampling` go here (prompt -> tokens -> audio)
+    "generate": "generation",  # prompt -> tokens -> audio
 }
 __all__ = sorted([*_PUBLIC, "__version__", "load_codec", "load_prior"])
 

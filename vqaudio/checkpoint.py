@@ -306,11 +306,3 @@ def inspect_model(
         raise CheckpointError(f"{path}: config does not fit this vqaudio ({e})") from None
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     return metadata, config, skeleton(path, config, factory, shapes)
-
-
-def accepts(codec: nn.Module, codec_id: str | None, code_space: str | None) -> bool:
-    """Transitional alias of ``codec.code_space.accepts`` for prior/sampling.py, which still
-    imports it from here; delete it once that calls ``codec.code_space.check_compatible``."""
-    from .codec.code_space import accepts as accepts_
-
-    return accepts_(codec, codec_id, code_space)

@@ -1,4 +1,4 @@
-"""Priors over flattened codes: build, save/load, sample.
+"""Priors over flattened codes: build, save and load (sampling: ``vqaudio.generation``).
 
 ``build_prior(config)`` gives a :class:`TransformerPrior` (flat), :class:`FramePrior` (temporal
 + depth) or :class:`WaveNetPrior` (by ``config.kind``); all take token ids of
@@ -16,7 +16,6 @@ from ..checkpoint import DEFAULT_PRIOR, load_model, save_model
 from ..config import PriorConfig
 from .base import Prior
 from .frames import FramePrior
-from .sampling import generate
 from .transformer import TransformerPrior
 from .wavenet import WaveNetPrior
 
@@ -26,7 +25,6 @@ __all__ = [
     "TransformerPrior",
     "WaveNetPrior",
     "build_prior",
-    "generate",
     "load_prior",
     "save_prior",
 ]

@@ -28,17 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..codes import block_slots, token_levels
+from ..codes import token_levels
 from ..config import PriorConfig
-from .base import Prior, Stream
-from .transformer import (
-    Block,
-    _init_weights,
-    _rotary_table,
-    block_weights,
-    rotated_qkv,
-    step_blocks,
-)
+from .base import Prior
+from .frame_controls import add_controls, control_terms, window_controls
+from .frame_stream import FrameStream
+from .transformer import Block, _init_weights, _rotary_table
 
 COUNT_GATE_INIT = (0.6, 0.4)  # (g_all, g_recent) before training
 
@@ -108,58 +103,19 @@ class FramePrior(Prior):
             [j for j, k in enumerate(levels) if k == level] for level in range(config.num_levels)
         ]
         if config.controls:
-            self._init_controls(config)
-
-    def _init_controls(self, config: PriorConfig) -> None:
-        """Per-frame controls (B, F, controls) enter the temporal input, the depth bias, and,
-        for the beat's sub-slot, each depth slot that covers it; all start at zero, so a
-        warm-started prior computes as before until it learns to follow them."""
-        from ..controls.grid import SUB_SLOTS
-
-        self.control_in = nn.Linear(config.controls, config.dim)
-        self.control_depth = nn.Linear(config.controls, config.depth_dim)
-        self.beat_slots = nn.Parameter(torch.zeros(config.tokens_per_block, config.depth_dim))
-        for layer in (self.control_in, self.control_depth):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
-        # (P, SUB_SLOTS): 1 where slot j's code spans sub-slot s of the frame
-        with torch.device("cpu"):
-            strides = config.level_strides
-            cover = torch.zeros(config.tokens_per_block, SUB_SLOTS)
-            for j, (level, index) in enumerate(block_slots(strides)):
-                width = strides[level] * SUB_SLOTS // strides[0]
-                cover[j, index * width : (index + 1) * width] = 1.0
-        self.register_buffer("slot_cover", cover, persistent=False)
-        # statistics of the training music that plans are sampled from (controls.plan)
-        from ..controls.plan import plan_buffers
-
-        for name, value in plan_buffers().items():
-            self.register_buffer(name, value)
-
-    def control_terms(self, controls: Tensor) -> tuple[Tensor, Tensor]:
-        """controls (B, F, C) -> (temporal input terms (B, F, D), depth bias terms (B, F, P, d))."""
-        beat = (controls[..., : self.slot_cover.shape[1]] @ self.slot_cover.T).clamp(max=1.0)
-        depth = self.control_depth(controls)[:, :, None] + beat[..., None] * self.beat_slots
-        return self.control_in(controls), depth
+            add_controls(self, config)
 
     # --- the pieces ------------------------------------------------------------------------
 
+    def frame_input(self, frames: Tensor) -> Tensor:
+        """frames (..., P) token ids -> the temporal input each makes for the frame after it
+        (..., D): the frame's token embeddings, concatenated and projected."""
+        return self.frame_in(self.token_embedding(frames).flatten(-2))
+
     def _frame_inputs(self, frames: Tensor) -> Tensor:
         """frames (B, F, P) token ids -> temporal inputs (B, F, D): start, then frames 0..F-2."""
-        batch, count, per_block = frames.shape
-        previous = self.token_embedding(frames[:, :-1]).flatten(2)  # (B, F - 1, P * width)
-        start = self.frame_start.expand(batch, 1, -1)
-        return torch.cat([start, self.frame_in(previous)], dim=1)
-
-    def _window_controls(self, controls: Tensor | None, count: int) -> Tensor | None:
-        """controls (B, >= count - 1, C) -> (B, count, C): the window's frames, the last row
-        repeated for the extra frame the window predicts into; None without controls."""
-        if controls is None or not self.config.controls:
-            return None
-        if controls.shape[1] < count:
-            pad = controls[:, -1:].expand(-1, count - controls.shape[1], -1)
-            controls = torch.cat([controls, pad], dim=1)
-        return controls[:, :count].to(self.frame_start.dtype)
+        start = self.frame_start.expand(frames.shape[0], 1, -1)
+        return torch.cat([start, self.frame_input(frames[:, :-1])], dim=1)
 
     def _temporal(self, x: Tensor, caches: list | None = None) -> Tensor:
         """(B, F, D) inputs at window frames 0..F-1 -> normalised states h (B, F, D)."""
@@ -210,10 +166,14 @@ class FramePrior(Prior):
             gate = gate * scale
         return logits + gate[..., 0:1] * features[..., 0, :] + gate[..., 1:2] * features[..., 1, :]
 
+    def counts(self, frames: Tensor) -> Tensor:
+        """frames (B, F, P) -> the unigram cache's counts (B, F, 2, V) (``code_counts``)."""
+        return code_counts(frames, self.config.vocab_size, self.config.code_counts)
+
     def _features(self, frames: Tensor) -> Tensor | None:
         if not self.config.code_counts:
             return None
-        return code_counts(frames, self.config.vocab_size, self.config.code_counts).log1p()
+        return self.counts(frames).log1p()
 
     def _depth(self, x: Tensor) -> Tensor:
         """(B * F, P, d) -> normalised depth outputs (B * F, P, d), causal within the frame."""
@@ -244,14 +204,12 @@ class FramePrior(Prior):
         frames = self._frames(tokens)
         seen = frames if context is None else self._frames(context)
         x = self._frame_inputs(seen)
-        controls = self._window_controls(controls, frames.shape[1])
-        depth_terms = None
+        controls = window_controls(self, controls, frames.shape[1])
         if controls is not None:  # the frame's own controls: known ahead, as a plan is
-            temporal_terms, depth_terms = self.control_terms(controls)
+            temporal_terms, depth_terms = control_terms(self, controls)
             x = x + temporal_terms
-        h = self._temporal(x)
-        inputs = self._depth_inputs(h, frames, seen)
-        if depth_terms is not None:
+        inputs = self._depth_inputs(self._temporal(x), frames, seen)
+        if controls is not None:
             inputs = inputs + depth_terms.reshape(inputs.shape)
         out = self._depth(inputs)
         return out.view(batch, frames.shape[1], self.tokens_per_block, -1), frames, seen
@@ -262,8 +220,8 @@ class FramePrior(Prior):
         self, tokens: Tensor, cache_scale: float = 1.0, controls: Tensor | None = None
     ) -> Tensor:
         """As Prior.window_logits; ``cache_scale`` multiplies the unigram cache's gates (a
-        sampling setting, ``sample_tokens``: training and scoring use 1); ``controls`` (B, F,
-        C) are the window's per-frame controls (None: none given)."""
+        sampling setting, ``Sampling.cache_scale``: training and scoring use 1); ``controls``
+        (B, F, C): the window's per-frame controls (None: none given)."""
         batch, length = tokens.shape
         out, frames, _ = self._outputs(tokens, controls=controls)
         logits = self._copy(self.head(out), out, self._earlier(frames), 0)
@@ -380,278 +338,9 @@ class FramePrior(Prior):
     ) -> FrameStream:
         """``controls`` (B, F, C): per-frame controls from frame 0 of ``tokens`` to the last
         frame that will be generated (or None)."""
-        return FrameStream(self, tokens, cache_scale, controls)
-
-
-class FrameStream(Stream):
-    """KV-cached decoding: a temporal step once per frame, a depth step per token."""
-
-    def __init__(
-        self,
-        prior: FramePrior,
-        tokens: Tensor,
-        cache_scale: float = 1.0,
-        controls: Tensor | None = None,
-    ):
-        config = prior.config
-        self.prior, self.vocab_size = prior, config.vocab_size
-        self.cache_scale = cache_scale
-        self.temporal_terms = self.depth_terms = None  # per absolute frame, with controls
-        if controls is not None and config.controls:
+        terms = None
+        if controls is not None and self.config.controls:
             with torch.no_grad():
-                temporal, depth = prior.control_terms(controls.to(prior.frame_start.dtype))
-            self.temporal_terms, self.depth_terms = temporal, depth.transpose(1, 2)
-        batch = tokens.shape[0]
-        weight = prior.head.weight
-        self.temporal_cache = torch.zeros(
-            (config.num_layers, 2, batch, config.num_heads, config.context_blocks)
-            + (config.dim // config.num_heads,),
-            dtype=weight.dtype,
-            device=weight.device,
-        )
-        self.depth_cache = torch.zeros(
-            (config.depth_layers, 2, batch, config.depth_heads, config.tokens_per_block)
-            + (config.depth_dim // config.depth_heads,),
-            dtype=weight.dtype,
-            device=weight.device,
-        )
-        self.temporal_weights = block_weights(prior.blocks)
-        self.rotation = torch.view_as_complex(prior.rotation.float().contiguous())
-        # a depth step runs once per token at one of only P positions: fold each position's
-        # rotation into its own copy of the qkv weights, and the depth's token projection into
-        # the embedding table, so a token costs fewer, equally large ops
-        depth_rotation = torch.view_as_complex(prior.depth_rotation.float().contiguous())
-        heads = config.depth_heads
-        self.depth_weights = [
-            [
-                (w[0], w[1], rotated_qkv(w[2], depth_rotation[j], heads), *w[3:])
-                for w in block_weights(prior.depth_blocks)
-            ]
-            for j in range(config.tokens_per_block)
-        ]
-        self.depth_tokens = F.linear(prior.token_embedding.weight, prior.depth_token.weight)
-        self.depth_earlier = F.linear(prior.token_embedding.weight, prior.depth_previous.weight)
-        self.head_rows = [prior.head.weight[lo:hi] for lo, hi in prior.slot_ranges]
-        self.features = None  # (B, 2, V) of the current frame, with code_counts
-        # the copy gate and the cache's two gates in one linear op per token
-        gates = [prior.copy_gate] + ([prior.count_gate] if prior.count_gate is not None else [])
-        self.gate_weight = torch.cat([g.weight for g in gates])
-        self.gate_bias = torch.cat([g.bias for g in gates])
-        self.offsets = torch.tensor([lo for lo, _ in prior.slot_ranges], device=weight.device)
-        self.window = tokens.new_zeros(batch, config.context_tokens)
-        self.num_tokens = tokens.shape[1]
-        self.start = prior.window_start(self.num_tokens)
-        kept = tokens[:, self.start :]
-        self.window[:, : kept.shape[1]] = kept
-        self._prefill()
-
-    def _prefill(self, depth: bool = True) -> Tensor | None:
-        """Temporal states of the window's frames (cache filled), then (``depth``) the current
-        frame's depth positions up to the next token."""
-        prior, per_block = self.prior, self.prior.tokens_per_block
-        length = self.num_tokens - self.start
-        count = length // per_block + 1
-        frames = self.window.new_zeros(self.window.shape[0], count * per_block)
-        frames[:, :length] = self.window[:, :length]
-        frames = frames.view(-1, count, per_block)
-        caches = [(layer[0], layer[1]) for layer in self.temporal_cache]
-        x = prior._frame_inputs(frames)
-        if self.temporal_terms is not None:
-            first = self.start // per_block
-            x = x + self._rows(self.temporal_terms, first, count)
-        h = prior._temporal(x, caches)[:, -1]  # (B, D)
-        self.frame = frames[:, -1].clone()  # (B, P), filled up to the slot of the next token
-        if prior.config.code_counts:  # counted as in training: frames before it in the window
-            counts = code_counts(frames, prior.config.vocab_size, prior.config.code_counts)
-            self.counts = counts[:, -1].clone()  # (B, 2, V)
-            self.features = self.counts.log1p()
-        self.earlier = (  # the frame before it (start ids at the window's first frame)
-            frames[:, -2] if count > 1 else torch.full_like(self.frame, prior.start_id)
-        )
-        self._set_depth_bias(h, self.earlier, self.start // per_block + count - 1)
-        slot = length % per_block
-        if not depth:
-            return None
-        for j in range(slot):
-            self._depth_step(j)
-        return self._depth_step(slot)
-
-    def _depth_step(self, slot: int) -> Tensor:
-        """Depth position ``slot`` of the current frame -> that slot's logits (B, V)."""
-        prior = self.prior
-        if slot > 0:
-            x = self.depth_tokens[self.frame[:, slot - 1]] + self.depth_bias[slot]
-        else:
-            x = self.depth_bias[0] + self.depth_tokens[prior.start_id]
-        x = step_blocks(
-            self.depth_weights[slot], self.depth_cache, x, None, slot, prior.config.depth_heads
-        )
-        x = F.layer_norm(x, x.shape[-1:], prior.depth_norm.weight, prior.depth_norm.bias)
-        lo, hi = prior.slot_ranges[slot]
-        logits = F.linear(x, self.head_rows[slot])
-        gates = F.linear(x, self.gate_weight, self.gate_bias)  # (B, 1 or 3)
-        # the copy logit at the code this slot held one frame earlier (none at the window start)
-        copy = gates[:, :1] * self.copy_on[slot]
-        logits = logits.scatter_add(1, self.copy_index[slot], copy.to(logits.dtype))
-        if self.features is not None:  # + g_all * log(1 + count) + g_recent * log(1 + recent)
-            count_gates = gates[:, None, 1:].to(logits.dtype)
-            if self.cache_scale != 1.0:
-                count_gates = count_gates * self.cache_scale
-            cache = torch.bmm(count_gates, self.features[..., lo:hi])
-            logits = logits + cache[:, 0]
-        return self._set_logits(logits, (lo, hi))
-
-    def _set_logits(self, values: Tensor, ids: tuple[int, int]) -> Tensor:
-        self.values, self.ids = values, ids  # the full-vocabulary logits only when asked for
-        return values
-
-    @property
-    def logits(self) -> Tensor:
-        lo, hi = self.ids
-        full = self.values.new_full((self.values.shape[0], self.vocab_size), float("-inf"))
-        full[:, lo:hi] = self.values
-        return full
-
-    def slot_logits(self, ids: tuple[int, int]) -> Tensor:
-        assert ids == self.ids, "the stream predicts another slot"
-        return self.values
-
-    def _frame_step(self, position: int, fast=None) -> None:
-        """The frame just completed becomes the temporal input at window frame ``position``
-        (in C with ``fast``, a ``fast_depth.FastFrames`` of this prior)."""
-        prior = self.prior
-        frame = self.start // prior.tokens_per_block + position  # absolute, for the controls
-        extra = None
-        if self.temporal_terms is not None:
-            extra = self._rows(self.temporal_terms, frame, 1)[:, 0]
-        if fast is not None:
-            h = fast.temporal_step(self.frame, self.temporal_cache, position, extra)
-        else:
-            previous = prior.token_embedding.weight[self.frame].flatten(1)  # (B, P * width)
-            x = F.linear(previous, prior.frame_in.weight, prior.frame_in.bias)
-            if extra is not None:
-                x = x + extra
-            x = step_blocks(
-                self.temporal_weights,
-                self.temporal_cache,
-                x,
-                self.rotation[position],
-                position,
-                prior.config.num_heads,
-            )
-            h = F.layer_norm(x, x.shape[-1:], prior.norm.weight, prior.norm.bias)
-        self.earlier = self.frame.clone()
-        if self.features is not None:
-            self._count_frame(position)
-        self._set_depth_bias(h, self.earlier, frame)
-
-    @staticmethod
-    def _rows(terms: Tensor, first: int, count: int) -> Tensor:
-        """terms (B, F, ...) rows first..first + count - 1, the last row repeated past F."""
-        index = torch.arange(first, first + count).clamp(max=terms.shape[1] - 1)
-        return terms[:, index.to(terms.device)]
-
-    def _count_frame(self, position: int) -> None:
-        """Counts at window frame ``position``: + the frame just completed (position - 1), and
-        the recent ones - the frame that leaves their span (position - 1 - code_counts)."""
-        per_block, recent = self.prior.tokens_per_block, self.prior.config.code_counts
-        ones = torch.ones(self.frame.shape, dtype=self.counts.dtype, device=self.counts.device)
-        self.counts[:, 0].scatter_add_(1, self.frame, ones)
-        self.counts[:, 1].scatter_add_(1, self.frame, ones)
-        gone = position - 1 - recent
-        if gone >= 0:
-            old = self.window[:, gone * per_block : (gone + 1) * per_block]
-            self.counts[:, 1].scatter_add_(1, old, -ones)
-        self.features = self.counts.log1p()
-
-    def _set_depth_bias(self, h: Tensor, earlier: Tensor, frame: int) -> None:
-        """What each depth position of absolute frame ``frame`` adds: W h + b + its slot's
-        embedding + the code at its slot one frame earlier (+ the frame's controls) -> (P, B,
-        d)."""
-        prior = self.prior
-        bias = F.linear(h, prior.depth_in.weight, prior.depth_in.bias)  # (B, d)
-        self.depth_bias = (
-            bias[None]
-            + prior.slot_embedding.weight[:, None]
-            + self.depth_earlier[earlier].transpose(0, 1)
-        )
-        if self.depth_terms is not None:  # (B, P, F, d) -> (P, B, d)
-            index = min(frame, self.depth_terms.shape[2] - 1)
-            self.depth_bias = self.depth_bias + self.depth_terms[:, :, index].transpose(0, 1)
-        size = prior.config.codebook_size  # per slot: where its copy logit goes, and if at all
-        self.copy_index = (earlier - self.offsets).clamp(0, size - 1).T[..., None].contiguous()
-        self.copy_on = (earlier != prior.start_id).T[..., None].to(bias.dtype).contiguous()
-
-    def sample_frame(
-        self,
-        fast,
-        uniform: Tensor,
-        held: Tensor,
-        settings: tuple[Tensor, Tensor, Tensor],
-        last: bool = False,
-        offset: Tensor | None = None,
-        hold_cap: float = 1.0,
-    ) -> Tensor:
-        """The next whole frame (B, P), sampled by ``fast`` (a ``fast_depth.FastFrames`` of this
-        prior) row by row with ``uniform`` (B, P) draws, ``held`` (B, P) ids within each slot's
-        codebook (-1: none) and ``settings`` (temperature, top_k, top_p) per slot; then the
-        stream moves on as after ``push`` of its tokens. ``last``: no frame follows (the
-        temporal step is skipped). ``offset`` (P, codebook) is added to each slot's logits (or
-        None); a held id's probability is at most ``hold_cap``. The stream must stand at a
-        frame's first slot."""
-        prior, per_block = self.prior, self.prior.tokens_per_block
-        length = self.num_tokens - self.start
-        assert length % per_block == 0, "sample_frame starts at a frame's first slot"
-        copy = torch.where(self.copy_on[..., 0] > 0, self.copy_index[..., 0], -1).T  # (B, P)
-        temperature, top_k, top_p = settings
-        rows = []
-        for b in range(self.frame.shape[0]):
-            features = None if self.features is None else self.features[b]
-            rows.append(
-                fast.frame(
-                    self.depth_bias[:, b],
-                    copy[b],
-                    features,
-                    self.cache_scale,
-                    temperature,
-                    top_k,
-                    top_p,
-                    held[b],
-                    uniform[b],
-                    offset,
-                    hold_cap,
-                )
-            )
-        tokens = torch.stack(rows).to(self.window.device)
-        self.window[:, length : length + per_block] = tokens
-        self.frame.copy_(tokens)
-        self.num_tokens += per_block
-        if last:
-            return tokens
-        start = prior.window_start(self.num_tokens)
-        if start != self.start:  # slide, as push does
-            kept = self.window[:, start - self.start : length + per_block].clone()
-            self.window[:, : kept.shape[1]] = kept
-            self.start = start
-            self._prefill(depth=False)
-        else:
-            self._frame_step((length + per_block) // per_block, fast)
-        return tokens
-
-    def push(self, token: Tensor) -> Tensor:
-        prior, per_block = self.prior, self.prior.tokens_per_block
-        length = self.num_tokens - self.start  # window tokens before this one
-        self.window[:, length] = token
-        slot = length % per_block
-        self.frame[:, slot] = token
-        self.num_tokens += 1
-        if slot + 1 < per_block:
-            return self._depth_step(slot + 1)
-        start = prior.window_start(self.num_tokens)
-        if start != self.start:  # slide: keep the latest frames, rebuild the caches from them
-            kept = self.window[:, start - self.start : length + 1].clone()
-            self.window[:, : kept.shape[1]] = kept
-            self.start = start
-            return self._prefill()
-        self._frame_step((length + 1) // per_block)
-        return self._depth_step(0)
+                temporal, depth = control_terms(self, controls.to(self.frame_start.dtype))
+            terms = (temporal, depth)
+        return FrameStream(self, tokens, cache_scale, terms)

@@ -1,6 +1,7 @@
-/* One frame of a frame prior's depth transformer, sampled token by token, in plain C.
+/* A frame prior's token loop, a frame per call, in plain C: the temporal step of the frame just
+   drawn, and the next frame's depth transformer, sampled token by token.
 
-   The frame prior (frames.py) runs its depth transformer once per token: 12 tokens a frame,
+   The frame prior (frames.py, frame_stream.py) runs its depth transformer once per token: 12 tokens a frame,
    4500 for 30 s. In PyTorch each step is ~60 small ops on vectors of 128 numbers, and at batch 1
    the per-op dispatch, not the arithmetic, is what a token costs (~0.8 ms). Here a whole frame
    -- the depth steps, the copy and cache logits and the sampler -- is one call: the same
@@ -10,7 +11,7 @@
 
    Matrices are stored transposed (in, out) so every matrix-vector product is a sum of scaled
    rows, which the compiler vectorises without reordering any sum. Loaded with ctypes
-   (fast_depth.py); no Python API. */
+   (frame_loop.py); no Python API. */
 
 /* Each entry point is compiled twice, for x86-64-v3 (AVX2, FMA) and for the baseline, with
    every helper inlined into it (flatten), and the loader picks the one the processor runs. */
@@ -301,7 +302,7 @@ ENTRY int temporal_step(const Temporal *w, const int64_t *frame, const Cache *ca
     return 0;
 }
 
-/* The layout of the structs above; fast_depth.py refuses a library built from another. */
+/* The layout of the structs above; frame_loop.py refuses a library built from another. */
 int depth_abi(void) { return 3; }
 
 /* The frame's tokens, slot 0 to per_block - 1, into f->out. Returns 0. */

@@ -1,15 +1,13 @@
-"""A frame prior's sampling loop in C (``_depth.c``): the temporal step, and a frame's depth
-steps with the sampler, one call each per frame.
+"""A frame prior's token loop in C (``_frame_loop.c``): whole frames drawn by one call each.
 
 At batch 1 a depth step costs PyTorch ~60 small ops, and their dispatch, not their arithmetic, is
-what a token costs. ``_depth.c`` does the arithmetic of ``FrameStream._frame_step``,
-``FrameStream._depth_step`` and ``sample_next`` in float32, and draws as ``sampling.draw`` does
-(the same uniform numbers from the same torch generators), so both paths give the same tokens
-but for rounding. It is built with the package as an optional extension: without a C compiler
-the package installs without it, and sampling runs in PyTorch. ``VQAUDIO_FAST_DEPTH=0`` samples
-in PyTorch anyway.
-
-Loaded with ctypes: the library has no Python API. Only for float32 weights on the CPU.
+what a token costs. ``_frame_loop.c`` does per frame the depth steps of ``FrameStream`` with the
+rule of ``sampling.sample_next`` (in float32, drawing as ``sampling.draw`` does, from the same
+uniform numbers of the same torch generators), and the stream's temporal step; so both loops
+give the same tokens. The stream keeps the model's state; this loop drives it by
+``FrameStream.push_frame``. Built with the package as an optional extension: without a C
+compiler the package installs without it and sampling runs in PyTorch, as it does with
+``VQAUDIO_FAST_DEPTH=0``. Loaded with ctypes; only for float32 weights on the CPU.
 """
 
 from __future__ import annotations
@@ -24,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ABI = 3  # _depth.c's depth_abi(): the struct layout this file describes
+from .sampling import Sampling, uniforms
+
+ABI = 3  # _frame_loop.c's depth_abi(): the struct layout this file describes
 _F = ctypes.POINTER(ctypes.c_float)
 _I32 = ctypes.POINTER(ctypes.c_int32)
 _I64 = ctypes.POINTER(ctypes.c_int64)
@@ -96,20 +96,20 @@ class _Frame(ctypes.Structure):
 
 @lru_cache(maxsize=1)
 def library() -> ctypes.CDLL | None:
-    """The compiled ``_depth`` library next to this file, or None (not built, or disabled by
+    """The compiled ``_frame_loop`` library next to this file, or None (not built, or disabled by
     ``VQAUDIO_FAST_DEPTH=0``)."""
     if os.environ.get("VQAUDIO_FAST_DEPTH", "1") == "0":
         return None
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = here / f"_depth{suffix}"
+        path = here / f"_frame_loop{suffix}"
         if path.is_file():
             try:
                 lib = ctypes.CDLL(str(path))
                 abi = lib.depth_abi()
             except (OSError, AttributeError):  # unloadable, or built before depth_abi existed
                 return None
-            if abi != ABI:  # built from another _depth.c (an old build): its structs differ
+            if abi != ABI:  # built from another _frame_loop.c (an old build): its structs differ
                 return None
             lib.depth_frame.argtypes = [ctypes.POINTER(_Depth), ctypes.POINTER(_Frame)]
             lib.depth_frame.restype = ctypes.c_int
@@ -169,12 +169,13 @@ def _blocks(blocks, norm, rotation: Tensor, keep: list) -> _Blocks:
     )
 
 
-class FastFrames:
-    """A FramePrior's temporal step and its depth + sampler for a whole frame, laid out for
-    ``_depth.c``. Build it with :func:`fast_frames`, which says None where the C path does not
-    apply. The weights are copied: changing the prior afterwards does not reach it."""
+class FrameLoop:
+    """A FramePrior's temporal step and its depth + ``sampling`` rule for a whole frame, laid
+    out for ``_frame_loop.c``. Build it with :func:`frame_loop`, which says None where the C
+    loop does not apply. The weights are copied: changing the prior afterwards does not reach
+    it."""
 
-    def __init__(self, prior, lib: ctypes.CDLL):
+    def __init__(self, prior, lib: ctypes.CDLL, sampling: Sampling):
         self.lib = lib
         config = prior.config
         self.keep: list[Tensor] = []
@@ -222,6 +223,59 @@ class FastFrames:
         )
         self.start_id, self.vocab_size = prior.start_id, config.vocab_size
         self.per_block, self.dim = config.tokens_per_block, config.dim
+        self._set_sampling(sampling, levels, prior.slot_ranges, config.num_levels)
+
+    def _set_sampling(self, sampling: Sampling, levels: list[int], ranges, num_levels: int):
+        """Each slot's settings as the C loop reads them."""
+        top_k, top_p = sampling.per_level(num_levels)
+        self.temperature = torch.full((self.per_block,), float(sampling.temperature))
+        self.top_k = torch.tensor([top_k[level] or 0 for level in levels], dtype=torch.int32)
+        self.top_p = torch.tensor(
+            [1.0 if top_p[level] is None else top_p[level] for level in levels],
+            dtype=torch.float32,
+        )
+        self.hold_slots = torch.tensor([sampling.exact_hold and level == 0 for level in levels])
+        self.offsets = torch.tensor([lo for lo, _ in ranges])  # each slot's first id
+        self.hold_cap = sampling.hold_cap
+
+    def sample(
+        self,
+        stream,
+        tokens: Tensor,
+        start: int,
+        generators: list[torch.Generator],
+        shift: Tensor | None,
+        on_progress=None,
+    ) -> None:
+        """Fill ``tokens`` (B, N) from ``start`` (a frame's first slot; N - start whole frames)
+        frame by frame, moving ``stream`` (a FrameStream standing at ``start``) along. ``shift``
+        (P, codebook): added to each slot's logits (the contrast), or None."""
+        batch, end = tokens.shape
+        every = self.per_block
+        for i in range(start, end, every):
+            held = torch.full((batch, every), -1, dtype=torch.long)
+            if i >= every:  # the same slot one frame earlier, within its codebook
+                earlier = tokens[:, i - every : i].cpu() - self.offsets
+                held = torch.where(self.hold_slots, earlier, held)
+            draws = uniforms(generators, batch, every, tokens.device).cpu()
+            copy = stream.copy_ids
+            rows = [
+                self.frame(
+                    stream.depth_bias[:, b],
+                    copy[b],
+                    None if stream.features is None else stream.features[b],
+                    stream.cache_scale,
+                    held[b],
+                    draws[b],
+                    shift,
+                )
+                for b in range(batch)
+            ]
+            frame = torch.stack(rows).to(stream.window.device)
+            stream.push_frame(frame, last=i + every == end, temporal=self.temporal_step)
+            tokens[:, i : i + every] = frame.to(tokens.device)
+            if on_progress is not None:
+                on_progress(i + every - start, end - start)
 
     def temporal_step(
         self, frame: Tensor, cache: Tensor, position: int, extra: Tensor | None = None
@@ -263,21 +317,15 @@ class FastFrames:
         copy: Tensor,
         features: Tensor | None,
         cache_scale: float,
-        temperature: Tensor,
-        top_k: Tensor,
-        top_p: Tensor,
         held: Tensor,
         uniform: Tensor,
         offset: Tensor | None = None,
-        hold_cap: float = 1.0,
     ) -> Tensor:
         """One row's frame -> its token ids (P,). bias (P, d) float32: what each depth position
         adds (``FrameStream.depth_bias``); copy (P,) int64: each slot's copy index in its
-        codebook, -1 for none; features (2, V) float32 log(1 + counts) or None; temperature,
-        top_p (P,) float32; top_k (P,) int32 (0: none); held (P,) int64 (-1: none); uniform (P,)
-        float32 draws in [0, 1); offset (P, codebook) float32 added to each slot's logits (the
-        contrast, ``sampling.contrast_offsets``), or None; hold_cap: a held id's probability is
-        at most this."""
+        codebook, -1 for none; features (2, V) float32 log(1 + counts) or None; held (P,) int64
+        (-1: none); uniform (P,) float32 draws in [0, 1); offset (P, codebook) float32 added to
+        each slot's logits, or None."""
         out = torch.empty(self.per_block, dtype=torch.int64)
         bias, copy = bias.contiguous(), copy.contiguous()
         offset = None if offset is None else offset.float().contiguous()
@@ -288,13 +336,13 @@ class FastFrames:
             features=None if features is None else _ptr(features, _F),
             vocab=self.vocab_size,
             cache_scale=cache_scale,
-            temperature=_ptr(temperature, _F),
-            top_k=_ptr(top_k, _I32),
-            top_p=_ptr(top_p, _F),
+            temperature=_ptr(self.temperature, _F),
+            top_k=_ptr(self.top_k, _I32),
+            top_p=_ptr(self.top_p, _F),
             held=_ptr(held, _I64),
             uniform=_ptr(uniform, _F),
             offset=None if offset is None else _ptr(offset, _F),
-            hold_cap=hold_cap,
+            hold_cap=self.hold_cap,
             start_id=self.start_id,
             out=_ptr(out, _I64),
             scratch=_ptr(self.depth_scratch, _F),
@@ -303,8 +351,8 @@ class FastFrames:
         return out
 
 
-def fast_frames(prior) -> FastFrames | None:
-    """A FastFrames for ``prior`` where the C path applies: a frame prior with float32 weights
+def frame_loop(prior, sampling: Sampling) -> FrameLoop | None:
+    """A FrameLoop for ``prior`` where the C loop applies: a frame prior with float32 weights
     on the CPU and the library built; else None (sampling stays in PyTorch)."""
     lib = library()
     if lib is None or not hasattr(prior, "depth_blocks"):
@@ -312,4 +360,4 @@ def fast_frames(prior) -> FastFrames | None:
     weight = prior.head.weight
     if weight.device.type != "cpu" or weight.dtype != torch.float32:
         return None
-    return FastFrames(prior, lib)
+    return FrameLoop(prior, lib, sampling)

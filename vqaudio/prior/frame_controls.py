@@ -1,0 +1,53 @@
+"""A frame prior's controls: per-frame features (``vqaudio.controls.grid``: beat grid, tempo,
+chord) enter the temporal input, the depth bias, and, for a beat's 20 ms sub-slot, each depth
+slot whose code spans it (the finest levels' frames split a frame, and a beat falls between
+frame boundaries)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..codes import block_slots
+from ..config import PriorConfig
+from ..controls.grid import SUB_SLOTS
+from ..controls.plan import plan_buffers
+
+
+def add_controls(prior: nn.Module, config: PriorConfig) -> None:
+    """Give ``prior`` its control layers, all at zero, so a prior warm-started from one trained
+    without controls computes as before until it learns to follow them; and the plan
+    statistics' buffers (``controls.plan``)."""
+    prior.control_in = nn.Linear(config.controls, config.dim)
+    prior.control_depth = nn.Linear(config.controls, config.depth_dim)
+    prior.beat_slots = nn.Parameter(torch.zeros(config.tokens_per_block, config.depth_dim))
+    for layer in (prior.control_in, prior.control_depth):
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    with torch.device("cpu"):  # (P, SUB_SLOTS): 1 where slot j's code spans sub-slot s
+        strides = config.level_strides
+        cover = torch.zeros(config.tokens_per_block, SUB_SLOTS)
+        for j, (level, index) in enumerate(block_slots(strides)):
+            width = strides[level] * SUB_SLOTS // strides[0]
+            cover[j, index * width : (index + 1) * width] = 1.0
+    prior.register_buffer("slot_cover", cover, persistent=False)
+    for name, value in plan_buffers().items():
+        prior.register_buffer(name, value)
+
+
+def control_terms(prior: nn.Module, controls: Tensor) -> tuple[Tensor, Tensor]:
+    """controls (B, F, C) -> (temporal input terms (B, F, D), depth bias terms (B, F, P, d))."""
+    beat = (controls[..., :SUB_SLOTS] @ prior.slot_cover.T).clamp(max=1.0)  # (B, F, P)
+    depth = prior.control_depth(controls)[:, :, None] + beat[..., None] * prior.beat_slots
+    return prior.control_in(controls), depth
+
+
+def window_controls(prior: nn.Module, controls: Tensor | None, count: int) -> Tensor | None:
+    """controls (B, >= count - 1, C) -> (B, count, C): the window's frames, the last row
+    repeated for the extra frame the window predicts into; None without controls."""
+    if controls is None or not prior.config.controls:
+        return None
+    if controls.shape[1] < count:
+        pad = controls[:, -1:].expand(-1, count - controls.shape[1], -1)
+        controls = torch.cat([controls, pad], dim=1)
+    return controls[:, :count].to(prior.frame_start.dtype)

@@ -1,0 +1,269 @@
+"""A frame prior's KV-cached stream: a temporal step once per frame, a depth step per token.
+
+The stream holds the window's tokens, the temporal and depth caches, and the one place where a
+frame's per-position depth bias is formed (``_set_depth_bias``: W h + the slot's embedding + the
+code one frame earlier) from the temporal state h of the frame input (``FramePrior.frame_input``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Prior, Stream
+from .transformer import block_weights, rotated_qkv, step_blocks
+
+# (frame (B, P) ids, temporal cache, window position, what the frame's controls add to the
+# temporal input (B, D) or None) -> normalised temporal states h (B, D)
+TemporalStep = Callable[[Tensor, Tensor, int, Tensor | None], Tensor]
+
+
+class FrameStream(Stream):
+    """A FramePrior's KV-cached decoding: a temporal step once per frame, a depth step per
+    token."""
+
+    def __init__(
+        self,
+        prior: Prior,
+        tokens: Tensor,
+        cache_scale: float = 1.0,
+        terms: tuple[Tensor, Tensor] | None = None,
+    ):
+        """``terms``: what per-frame controls add, from frame 0 of ``tokens`` on (the prior's
+        ``control_terms``): to the temporal input (B, F, D) and to the depth bias (B, F, P,
+        d)."""
+        config = prior.config
+        self.prior, self.vocab_size = prior, config.vocab_size
+        self.cache_scale = cache_scale
+        self.temporal_terms = self.depth_terms = None
+        if terms is not None:
+            self.temporal_terms, self.depth_terms = terms[0], terms[1].transpose(1, 2)
+        batch = tokens.shape[0]
+        weight = prior.head.weight
+        self.temporal_cache = torch.zeros(
+            (config.num_layers, 2, batch, config.num_heads, config.context_blocks)
+            + (config.dim // config.num_heads,),
+            dtype=weight.dtype,
+            device=weight.device,
+        )
+        self.depth_cache = torch.zeros(
+            (config.depth_layers, 2, batch, config.depth_heads, config.tokens_per_block)
+            + (config.depth_dim // config.depth_heads,),
+            dtype=weight.dtype,
+            device=weight.device,
+        )
+        self.temporal_weights = block_weights(prior.blocks)
+        self.rotation = torch.view_as_complex(prior.rotation.float().contiguous())
+        # a depth step runs once per token at one of only P positions: fold each position's
+        # rotation into its own copy of the qkv weights, and the depth's token projection into
+        # the embedding table, so a token costs fewer, equally large ops
+        depth_rotation = torch.view_as_complex(prior.depth_rotation.float().contiguous())
+        heads = config.depth_heads
+        self.depth_weights = [
+            [
+                (w[0], w[1], rotated_qkv(w[2], depth_rotation[j], heads), *w[3:])
+                for w in block_weights(prior.depth_blocks)
+            ]
+            for j in range(config.tokens_per_block)
+        ]
+        self.depth_tokens = F.linear(prior.token_embedding.weight, prior.depth_token.weight)
+        self.depth_earlier = F.linear(prior.token_embedding.weight, prior.depth_previous.weight)
+        self.head_rows = [prior.head.weight[lo:hi] for lo, hi in prior.slot_ranges]
+        self.features = None  # (B, 2, V) of the current frame, with code_counts
+        # the copy gate and the cache's two gates in one linear op per token
+        gates = [prior.copy_gate] + ([prior.count_gate] if prior.count_gate is not None else [])
+        self.gate_weight = torch.cat([g.weight for g in gates])
+        self.gate_bias = torch.cat([g.bias for g in gates])
+        self.offsets = torch.tensor([lo for lo, _ in prior.slot_ranges], device=weight.device)
+        self.window = tokens.new_zeros(batch, config.context_tokens)
+        self.num_tokens = tokens.shape[1]
+        self.start = prior.window_start(self.num_tokens)
+        kept = tokens[:, self.start :]
+        self.window[:, : kept.shape[1]] = kept
+        self._prefill()
+
+    def _prefill(self, depth: bool = True) -> Tensor | None:
+        """Temporal states of the window's frames (cache filled), then (``depth``) the current
+        frame's depth positions up to the next token."""
+        prior, per_block = self.prior, self.prior.tokens_per_block
+        length = self.num_tokens - self.start
+        count = length // per_block + 1
+        frames = self.window.new_zeros(self.window.shape[0], count * per_block)
+        frames[:, :length] = self.window[:, :length]
+        frames = frames.view(-1, count, per_block)
+        caches = [(layer[0], layer[1]) for layer in self.temporal_cache]
+        x = prior._frame_inputs(frames)
+        if self.temporal_terms is not None:
+            x = x + self._rows(self.temporal_terms, self.start // per_block, count)
+        h = prior._temporal(x, caches)[:, -1]  # (B, D)
+        self.frame = frames[:, -1].clone()  # (B, P), filled up to the slot of the next token
+        if prior.config.code_counts:  # counted as in training: frames before it in the window
+            self.counts = prior.counts(frames)[:, -1].clone()  # (B, 2, V)
+            self.features = self.counts.log1p()
+        self.earlier = (  # the frame before it (start ids at the window's first frame)
+            frames[:, -2] if count > 1 else torch.full_like(self.frame, prior.start_id)
+        )
+        self._set_depth_bias(h, self.earlier, self.start // per_block + count - 1)
+        slot = length % per_block
+        if not depth:
+            return None
+        for j in range(slot):
+            self._depth_step(j)
+        return self._depth_step(slot)
+
+    def _depth_step(self, slot: int) -> Tensor:
+        """Depth position ``slot`` of the current frame -> that slot's logits (B, V)."""
+        prior = self.prior
+        if slot > 0:
+            x = self.depth_tokens[self.frame[:, slot - 1]] + self.depth_bias[slot]
+        else:
+            x = self.depth_bias[0] + self.depth_tokens[prior.start_id]
+        x = step_blocks(
+            self.depth_weights[slot], self.depth_cache, x, None, slot, prior.config.depth_heads
+        )
+        x = F.layer_norm(x, x.shape[-1:], prior.depth_norm.weight, prior.depth_norm.bias)
+        lo, hi = prior.slot_ranges[slot]
+        logits = F.linear(x, self.head_rows[slot])
+        gates = F.linear(x, self.gate_weight, self.gate_bias)  # (B, 1 or 3)
+        # the copy logit at the code this slot held one frame earlier (none at the window start)
+        copy = gates[:, :1] * self.copy_on[slot]
+        logits = logits.scatter_add(1, self.copy_index[slot], copy.to(logits.dtype))
+        if self.features is not None:  # + g_all * log(1 + count) + g_recent * log(1 + recent)
+            count_gates = gates[:, None, 1:].to(logits.dtype)
+            if self.cache_scale != 1.0:
+                count_gates = count_gates * self.cache_scale
+            cache = torch.bmm(count_gates, self.features[..., lo:hi])
+            logits = logits + cache[:, 0]
+        return self._set_logits(logits, (lo, hi))
+
+    def _set_logits(self, values: Tensor, ids: tuple[int, int]) -> Tensor:
+        self.values, self.ids = values, ids  # the full-vocabulary logits only when asked for
+        return values
+
+    @property
+    def logits(self) -> Tensor:
+        lo, hi = self.ids
+        full = self.values.new_full((self.values.shape[0], self.vocab_size), float("-inf"))
+        full[:, lo:hi] = self.values
+        return full
+
+    def slot_logits(self, ids: tuple[int, int]) -> Tensor:
+        assert ids == self.ids, "the stream predicts another slot"
+        return self.values
+
+    def _frame_step(self, position: int, temporal: TemporalStep | None = None) -> None:
+        """The frame just completed becomes the temporal input at window frame ``position``
+        (its temporal step by ``temporal``, the same step computed elsewhere, if given)."""
+        step = self._temporal_step if temporal is None else temporal
+        frame = self.start // self.prior.tokens_per_block + position  # absolute: the controls'
+        extra = None
+        if self.temporal_terms is not None:
+            extra = self._rows(self.temporal_terms, frame, 1)[:, 0]
+        h = step(self.frame, self.temporal_cache, position, extra)
+        self.earlier = self.frame.clone()
+        if self.features is not None:
+            self._count_frame(position)
+        self._set_depth_bias(h, self.earlier, frame)
+
+    @staticmethod
+    def _rows(terms: Tensor, first: int, count: int) -> Tensor:
+        """terms (B, F, ...) rows first .. first + count - 1, the last row repeated past F."""
+        index = torch.arange(first, first + count).clamp(max=terms.shape[1] - 1)
+        return terms[:, index.to(terms.device)]
+
+    def _temporal_step(
+        self, frame: Tensor, cache: Tensor, position: int, extra: Tensor | None = None
+    ) -> Tensor:
+        prior = self.prior
+        x = prior.frame_input(frame)  # (B, D)
+        if extra is not None:
+            x = x + extra
+        x = step_blocks(
+            self.temporal_weights,
+            cache,
+            x,
+            self.rotation[position],
+            position,
+            prior.config.num_heads,
+        )
+        return F.layer_norm(x, x.shape[-1:], prior.norm.weight, prior.norm.bias)
+
+    def _count_frame(self, position: int) -> None:
+        """Counts at window frame ``position``: + the frame just completed (position - 1), and
+        the recent ones - the frame that leaves their span (position - 1 - code_counts)."""
+        per_block, recent = self.prior.tokens_per_block, self.prior.config.code_counts
+        ones = torch.ones(self.frame.shape, dtype=self.counts.dtype, device=self.counts.device)
+        self.counts[:, 0].scatter_add_(1, self.frame, ones)
+        self.counts[:, 1].scatter_add_(1, self.frame, ones)
+        gone = position - 1 - recent
+        if gone >= 0:
+            old = self.window[:, gone * per_block : (gone + 1) * per_block]
+            self.counts[:, 1].scatter_add_(1, old, -ones)
+        self.features = self.counts.log1p()
+
+    def _set_depth_bias(self, h: Tensor, earlier: Tensor, frame: int) -> None:
+        """What each depth position of absolute frame ``frame`` adds: W h + b + its slot's
+        embedding + the code at its slot one frame earlier (+ the frame's controls) -> (P, B,
+        d)."""
+        prior = self.prior
+        bias = F.linear(h, prior.depth_in.weight, prior.depth_in.bias)  # (B, d)
+        self.depth_bias = (
+            bias[None]
+            + prior.slot_embedding.weight[:, None]
+            + self.depth_earlier[earlier].transpose(0, 1)
+        )
+        if self.depth_terms is not None:  # (B, P, F, d) -> (P, B, d)
+            index = min(frame, self.depth_terms.shape[2] - 1)
+            self.depth_bias = self.depth_bias + self.depth_terms[:, :, index].transpose(0, 1)
+        size = prior.config.codebook_size  # per slot: where its copy logit goes, and if at all
+        self.copy_index = (earlier - self.offsets).clamp(0, size - 1).T[..., None].contiguous()
+        self.copy_on = (earlier != prior.start_id).T[..., None].to(bias.dtype).contiguous()
+
+    @property
+    def copy_ids(self) -> Tensor:
+        """(B, P) each slot's copy index in its codebook, -1 where there is none."""
+        return torch.where(self.copy_on[..., 0] > 0, self.copy_index[..., 0], -1).T
+
+    def push_frame(
+        self, tokens: Tensor, last: bool = False, temporal: TemporalStep | None = None
+    ) -> None:
+        """Append a whole frame of ``tokens`` (B, P), as ``push`` of each would, without the
+        depth steps (the caller drew the frame). ``last``: no frame follows (no temporal step);
+        ``temporal``: as ``_frame_step``. The stream must stand at a frame's first slot."""
+        prior, per_block = self.prior, self.prior.tokens_per_block
+        length = self.num_tokens - self.start
+        assert length % per_block == 0, "push_frame starts at a frame's first slot"
+        self.window[:, length : length + per_block] = tokens
+        self.frame.copy_(tokens)
+        self.num_tokens += per_block
+        if last:
+            return
+        start = prior.window_start(self.num_tokens)
+        if start != self.start:  # slide, as push does
+            kept = self.window[:, start - self.start : length + per_block].clone()
+            self.window[:, : kept.shape[1]] = kept
+            self.start = start
+            self._prefill(depth=False)
+        else:
+            self._frame_step((length + per_block) // per_block, temporal)
+
+    def push(self, token: Tensor) -> Tensor:
+        prior, per_block = self.prior, self.prior.tokens_per_block
+        length = self.num_tokens - self.start  # window tokens before this one
+        self.window[:, length] = token
+        slot = length % per_block
+        self.frame[:, slot] = token
+        self.num_tokens += 1
+        if slot + 1 < per_block:
+            return self._depth_step(slot + 1)
+        start = prior.window_start(self.num_tokens)
+        if start != self.start:  # slide: keep the latest frames, rebuild the caches from them
+            kept = self.window[:, start - self.start : length + 1].clone()
+            self.window[:, : kept.shape[1]] = kept
+            self.start = start
+            return self._prefill()
+        self._frame_step((length + 1) // per_block)
+        return self._depth_step(0)
