@@ -8,12 +8,12 @@ import sys
 import pytest
 import torch
 from typer.testing import CliRunner
-from vqaudio_cli.console import pick_device
-from vqaudio_cli.main import app
 
 from vqaudio.codec import model as codec_model
 from vqaudio.errors import VqaudioError
 from vqaudio.train import distributed
+from vqaudio_cli.console import pick_device
+from vqaudio_cli.main import app
 
 from .conftest import diverse_codec
 

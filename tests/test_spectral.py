@@ -13,7 +13,6 @@ from vqaudio.codec.spectral import fourier_basis, initialize_from_data, log_magn
 from vqaudio.codec.spectral_loss import SpectralLoss
 from vqaudio.config import CodecConfig
 from vqaudio.errors import ConfigError
-from vqaudio.codec.margins import decoder_margin_blocks
 from vqaudio.eval.metrics import chroma_correlation
 from vqaudio.generation import decode_codes
 from vqaudio.recipe import load_recipe
