@@ -6,6 +6,7 @@ The public API matches the CLI, its defaults included::
     vqaudio.compress(codec, "song.wav", "song.vqa", bitrate=6000)  # bits/s: CLI --bitrate 6
     vqaudio.decompress("song.vqa", "song.wav", codec)
     prior = vqaudio.load_prior()
+    wav = vqaudio.generate(prior, codec, seconds=30, seed=1)  # (1, C, T), vqaudio.SHIPPED
 
 Units: ``bitrate`` is bits/s in the library and kbps on the command line; rates are Hz, lengths
 samples, durations seconds. The public names load on first use (PEP 562), so ``import vqaudio``
@@ -27,7 +28,9 @@ _PUBLIC = {  # name -> the submodule that defines it
     "ConfigError": "errors",
     "FormatError": "errors",
     "Prior": "prior",
+    "Request": "controls.requests",
     "Sampling": "prior.sampling",
+    "SHIPPED": "prior.sampling",
     "VqaudioError": "errors",
     "checkpoint_id": "checkpoint",
     "compress": "vqa.compress",
