@@ -1,0 +1,1 @@
+"""Evaluation of audio: figures for generated and real music alike."""
