@@ -16,13 +16,35 @@ trains on). Every figure is a mean over pieces with its [min, max] spread:
 - continuation margin: ``--prompts`` real prompts of 10 s, each continued by 10 s; the real
   next 10 s of each prompt give the real margin;
 - memorisation: the longest run of level-0 codes shared with the training codes, in seconds:
-  those of every file the prior recipe (``--recipe``) trains on, its ``data.extra_paths`` too.
+  those of every file the prior recipe (``--recipe``) trains on, its ``data.extra_paths`` too
+  (``--no-memorisation`` skips it and the KL, which need every training file's codes);
+- the yardstick (vqaudio/eval): pulse clarity, beat-tracker agreement, onsets/s, tempo
+  stability, spectral contrast, the strongest pitch class's chroma std and longest hold, and
+  each piece's own beat against a steady grid and chroma against its own triads, printed as
+  medians beside real music's 10-90 % range and marked where they fall outside it, on either
+  side (a drone wins a one-sided floor); and the kernel (KID) and Fréchet distances of 10 s
+  windows on ~90 hand-crafted features to the real windows, real against real (half the
+  pieces against the other half) being the noise floor.
+
+``--wav-dir DIR`` scores the audio files in DIR as one more row (``--priors`` with no file
+scores none); ``--adherence`` scores them against what was asked: ``--tempo BPM`` (tempo error
+and beat F-measure against the grid from ``--beat-offset``), ``--chords "A:min F:maj .."``
+(Harte labels, a chord per ``--beats-per-chord`` beats, correlation of the output's chroma with
+the chord templates), or a FILE.json beside each file with "tempo", "beats", "chords",
+"chord_times"; beside real music's own figures, the ceiling:
+
+    python benchmarks/generation_music.py --priors --wav-dir out/ --adherence --tempo 100 \
+        --chords "A:min F:maj C:maj G:maj" --no-memorisation
 
     python benchmarks/generation_music.py                                   # the shipped prior
     python benchmarks/generation_music.py --priors vqaudio/models/prior.safetensors \
         runs/music-24k-prior-flat/model.safetensors --labels frames flat --plot generation.png
 
-Prints the table, writes benchmarks/results/generation_music.json and, with --plot, a picture of
+    git show 41d608b:vqaudio/models/prior.safetensors > runs/flat-prior.safetensors
+    python benchmarks/generation_music.py --priors shipped runs/flat-prior.safetensors \
+        --labels "shipped prior" "previous flat prior (41d608b)"   # the flat prior it replaced
+
+Prints the tables, writes benchmarks/results/generation_music.json and, with --plot, a picture of
 spectrogram + chromagram of two generated pieces beside a real excerpt.
 """
 
