@@ -16,19 +16,42 @@ trains on). Every figure is a mean over pieces with its [min, max] spread:
 - continuation margin: ``--prompts`` real prompts of 10 s, each continued by 10 s; the real
   next 10 s of each prompt give the real margin;
 - memorisation: the longest run of level-0 codes shared with the training codes, in seconds:
-  those of every file the prior recipe (``--recipe``) trains on, its ``data.extra_paths`` too.
+  those of every file the prior recipe (``--recipe``) trains on, its ``data.extra_paths`` too
+  (``--no-memorisation`` skips it and the KL, which need every training file's codes);
+- the yardstick (vqaudio/eval): pulse clarity, beat-tracker agreement, onsets/s, tempo
+  stability, spectral contrast, the strongest pitch class's chroma std and longest hold, and
+  each piece's own beat against a steady grid and chroma against its own triads, printed as
+  medians beside real music's 10-90 % range and marked where they fall outside it, on either
+  side (a drone wins a one-sided floor); and the kernel (KID) and Fréchet distances of 10 s
+  windows on ~90 hand-crafted features to the real windows, real against real (half the
+  pieces against the other half) being the noise floor.
+
+``--wav-dir DIR`` scores the audio files in DIR as one more row (``--priors`` with no file
+scores none); ``--adherence`` scores them against what was asked: ``--tempo BPM`` (tempo error
+and beat F-measure against the grid from ``--beat-offset``), ``--chords "A:min F:maj .."``
+(Harte labels, a chord per ``--beats-per-chord`` beats, correlation of the output's chroma with
+the chord templates), or a FILE.json beside each file with "tempo", "beats", "chords",
+"chord_times"; beside real music's own figures, the ceiling:
+
+    python benchmarks/generation_music.py --priors --wav-dir out/ --adherence --tempo 100 \
+        --chords "A:min F:maj C:maj G:maj" --no-memorisation
 
     python benchmarks/generation_music.py                                   # the shipped prior
     python benchmarks/generation_music.py --priors vqaudio/models/prior.safetensors \
         runs/music-24k-prior-flat/model.safetensors --labels frames flat --plot generation.png
 
-Prints the table, writes benchmarks/results/generation_music.json and, with --plot, a picture of
+    git show 41d608b:vqaudio/models/prior.safetensors > runs/flat-prior.safetensors
+    python benchmarks/generation_music.py --priors shipped runs/flat-prior.safetensors \
+        --labels "shipped prior" "previous flat prior (41d608b)"   # the flat prior it replaced
+
+Prints the tables, writes benchmarks/results/generation_music.json and, with --plot, a picture of
 spectrogram + chromagram of two generated pieces beside a real excerpt.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -40,10 +63,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
-from vqaudio import load_codec, load_prior  # noqa: E402
+from vqaudio import audio, load_codec, load_prior  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
 from vqaudio.errors import ConfigError  # noqa: E402
-from vqaudio.eval import structure  # noqa: E402
+from vqaudio.eval import adherence, feature_distance, rhythm, structure, tonal  # noqa: E402
 from vqaudio.generation import (  # noqa: E402
     GENERATED_GRIFFIN_LIM_ITERS,
     decode_codes,
@@ -72,6 +95,19 @@ def piece_metrics(wav: np.ndarray, level0: np.ndarray, rate: int, seconds: float
         "hole_s": structure.silent_holes(wav, rate),
         "clipped": structure.clipped_fraction(wav),
         "rms_db": float(20 * np.log10(np.sqrt(np.mean(np.square(wav))) + 1e-12)),
+        **music_figures(wav, rate),
+    }
+
+
+def music_figures(wav: np.ndarray, rate: int) -> dict:
+    """Rhythm and tonal figures (vqaudio/eval), and the piece's own beat and chord figures:
+    its beat against a steady grid fitted to it, its chroma against its own estimated triads."""
+    own = adherence.own_ceiling(wav, rate)
+    return {
+        **rhythm.rhythm_figures(wav, rate),
+        **tonal.tonal_figures(wav, rate),
+        "own_beat_f": own["beat_f_measure"],
+        "own_chord_corr": own["chord_correlation"],
     }
 
 
@@ -101,12 +137,15 @@ def level_bits(prior, tokens: np.ndarray) -> tuple[float, list[float]]:
 
 
 def summarise(pieces: list[dict]) -> dict:
-    """Mean, [min, max] and the standard error of the mean of each figure over the pieces."""
+    """Mean, [min, max], median, [10 %, 90 %] percentiles and the standard error of the mean of
+    each figure over the pieces."""
     out = {}
     for key in pieces[0]:
         values = np.array([p[key] for p in pieces], dtype=float)
         out[key] = float(np.nanmean(values))
         out[key + "_range"] = [float(np.nanmin(values)), float(np.nanmax(values))]
+        out[key + "_median"] = float(np.nanmedian(values))
+        out[key + "_p10_90"] = [float(v) for v in np.nanpercentile(values, [10, 90])]
         count = int(np.sum(~np.isnan(values)))
         out[key + "_se"] = float(np.nanstd(values, ddof=1) / np.sqrt(count)) if count > 1 else 0.0
     return out
@@ -316,10 +355,256 @@ COLUMNS = [
 SE_FIGURES = ("codes_per_s", "l0_hold_s", "flux", "chroma_peak", "self_similarity")
 
 
+NO_PRIOR_LEVELS = 5  # the through-codec row's levels when no prior is scored: the shipped prior's
+
+# The yardstick: (key, name, format). Every figure is a median over pieces, shown beside real
+# music's 10-90 % range; a figure outside it is marked on the side it falls (a drone can win a
+# one-sided floor: low flux, high self-similarity, no holes).
+YARDSTICK = [
+    ("pulse_clarity", "pulse clarity (onset autocorrelation peak, 0.3-2 s)", "{:.2f}"),
+    ("beat_confidence", "beat confidence (DP vs PLP tracker agreement, 0-1)", "{:.2f}"),
+    ("onset_rate", "onsets per second", "{:.1f}"),
+    ("tempo_stability", "tempo stability (share of frames within 4 %)", "{:.2f}"),
+    ("tempo_spread", "tempo sd over 10 s windows (BPM)", "{:.1f}"),
+    ("own_beat_f", "beat F-measure against its own steady grid", "{:.2f}"),
+    ("spectral_contrast", "spectral contrast (dB, peak - valley)", "{:.1f}"),
+    ("chroma_peak", "chroma peak (max / mean)", "{:.2f}"),
+    ("chroma_std", "chroma std of the strongest pitch class", "{:.3f}"),
+    ("pitch_hold_s", "longest hold of one strongest pitch class (s)", "{:.1f}"),
+    ("own_chord_corr", "chroma against its own triads (per 4 beats)", "{:.2f}"),
+    ("flux", "chroma flux (0.5 s blocks)", "{:.3f}"),
+    ("self_similarity", "chroma self-similarity (5-25 s)", "{:.3f}"),
+    ("codes_per_s", "distinct level-0 codes per second", "{:.2f}"),
+    ("l0_hold_s", "longest level-0 code hold (s)", "{:.1f}"),
+    ("hole_s", "longest silent hole (s)", "{:.2f}"),
+]
+SET_FIGURES = [  # one value per row (no spread over pieces)
+    ("kid", "kernel distance to real music (KID, windows of 10 s; lower is better)", "{:.3f}"),
+    ("fd", "Fréchet distance to real music (shrinkage 0.1; lower is better)", "{:.0f}"),
+    ("continuation_margin", "continuation margin", "{:.3f}"),
+    ("memorised_s", "longest level-0 run shared with the training codes (s)", "{:.2f}"),
+]
+
+
+def add_yardstick_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--memorisation",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check memorisation and KL against every training file's codes (extracted once "
+        "into --codes-cache: about an hour on 2 cores the first time)",
+    )
+    parser.add_argument(
+        "--wav-dir", type=Path, help="also score the audio files in this folder as one row"
+    )
+    parser.add_argument("--wav-label", help="that row's label (default: the folder's name)")
+    parser.add_argument(
+        "--adherence",
+        action="store_true",
+        help="score --wav-dir's files against what was asked: --tempo / --chords, or a "
+        "FILE.json beside each FILE.wav with 'tempo', 'beats', 'chords', 'chord_times'",
+    )
+    parser.add_argument("--tempo", type=float, help="the tempo asked (BPM), for --adherence")
+    parser.add_argument(
+        "--beat-offset", type=float, default=0.0, help="the first beat of the grid asked (s)"
+    )
+    parser.add_argument(
+        "--chords", help='the chords asked, Harte labels, e.g. "A:min F:maj C:maj G:maj"'
+    )
+    parser.add_argument(
+        "--beats-per-chord", type=int, default=4, help="without chord_times: a chord per N beats"
+    )
+
+
+def wav_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".wav", ".flac", ".ogg"))
+
+
+def score_wav_dir(args, codec, real_hold_s: float) -> tuple[dict, list[np.ndarray]]:
+    """(row, mono wavs) of the files in --wav-dir, scored as generated pieces are (level-0
+    figures from the codec's codes of each file; no continuation margin)."""
+    rate = codec.config.sample_rate
+    files = wav_files(args.wav_dir)
+    if not files:
+        raise SystemExit(f"--wav-dir {args.wav_dir}: no .wav, .flac or .ogg file in it")
+    wavs, pieces, level0 = [], [], []
+    for path in files:
+        wav = audio.read(path, sample_rate=rate, channels=1)[0]
+        with torch.inference_mode():
+            codes = codec.encode(torch.from_numpy(wav)[None]).levels[0][0].numpy()
+        seconds = wav.shape[1] / rate
+        wavs.append(wav[0])
+        level0.append(codes)
+        pieces.append(piece_metrics(wav[0], codes, rate, seconds))
+    row = {"label": args.wav_label or args.wav_dir.name, "kind": f"{len(files)} files"}
+    row.update(summarise(pieces))
+    row["drones"] = sum(p["l0_hold_s"] > real_hold_s for p in pieces)
+    frame_rate = rate / codec.config.block_samples
+    if args.memorisation:
+        runs = [structure.longest_shared_run(c, args.train_level0_tracks) for c in level0]
+        row["memorised_s"] = max(runs) / frame_rate
+    return row, wavs
+
+
+def set_distances(rows: list[dict], sets: dict[str, list[np.ndarray]], rate: int) -> None:
+    """Add "kid", "fd" and the 5 largest feature departures to each row (vs the real row's
+    windows); the real row gets its noise floor: half of its pieces against the other half."""
+    matrices = {}
+    for label, wavs in sets.items():
+        per_piece = [feature_distance.feature_matrix([w], rate) for w in wavs]
+        names = per_piece[0][0]
+        matrices[label] = [m for _, m in per_piece]
+    real_label = rows[0]["label"]
+    real = np.concatenate(matrices[real_label])
+    ref = feature_distance.standardise(real, real)
+    for row in rows:
+        if row["label"] not in matrices:
+            continue
+        if row["label"] == real_label:  # pieces split in two halves, alternately
+            a = np.concatenate(matrices[real_label][0::2])
+            b = np.concatenate(matrices[real_label][1::2])
+            x, y = feature_distance.standardise(a, real), feature_distance.standardise(b, real)
+            row["kid_note"] = "real against real: half the pieces against the other half"
+        else:
+            mine = np.concatenate(matrices[row["label"]])
+            x, y = ref, feature_distance.standardise(mine, real)
+            row["departures"] = [
+                [n, round(z, 2)] for n, z in feature_distance.largest_departures(names, mine, real)
+            ]
+        row["kid"] = feature_distance.kernel_distance(x, y)
+        row["fd"] = feature_distance.frechet_distance(x, y)
+        row["windows"] = len(y)
+
+
+def yardstick_cell(row: dict, real: dict, key: str, fmt: str) -> str:
+    median = row.get(key + "_median")
+    if median is None or np.isnan(median):
+        return "—"
+    lo, hi = real[key + "_p10_90"]
+    if row is real:
+        return f"{fmt.format(median)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+    mark = " ↓" if median < lo else (" ↑" if median > hi else "")
+    return fmt.format(median) + mark
+
+
+def print_yardstick(rows: list[dict]) -> None:
+    """Figures as rows, the rows as columns: medians, real music's with its 10-90 % range."""
+    real = rows[0]
+    print()
+    print(
+        "## The yardstick: medians over pieces; real music's [10 %, 90 %] range beside it; "
+        "↓ / ↑ a median below / above that range"
+    )
+    table = []
+    for key, name, fmt in YARDSTICK:
+        table.append(
+            {"figure": name, **{r["label"]: yardstick_cell(r, real, key, fmt) for r in rows}}
+        )
+    outside = {r["label"]: 0 for r in rows}
+    for r in rows[1:]:
+        for key, _, fmt in YARDSTICK:
+            outside[r["label"]] += yardstick_cell(r, real, key, fmt).endswith(("↓", "↑"))
+    table.append(
+        {
+            "figure": "figures outside real music's range",
+            **{
+                k: ("—" if k == real["label"] else f"{v} of {len(YARDSTICK)}")
+                for k, v in outside.items()
+            },
+        }
+    )
+    for key, name, fmt in SET_FIGURES:
+        table.append(
+            {
+                "figure": name,
+                **{r["label"]: "—" if r.get(key) is None else fmt.format(r[key]) for r in rows},
+            }
+        )
+    common.print_table(table, [("figure", "", ""), *[(r["label"], r["label"], "") for r in rows]])
+    print(f"{real['label']}'s kernel and Fréchet distances: {real.get('kid_note', '')}")
+    for r in rows[1:]:
+        if "departures" in r:
+            text = ", ".join(f"{n} {z:+.1f}" for n, z in r["departures"])
+            print(f"{r['label']}: furthest features (median, in real stds): {text}")
+
+
+def requests(args, path: Path, seconds: float) -> dict:
+    """What was asked of one file: its FILE.json if there is one, else --tempo / --chords."""
+    asked = {"tempo": args.tempo, "beats": None, "chords": None, "chord_times": None}
+    if args.chords:
+        asked["chords"] = args.chords.split()
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        asked.update(json.loads(sidecar.read_text()))
+    if asked["beats"] is None and asked["tempo"]:
+        asked["beats"] = adherence.beat_grid(asked["tempo"], seconds, args.beat_offset).tolist()
+    if asked["chords"] and asked["chord_times"] is None:
+        if not asked["beats"]:
+            raise SystemExit(f"{path}: chords asked without a tempo, beats or chord_times")
+        starts = asked["beats"][:: args.beats_per_chord]
+        reps = -(-len(starts) // len(asked["chords"]))  # a shorter progression repeats
+        asked["chords"] = (asked["chords"] * reps)[: len(starts)]
+        asked["chord_times"] = starts
+    return asked
+
+
+def print_adherence(args, real: dict, rate: int) -> None:
+    """Per file: tempo detected against the tempo asked, beat F-measure against the grid asked,
+    chord-chroma correlation; then medians beside real music's own figures (the ceiling)."""
+    rows = []
+    for path in wav_files(args.wav_dir):
+        wav = audio.read(path, sample_rate=rate, channels=1)[0][0]
+        asked = requests(args, path, len(wav) / rate)
+        row = {"file": path.name}
+        if asked["tempo"]:
+            tempo = adherence.tempo_adherence(wav, rate, asked["tempo"])
+            row.update(asked_bpm=asked["tempo"], **tempo)
+        if asked["beats"]:
+            row["beat_f"] = adherence.beat_f_measure(wav, rate, np.asarray(asked["beats"]))
+        if asked["chords"]:
+            row["chord_corr"] = adherence.chord_correlation(
+                wav, rate, asked["chords"], np.asarray(asked["chord_times"])
+            )
+        rows.append(row)
+    print()
+    print("## Adherence: each file against what was asked")
+    common.print_table(
+        rows,
+        [
+            ("file", "file", ""),
+            ("asked_bpm", "asked BPM", "{:.1f}"),
+            ("detected_bpm", "detected BPM", "{:.1f}"),
+            ("relative_error", "tempo error (raw)", "{:.3f}"),
+            ("octave_error", "error after x1/2, x1, x2", "{:.3f}"),
+            ("beat_f", "beat F vs grid asked", "{:.2f}"),
+            ("chord_corr", "chord-chroma correlation", "{:.2f}"),
+        ],
+    )
+    within = [r["relative_error"] <= 0.04 for r in rows if "relative_error" in r]
+    beat_f = [r["beat_f"] for r in rows if "beat_f" in r]
+    chords = [r["chord_corr"] for r in rows if "chord_corr" in r]
+    if within:
+        print(f"tempo within 4 % of the one asked (raw): {sum(within)} of {len(within)} files")
+    if beat_f:
+        print(
+            f"beat F-measure: median {np.median(beat_f):.2f}; real music against its own "
+            f"steady grid: median {real['own_beat_f_median']:.2f}"
+        )
+    if chords:
+        print(
+            f"chord-chroma correlation: median {np.median(chords):.2f}; real music against its "
+            f"own triads: median {real['own_chord_corr_median']:.2f}"
+        )
+    common.save(f"{args.name}_adherence", {"command": common.command(), "rows": rows})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--priors", nargs="+", default=["shipped"], help="prior files; 'shipped': the package's"
+        "--priors",
+        nargs="*",
+        default=["shipped"],
+        help="prior files; 'shipped': the package's; none (an empty list): no prior row",
     )
     parser.add_argument("--labels", nargs="+")
     parser.add_argument("--codec", default=None)
@@ -384,6 +669,7 @@ def main() -> None:
         default=HERE.parent / "recipes" / "music-24k-prior.yaml",
         help="the prior recipe: memorisation is checked against every file it trains on",
     )
+    add_yardstick_arguments(parser)
     args = parser.parse_args()
     args.priors = [None if p == "shipped" else p for p in args.priors]
     torch.set_num_threads(args.threads)
@@ -404,11 +690,13 @@ def main() -> None:
     extra_files = [f for f in recipe_train if f not in known]
     tracks = [t for t in held if t.stem != "silence"]  # digital near-silence (see common.py)
     # the held-out and training codes at the most levels a prior models (each prior scores its own)
-    modelled = {load_prior(p).config.num_levels for p in args.priors}
+    modelled = {load_prior(p).config.num_levels for p in args.priors} or {NO_PRIOR_LEVELS}
     num_levels = args.num_levels = max(modelled)
     args.ceiling_levels = args.ceiling_levels or sorted(modelled)
     with torch.inference_mode():
         held_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in tracks]
+        if not args.memorisation:  # the training codes are needed only for KL and memorisation
+            train_files, extra_files = train_files[:1], []
         train_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in train_files]
         extra_tokens = [cached_tokens(codec, t, num_levels, args.codes_cache) for t in extra_files]
     per_block = int(len(token_levels(codec.config.level_strides[:num_levels])))
@@ -473,6 +761,22 @@ def main() -> None:
                 )
                 rows.append(row)
                 pictures.append((named, wav))
+    sets = {
+        real["label"]: [w[0] for w in excerpts],
+        **{
+            row["label"]: [w[0].numpy() for w in decoded_at[lv]]
+            for row, lv in zip(ceilings, args.ceiling_levels, strict=True)
+        },
+        **{label: list(wav) for label, wav in pictures},
+    }
+    if args.wav_dir:
+        row, wavs = score_wav_dir(args, codec, real["l0_hold_s_range"][1])
+        rows.append(row)
+        sets[row["label"]] = wavs
+    set_distances(rows, sets, rate)
+    if not args.memorisation:
+        for row in rows:
+            row.update(kl_level0=None, memorised_s=None)
     spread = [
         ("label", "", ""),
         *[(f"{k}_range", f"{h} [min, max]", "") for k, h, _ in COLUMNS[3:6] + COLUMNS[8:14]],
@@ -512,7 +816,12 @@ def main() -> None:
     for row in rows:
         se = ", ".join(f"{k} ±{row[k + '_se']:.3f}" for k in SE_FIGURES if k + "_se" in row)
         print(f"{row['label']}: standard error of the mean: {se}")
+    print_yardstick(rows)
+    if args.wav_dir and (args.adherence or args.tempo or args.chords):
+        print_adherence(args, real, rate)
     for row in rows[1 + len(ceilings) :]:
+        if "bits_per_level" not in row:
+            continue
         per = ", ".join(f"L{k} {b:.2f}" for k, b in enumerate(row["bits_per_level"]))
         print(f"{row['label']}: bits/token per level {per}; sampling {row['sampling_s']:.1f} s")
     if args.plot:

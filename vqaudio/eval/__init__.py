@@ -1,1 +1,1 @@
-"""Evaluation metrics of decoded and generated audio."""
+"""Evaluation of audio: figures for decoded, generated and real music alike."""
