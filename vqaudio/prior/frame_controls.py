@@ -13,6 +13,12 @@ from ..config import PriorConfig
 from ..controls.grid import SUB_SLOTS
 from ..controls.plan import plan_buffers
 
+# The control layers start at zero, and Adam moves a weight by about the learning rate per
+# step: at a fine-tune's 3e-4 they reached 0.017 per weight in 100 steps and changed held-out
+# bits by 0.001. They learn at this multiple of the run's rate (a recipe's optim.lr).
+CONTROL_LR_SCALE = 10.0
+CONTROL_PARAMETERS = ("control_in.", "control_depth.", "beat_slots")
+
 
 def add_controls(prior: nn.Module, config: PriorConfig) -> None:
     """Give ``prior`` its control layers, all at zero, so a prior warm-started from one trained
@@ -51,3 +57,13 @@ def window_controls(prior: nn.Module, controls: Tensor | None, count: int) -> Te
         pad = controls[:, -1:].expand(-1, count - controls.shape[1], -1)
         controls = torch.cat([controls, pad], dim=1)
     return controls[:, :count].to(prior.frame_start.dtype)
+
+
+def parameter_groups(prior: nn.Module) -> list[dict]:
+    """The optimizer's groups: the control layers at ``CONTROL_LR_SCALE`` times the rate."""
+    named = list(prior.named_parameters())
+    controls = [p for name, p in named if name.startswith(CONTROL_PARAMETERS)]
+    rest = [p for name, p in named if not name.startswith(CONTROL_PARAMETERS)]
+    if not controls:
+        return [{"params": rest}]
+    return [{"params": rest}, {"params": controls, "lr_scale": CONTROL_LR_SCALE}]

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..codes import token_levels
 from ..config import PriorConfig
 from .base import Prior
-from .frame_controls import add_controls, control_terms, window_controls
+from .frame_controls import add_controls, control_terms, parameter_groups, window_controls
 from .frame_stream import FrameStream
 from .transformer import Block, _init_weights, _rotary_table
 
@@ -249,6 +249,10 @@ class FramePrior(Prior):
                 logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
             ).view(target.shape)
         return nll
+
+    def parameter_groups(self) -> list[dict]:
+        """The optimizer's parameter groups (the control layers learn faster)."""
+        return parameter_groups(self)
 
     def loss(self, tokens: Tensor, controls: Tensor | None = None) -> Tensor:
         return self.token_nll(tokens, controls=controls).float().mean()
