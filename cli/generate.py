@@ -249,7 +249,7 @@ def generate(
         float | None,
         typer.Option(
             help="Beats per minute to follow (a prior with controls; within the tempi it was "
-            "trained on) \[default: a plan's].",
+            "trained on) \\[default: a plan's].",
             show_default=False,
         ),
     ] = None,
@@ -257,7 +257,7 @@ def generate(
         str | None,
         typer.Option(
             help="Chords to follow, one per bar (see --beats-per-chord), cycled: roots A-G with # "
-            'or b, m for minor, N for none, e.g. "Am F C G" \[default: a plan\'s].',
+            'or b, m for minor, N for none, e.g. "Am F C G" \\[default: a plan\'s].',
             show_default=False,
         ),
     ] = None,
@@ -272,7 +272,7 @@ def generate(
         float | None,
         typer.Option(
             help="Classifier-free guidance on the controls (1: none; above 1 follows them more "
-            "closely, in the slower PyTorch loop) \[default: 1].",
+            "closely, in the slower PyTorch loop) \\[default: 1].",
             show_default=False,
         ),
     ] = None,

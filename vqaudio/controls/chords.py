@@ -27,6 +27,13 @@ def chord_name(chord: int) -> str:
     return PITCHES[chord % 12] + ("m" if chord >= 12 else "")
 
 
+def harte(chord: int) -> str:
+    """Chord id -> Harte label (mir_eval's): 21 -> 'A:min', 0 -> 'C:maj', 24 -> 'N'."""
+    if chord == NO_CHORD:
+        return "N"
+    return PITCHES[chord % 12] + (":min" if chord >= 12 else ":maj")
+
+
 def parse_chord(symbol: str) -> int:
     """'Am', 'F#', 'Bbm', 'C:min', 'N' -> chord id."""
     if symbol in ("N", "n", "-"):
