@@ -142,6 +142,9 @@ def main() -> None:
     parser.add_argument("--bypass", action="store_true", help="also zero each control path")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="generation_controls")
+    parser.add_argument(
+        "--plot", type=Path, help="PNG: a real excerpt, a default and an asked piece"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prior, codec = load_prior(args.prior, "cpu"), load_codec(None, "cpu")
@@ -165,6 +168,7 @@ def main() -> None:
         tempo, text = PLAN.search(plan).groups()
         adhere.append(asked_figures(wav, rate, float(tempo), chords.parse_progression(text)))
     rows.append(row("default (a sampled plan)", wavs, rate, adhere) | {"plans": plans})
+    panels = [("real, held out", excerpts[0][0]), (f"default, {plans[0]}", wavs[0][0])]
 
     progression = chords.parse_progression(args.chords)
     asked = Request(tempo=args.tempo, chords=args.chords)
@@ -180,6 +184,8 @@ def main() -> None:
         adhere = [asked_figures(w, rate, args.tempo, progression) for w in wavs]
         label = f'{name}: --tempo {args.tempo:g} --chords "{args.chords}"'
         rows.append(row(label, wavs, rate, adhere))
+        if name == "asked":
+            panels.append((f'--tempo {args.tempo:g} --chords "{args.chords}"', wavs[0][0]))
 
     mono = [analysis_input(w, rate) for w in excerpts]
     wavs, _ = pieces(prior, codec, args, lambda i: Request(like=mono[i % len(mono)]))
@@ -207,9 +213,54 @@ def main() -> None:
     ]
     info = {"prior": str(args.prior or "shipped"), "num": args.num, "seconds": args.seconds}
     common.print_table(rows, columns)
+    if args.plot is not None:
+        plot(args.plot, panels, rate)
     info["wall_s"] = round(time.perf_counter() - started, 1)
     path = common.save(args.name, {"info": info, "rows": rows, "command": common.command()})
     common.print_footer(path)
+
+
+def plot(path: Path, panels: list[tuple[str, np.ndarray]], rate: int) -> None:
+    """Mel spectrogram, chromagram and onset envelope of each (title, wav (T,)) side by side."""
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vqaudio.eval import structure
+
+    fig, axes = plt.subplots(3, len(panels), figsize=(4.4 * len(panels), 7.0), squeeze=False)
+    for col, (title, wav) in enumerate(panels):
+        seconds = len(wav) / rate
+        mel = librosa.feature.melspectrogram(y=wav.astype(np.float32), sr=rate, n_mels=96)
+        axes[0, col].imshow(
+            librosa.power_to_db(mel, ref=np.max),
+            origin="lower",
+            aspect="auto",
+            vmin=-70,
+            extent=(0, seconds, 0, 96),
+            cmap="magma",
+        )
+        axes[0, col].set_title(title, fontsize=9)
+        axes[1, col].imshow(
+            structure.frame_chroma(wav, rate),
+            origin="lower",
+            aspect="auto",
+            extent=(0, seconds, 0, 12),
+            cmap="viridis",
+        )
+        axes[1, col].set_yticks(np.arange(12) + 0.5, chords.PITCHES, fontsize=6)
+        envelope = rhythm.onset_envelope(wav, rate)
+        axes[2, col].plot(np.linspace(0, seconds, len(envelope)), envelope, lw=0.6)
+        axes[2, col].set_xlim(0, seconds)
+        axes[2, col].set_xlabel("seconds")
+    axes[0, 0].set_ylabel("mel band")
+    axes[1, 0].set_ylabel("chroma")
+    axes[2, 0].set_ylabel("onset strength")
+    fig.tight_layout()
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
 
 
 def analysis_input(wav: np.ndarray, rate: int) -> tuple[np.ndarray, int]:

@@ -124,29 +124,15 @@ def _request(tempo, chords, beats_per_chord, like, seconds, prompt_seconds):
     ``--like`` is read (mono, the first seconds it is needed for) at the analysis rate."""
     import math
 
-    from vqaudio.controls.analysis import ANALYSIS_RATE
     from vqaudio.controls.chords import parse_progression
-    from vqaudio.controls.requests import Request
+    from vqaudio.controls.requests import Request, read_reference
     from vqaudio.errors import UsageError
 
     if tempo is not None and not (math.isfinite(tempo) and tempo > 0):
         raise UsageError(f"--tempo {tempo:g}: give beats per minute, e.g. --tempo 100")
     if chords is not None:
         parse_progression(chords)  # an unknown symbol is named here
-    reference = None
-    if like is not None:
-        from vqaudio import audio
-
-        wanted = int((seconds + prompt_seconds + 5) * ANALYSIS_RATE)
-        parts, have = [], 0
-        for block in audio.stream(like, ANALYSIS_RATE * 10, ANALYSIS_RATE):
-            parts.append(audio.mix_channels(block, 1, str(like))[0])
-            have += parts[-1].shape[-1]
-            if have >= wanted:
-                break
-        import numpy as np
-
-        reference = (np.concatenate(parts)[:wanted] if parts else np.zeros(0), ANALYSIS_RATE)
+    reference = None if like is None else read_reference(like, seconds + prompt_seconds + 5)
     return Request(tempo, chords, beats_per_chord, reference)
 
 

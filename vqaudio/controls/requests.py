@@ -36,6 +36,22 @@ class Request:
         return self.tempo is not None or self.chords is not None or self.like is not None
 
 
+def read_reference(path, seconds: float) -> tuple[np.ndarray, int]:
+    """The first ``seconds`` of an audio file, mono at the analysis rate (read in blocks: a
+    long reference costs no more memory than those seconds)."""
+    from .. import audio
+    from .analysis import ANALYSIS_RATE
+
+    wanted, parts, have = int(seconds * ANALYSIS_RATE), [], 0
+    for block in audio.stream(path, ANALYSIS_RATE * 10, ANALYSIS_RATE):
+        parts.append(audio.mix_channels(block, 1, str(path))[0])
+        have += parts[-1].shape[-1]
+        if have >= wanted:
+            break
+    wav = np.concatenate(parts)[:wanted] if parts else np.zeros(0, dtype=np.float32)
+    return wav, ANALYSIS_RATE
+
+
 def check_request(prior, request: Request) -> list[int] | None:
     """Refuse what this prior cannot follow; -> the parsed chords (or None)."""
     if request.asked and not getattr(prior.config, "controls", 0):
