@@ -41,7 +41,7 @@ RECIPES = HERE.parent / "recipes"
 
 def load_models(device: str):
     """(codec, prior): the shipped models on ``device``."""
-    from vqaudio.checkpoint import load_codec
+    from vqaudio.codec.io import load_codec
     from vqaudio.prior import load_prior
 
     return load_codec(None).to(device).eval(), load_prior(None, device=device)
@@ -54,19 +54,19 @@ def encode(codec, wav: torch.Tensor) -> list[torch.Tensor]:
 
 
 def compress_file(codec, source: Path, out: Path) -> None:
-    from vqaudio.compress import compress
+    from vqaudio.vqa.compress import compress
 
     compress(codec, source, out)
 
 
 def decompress_file(codec, source: Path, out: Path) -> None:
-    from vqaudio.compress import decompress
+    from vqaudio.vqa.compress import decompress
 
     decompress(source, out, codec)
 
 
 def generate_audio(prior, codec, seconds: float, seed: int) -> np.ndarray:
-    from vqaudio.prior import generate
+    from vqaudio.generation import generate
 
     return generate(prior, codec, seconds, seed=seed).cpu().numpy()
 

@@ -16,7 +16,7 @@ With ``--code-peaks``, which level-0 codes are drawn: each of the codebook's cod
 for 2 s and decoded with level 0 only; its chroma peak, weighted by how often a source uses the
 code, gives the source's mean code peak (training music, held-out music, the prior's pieces
 without and with generate's contrast and hold cap), and the peak of the 20 codes the prior
-finds likeliest with no context (``sampling.contrast_offsets``).
+finds likeliest with no context (``generation.contrast_offsets``).
 
     python experiments/tonal_probe.py --num 6
     python experiments/tonal_probe.py --num 6 --code-peaks --codes-cache runs/prior-more/codes

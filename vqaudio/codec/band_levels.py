@@ -1,6 +1,6 @@
 """Band levels: the input's power in a few frequency bands per 0.4 s, sent beside the codes.
 
-Why (issue 17, measured by ``benchmarks/band_levels_probe.py``): the spectral decoder predicts
+Why (measured by ``experiments/band_levels_probe.py``): the spectral decoder predicts
 each bin's median log-magnitude, so it renders quantized latents too quietly, and more so on
 music it was not trained on; a gain fitted on training music closed only 40-45 % of the gap on
 held-out music. The encoder, which hears the input, can simply say how loud it was. Four bands
@@ -43,10 +43,8 @@ RESOLUTIONS: dict[str, tuple[tuple[int, ...], float]] = {
     "16x0.08": (EDGES_16, 0.08),
 }
 DEFAULT_RESOLUTION = "4x0.4"  # of the functions below; compress itself defaults to "auto"
-# compress's default ("auto"): the first unless it costs a code level that the second keeps.
-# Measured on 6 held-out clips of 10 s (benchmarks/band_resolution.py --split held-out), 16 bands
-# every 0.4 s against 4: chroma 0.651 -> 0.705 at 1.5 kbps, 0.895 -> 0.907 at 6 kbps, mel 3-5 %
-# lower at every rate, ~120 bits/s more
+# compress's "auto": 16 bands unless they cost a code level that 4 keep; more chroma for
+# ~120 bits/s (docs/MODEL_CARD.md, Quality table; experiments/band_resolution.py)
 AUTO_RESOLUTIONS = ("16x0.4", "4x0.4")
 ANALYSIS_N_FFT = 2048
 MIN_DB, MAX_DB = -120, 20  # values are integer dB in this range (1e-12 power is -120 dB)

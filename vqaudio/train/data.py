@@ -163,7 +163,7 @@ def eval_clips(arrays: list[np.ndarray], num_clips: int, clip_samples: int) -> n
 
     Why: Wesnoth's held-out ``silence`` track sits at -103 dBFS. Its chroma is that of noise, and
     it gave 2 of the codec recipes' 6 clips, so what a decoder renders from silence moved their
-    held-out chroma by up to 0.2 (issue 17)."""
+    held-out chroma by up to 0.2 (docs/MODEL_CARD.md)."""
     audible = [a for a in arrays if _mean_power_db(a) > SILENT_DBFS]
     arrays = audible or arrays
     clips = []

@@ -99,8 +99,8 @@ def decode(data: bytes, lengths: list[int], alphabet_sizes: list[int]) -> list[n
 # PRIOR_COUNT + CONTEXT_INCREMENT * (times each symbol was seen before t in this stream)
 # + CONTEXT_WEIGHT * CONTEXT_INCREMENT * (times it was seen before t with the same parent code),
 # the parent code being that of the coarser level (the stream before, ``parents``) at the same
-# time. Measured on held-out music codes (benchmarks/entropy.py): updating after every symbol
-# instead of per batch doubles the saving; the parent context adds ~1.5 points at 1.5 kbps.
+# time. Why: per-symbol updates save twice what per-batch ones do, the parent ~1.5 points more
+# at 1.5 kbps (benchmarks/entropy.py; docs/MODEL_CARD.md, "Speed, size and memory").
 CONTEXT_INCREMENT = 16
 CONTEXT_WEIGHT = 4
 
