@@ -21,6 +21,7 @@ Beat trackers are librosa's, started at 120 BPM, never told the tempo asked.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 import time
@@ -74,7 +75,9 @@ def like_figures(wav: np.ndarray, rate: int, reference: np.ndarray) -> dict:
     return figures
 
 
-def pieces(prior, codec, args, request=None, prompt=None, seconds=None) -> tuple[list, list]:
+def pieces(
+    prior, codec, args, request=None, prompt=None, seconds=None, sampling=SHIPPED
+) -> tuple[list, list]:
     """(wavs (C, T) numpy, plans) of ``args.num`` pieces seeded seed + i."""
     wavs, plans = [], []
     for i in range(args.num):
@@ -84,7 +87,7 @@ def pieces(prior, codec, args, request=None, prompt=None, seconds=None) -> tuple
             codec,
             seconds or args.seconds,
             seed=args.seed + i,
-            sampling=SHIPPED,
+            sampling=sampling,
             request=request if not callable(request) else request(i),
             prompt_wav=None if prompt is None else torch.from_numpy(prompt[i]),
             on_plan=got.extend,
@@ -140,6 +143,9 @@ def main() -> None:
     parser.add_argument("--tempo", type=float, default=100.0)
     parser.add_argument("--chords", default="Am F C G")
     parser.add_argument("--bypass", action="store_true", help="also zero each control path")
+    parser.add_argument(
+        "--guidance", type=float, nargs="*", default=[], help="also the asked row at these"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="generation_controls")
     parser.add_argument(
@@ -186,6 +192,11 @@ def main() -> None:
         rows.append(row(label, wavs, rate, adhere))
         if name == "asked":
             panels.append((f'--tempo {args.tempo:g} --chords "{args.chords}"', wavs[0][0]))
+    for guidance in args.guidance:
+        sampling = dataclasses.replace(SHIPPED, guidance=guidance)
+        wavs, _ = pieces(prior, codec, args, asked, sampling=sampling)
+        adhere = [asked_figures(w, rate, args.tempo, progression) for w in wavs]
+        rows.append(row(f"asked, --guidance {guidance:g}", wavs, rate, adhere))
 
     mono = [analysis_input(w, rate) for w in excerpts]
     wavs, _ = pieces(prior, codec, args, lambda i: Request(like=mono[i % len(mono)]))
