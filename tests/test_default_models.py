@@ -42,10 +42,11 @@ def test_compress_and_decompress_with_no_model_argument(tmp_path):
 @needs_models
 def test_generate_with_no_model_argument(tmp_path):
     out = tmp_path / "g.wav"
-    r = runner.invoke(app, ["generate", "--seconds", "0.5", "-o", str(out), "--seed", "3", "-q"])
+    r = runner.invoke(app, ["generate", "--seconds", "0.5", "-o", str(out), "--seed", "3"])
     assert r.exit_code == 0, r.output
     wav, rate = sf.read(out, dtype="float32")
     assert rate == 24000 and len(wav) == 12000 and np.isfinite(wav).all()
+    assert 'plan: --tempo ' in r.stderr and '--chords "' in r.stderr  # the shipped prior plans
 
 
 @needs_models
