@@ -183,3 +183,45 @@ def test_a_prior_trained_on_a_click_track_follows_the_beat_it_is_given():
     followed, free = f_measure(True), f_measure(False)
     assert followed > 0.9, followed
     assert free < 0.7, free
+
+
+def test_a_prior_recipe_with_controls_trains_on_beat_grids_and_keeps_their_statistics(tmp_path):
+    """The training task analyses each file's beat grid once into the run folder, trains on the
+    rendered controls, and writes the tempo statistics into the prior's file."""
+    from pathlib import Path
+
+    from vqaudio import audio
+    from vqaudio.codec.io import save_codec
+    from vqaudio.prior import load_prior
+    from vqaudio.recipe import load_recipe
+    from vqaudio.train import train
+
+    from .conftest import diverse_codec
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for i, bpm in enumerate((90.0, 120.0, 150.0)):
+        audio.write(songs / f"s{i}.wav", click_track(bpm, 12.0, chord_roots=[9, 5])[None], RATE)
+    codec = tmp_path / "codec.safetensors"
+    save_codec(diverse_codec(), codec)
+    recipes = Path(__file__).resolve().parent.parent / "recipes"
+    sets = {
+        "codec": codec,
+        "data.path": songs,
+        "data.val_files": 1,
+        "prior.kind": "frames",
+        "prior.controls": NUM_CONTROLS,
+        "train.steps": 2,
+        "train.eval_every": 2,
+        "train.checkpoint_every": 2,
+        "train.log_every": 1,
+    }
+    recipe = load_recipe(recipes / "tiny-prior.yaml", [f"{k}={v}" for k, v in sets.items()])
+    run = tmp_path / "run"
+    train(recipe, run, device="cpu")
+    assert len(list((run / "grids").glob("*.npz"))) == 3
+    prior = load_prior(run / "model.safetensors")
+    assert prior.config.controls == NUM_CONTROLS
+    assert prior.plan_tempi.sum() == 2  # the two training files, one tempo each
+    low, high = plan.tempo_range(prior.plan_tempi)
+    assert low <= 120 <= high

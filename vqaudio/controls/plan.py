@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .chords import NO_CHORD, progression_text
-from .grid import BEATS_PER_BAR, Grid
+from .grid import BEATS_PER_BAR, Grid, regular
 
 TEMPO_LOW, TEMPO_STEP, TEMPO_BINS = 40.0, 4.0, 45  # BPM histogram: 40-220 in 4-BPM bins
 PHRASE_BARS = 4  # a sampled progression: 4 bars, repeated (music returns to its phrases)
@@ -112,8 +112,6 @@ def sample_plan(tempi: torch.Tensor, moves: torch.Tensor, rng: np.random.Generat
 
 
 def plan_grid(plan: Plan, seconds: float, start: float = 0.0, downbeat_phase: int = 0) -> Grid:
-    from .grid import regular
-
     return regular(
         plan.tempo, list(plan.chords), seconds, start, plan.beats_per_chord, downbeat_phase
     )

@@ -159,7 +159,9 @@ class PriorTask:
         self.train_tokens = [self._tokens(f, cache, device, on_message) for f in train_files]
         self.val_tokens = [self._tokens(f, cache, device, on_message) for f in val_files]
         context = self.config.context_tokens
-        self.train_tokens = [t for t in self.train_tokens if len(t) >= context]
+        kept = [(f, t) for f, t in zip(train_files, self.train_tokens) if len(t) >= context]
+        train_files = [f for f, _ in kept]  # the files trained on, in the order of their tokens
+        self.train_tokens = [t for _, t in kept]
         if not self.train_tokens:
             raise ConfigError(
                 "no training file is longer than the prior's context "
@@ -187,14 +189,11 @@ class PriorTask:
         from ..controls.store import cached_grid
 
         cache = run_dir / "grids"
-        context = self.config.context_tokens
-        grids = []
+        self.train_grids = []
         for path in train_files:
-            if on_message is not None and not any(cache.glob(f"{path.stem}-*.npz")):
+            if not any(cache.glob(f"{path.stem}-*.npz")):
                 on_message(f"analysing beats and chords: {path.name}")
-            grids.append(cached_grid(path, cache))
-        tokens = [self._tokens(f, cache.parent / "codes", "cpu", None) for f in train_files]
-        self.train_grids = [g for g, t in zip(grids, tokens) if len(t) >= context]
+            self.train_grids.append(cached_grid(path, cache))
         self.val_grids = [cached_grid(path, cache) for path in val_files]
         found = [g for g in self.train_grids if g is not None]
         for name, value in statistics(found).items():
