@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
-    "$PY" -m pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
+    "$PY" -m pip install --retries 0 --timeout 15 "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
         || "$PY" -m pip install "torch==2.13.0"
 fi
 "$PY" -m pip install -e ".[test]"
