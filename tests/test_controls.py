@@ -66,6 +66,33 @@ def test_a_regular_grid_puts_one_beat_per_period_in_the_frames():
     )
 
 
+def test_onsets_fill_their_columns_sub_slot_by_sub_slot_and_drop_on_their_own():
+    envelope = np.linspace(0.0, 2.0, 200).astype(np.float32)  # 4 s at 50 frames/s
+    g = Grid(np.array([0.0, 0.5, 1.0]), 0, np.zeros(3, np.int64), envelope)
+    out = render(g, True, 60, 0.08, start_frame=5)  # from 0.4 s: envelope frame 20 on
+    onsets = out[:, grid.ONSETS][:, :4].reshape(-1)
+    np.testing.assert_allclose(onsets[:180], envelope[20:200])
+    assert np.all(onsets[180:] == 0)  # past the envelope's end
+    assert np.all(out[:, grid.ONSET_FLAG] == 1)
+    dropped = grid.drop(out, rhythm=False, harmony=False, onsets=True)
+    assert np.all(dropped[:, grid.ONSETS] == 0)
+    assert np.array_equal(dropped[:, : grid.ONSETS.start], out[:, : grid.ONSETS.start])
+    assert np.all(render(Grid(g.beats, 0, g.chords), True, 60, 0.08)[:, grid.ONSETS] == 0)
+
+
+def test_a_rhythm_pattern_laid_on_a_grid_reads_back_bar_by_bar():
+    pattern = np.array([2, 0.1, 0.5, 0.1, 1, 0.1, 0.5, 0.1] * 2, np.float32)  # 16ths of a bar
+    g = regular(100.0, [0], seconds=12.0, start=0.3, downbeat_phase=1)
+    g = Grid(g.beats, g.downbeat, g.chords, plan.pattern_onsets(g, pattern, 12.0, start=0.3))
+    assert np.all(g.onsets[:15] == 0)  # before the start
+    bars = plan.bar_patterns(g)
+    assert len(bars) >= 3
+    np.testing.assert_allclose(bars[1:-1], np.broadcast_to(pattern, bars[1:-1].shape))
+    stats = plan.statistics([g])
+    found = plan.patterns_of(stats["plan_patterns"])
+    assert len(found) == len(bars) and np.allclose(found[1], pattern)
+
+
 def test_analysis_finds_the_tempo_and_chords_of_a_click_track():
     wav = click_track(100.0, 20.0, chord_roots=[9, 5, 0, 7])  # A F C G, roots; Am is minor
     found = analysis.analyse(wav, RATE)
@@ -73,6 +100,10 @@ def test_analysis_finds_the_tempo_and_chords_of_a_click_track():
     assert abs(found.tempo - 100.0) / 100.0 < 0.04
     names = {chords.chord_name(c) for c in found.chords}
     assert {"A", "F", "C", "G"} <= names  # major triads synthesized on those roots
+    clicks = np.rint((0.25 + np.arange(30) * 0.6) * grid.ONSET_RATE).astype(int)[:32]
+    clicks = clicks[clicks < len(found.onsets) - 1]
+    at_clicks = np.maximum(found.onsets[clicks], found.onsets[clicks + 1])
+    assert np.median(at_clicks) > 4 * np.median(found.onsets)  # the envelope peaks at clicks
 
 
 def test_plan_statistics_and_sampled_plans_move():
@@ -95,6 +126,22 @@ def test_controls_start_at_zero_so_a_warm_start_computes_as_before():
     tokens = random_tokens(config, 4, batch=2)
     controls = torch.randn(2, 30, NUM_CONTROLS)
     assert torch.equal(prior.window_logits(tokens), prior.window_logits(tokens, controls=controls))
+
+
+def test_a_prior_on_fewer_control_columns_reads_the_first_ones_and_widens_to_more():
+    from vqaudio.train.prior_task import _widened
+
+    narrow = tiny_prior("frames", code_counts=2, context_blocks=6, controls=36)
+    torch.nn.init.normal_(narrow.control_in.weight)
+    tokens = random_tokens(narrow.config, 4, batch=2)
+    controls = torch.randn(2, 30, NUM_CONTROLS)
+    expected = narrow.window_logits(tokens, controls=controls[..., :36])
+    torch.testing.assert_close(narrow.window_logits(tokens, controls=controls), expected)
+    assert not hasattr(narrow, "plan_patterns")
+    wide = build_prior(tiny_prior_config("frames", code_counts=2, context_blocks=6, controls=41))
+    wide.load_state_dict(_widened(narrow.state_dict(), wide.state_dict()))
+    wide.eval()
+    torch.testing.assert_close(wide.window_logits(tokens, controls=controls), expected)
 
 
 def test_the_cached_stream_with_controls_equals_the_window_computation():

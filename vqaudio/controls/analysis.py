@@ -6,23 +6,20 @@ import numpy as np
 
 from .. import audio
 from . import chords as chord_table
-from .grid import BEATS_PER_BAR, Grid
+from .grid import BEATS_PER_BAR, ONSET_RATE, Grid, normalise_onsets
 
-FRAMES_PER_SECOND = 50  # onset and chroma resolution: the codec's finest frames
+FRAMES_PER_SECOND = ONSET_RATE  # onset and chroma resolution: the codec's finest frames
 ANALYSIS_RATE = 12000  # Hz: beats and chroma need nothing above 6 kHz, and it halves the cost
 
 
 def analyse(wav: np.ndarray, sample_rate: int) -> Grid | None:
-    """Mono ``wav`` (T,) -> its beat grid with a chord per beat, or None where fewer than 4
-    beats are found (silence, or no pulse)."""
+    """Mono ``wav`` (T,) -> its beat grid with a chord per beat and its onset envelope, or None
+    where fewer than 4 beats are found (silence, or no pulse)."""
     import librosa
 
-    wav = np.ascontiguousarray(wav, dtype=np.float32)
-    if sample_rate != ANALYSIS_RATE:
-        wav = audio.resample(wav[None], sample_rate, ANALYSIS_RATE)[0]
-        sample_rate = ANALYSIS_RATE
+    wav, sample_rate = _at_analysis_rate(wav, sample_rate)
     hop = int(round(sample_rate / FRAMES_PER_SECOND))
-    onset = librosa.onset.onset_strength(y=wav, sr=sample_rate, hop_length=hop)
+    onset = onset_envelope(wav, sample_rate)
     _, frames = librosa.beat.beat_track(onset_envelope=onset, sr=sample_rate, hop_length=hop)
     frames = np.asarray(frames, dtype=np.int64)
     if len(frames) < 4:
@@ -34,7 +31,24 @@ def analyse(wav: np.ndarray, sample_rate: int) -> Grid | None:
     per_beat = chord_table.estimate(synced)[1 : len(frames) + 1]
     per_beat = smooth(per_beat)
     beats = frames * hop / sample_rate
-    return Grid(beats, downbeat_of(onset, frames, per_beat), per_beat)
+    return Grid(beats, downbeat_of(onset, frames, per_beat), per_beat, normalise_onsets(onset))
+
+
+def _at_analysis_rate(wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    wav = np.ascontiguousarray(wav, dtype=np.float32)
+    if sample_rate != ANALYSIS_RATE:
+        wav = audio.resample(wav[None], sample_rate, ANALYSIS_RATE)[0]
+    return wav, ANALYSIS_RATE
+
+
+def onset_envelope(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono ``wav`` -> librosa's onset strength at ``FRAMES_PER_SECOND`` frames/s from 0 s
+    (unnormalised)."""
+    import librosa
+
+    wav, sample_rate = _at_analysis_rate(wav, sample_rate)
+    hop = int(round(sample_rate / FRAMES_PER_SECOND))
+    return librosa.onset.onset_strength(y=wav, sr=sample_rate, hop_length=hop)
 
 
 def smooth(per_beat: np.ndarray, width: int = 2) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Beats and chords -> one control vector per frame.
 
 A frame is 80 ms (the frame prior's frame); its 4 sub-slots of 20 ms are the finest levels' frames,
-so the vector says in which of them a beat falls. Layout (``NUM_CONTROLS`` = 36):
+so the vector says in which of them a beat falls, and how strong the onsets in each are. Layout
+(``NUM_CONTROLS`` = 41; a prior trained on fewer columns reads the first ones):
 
 ====== ==================================================================
 0-3    a beat in sub-slot 0..3 of the frame (0 or 1)
@@ -11,10 +12,15 @@ so the vector says in which of them a beat falls. Layout (``NUM_CONTROLS`` = 36)
 9      1 where the rhythm part is given, 0 where it is dropped
 10-34  the chord (one-hot over ``chords.NUM_CHORDS``)
 35     1 where the harmony part is given, 0 where it is dropped
+36-39  onset strength in sub-slot 0..3 (the file's envelope over its 95th percentile, at most 2)
+40     1 where the onset part is given, 0 where it is dropped
 ====== ==================================================================
 
-A dropped part is all zeros, flag included: the same model runs with either part, both or none
-(classifier-free guidance compares the prediction with and without them).
+A dropped part is all zeros, flag included: the same model runs with any of the three parts or
+none (classifier-free guidance compares the prediction with and without them). Onsets are what
+the audio does at 20 ms resolution, so a prior follows them far more readily than a tracked beat;
+plans and continuations supply them as a bar's rhythm pattern laid on the beat grid
+(``plan.pattern_onsets``).
 """
 
 from __future__ import annotations
@@ -29,19 +35,24 @@ SUB_SLOTS = 4
 BEATS_PER_BAR = 4
 RHYTHM = slice(0, 10)
 HARMONY = slice(10, 36)
-NUM_CONTROLS = 36
-TEMPO_COLUMN, RHYTHM_FLAG, HARMONY_FLAG = 8, 9, 35
+ONSETS = slice(36, 41)
+NUM_CONTROLS = 41
+TEMPO_COLUMN, RHYTHM_FLAG, HARMONY_FLAG, ONSET_FLAG = 8, 9, 35, 40
+ONSET_RATE = 50  # onset envelope frames per second: one per 20 ms sub-slot of an 80 ms frame
+ONSET_CLIP = 2.0
 
 
 @dataclass(frozen=True)
 class Grid:
     """A beat grid with a chord per beat. ``beats``: beat times in seconds, increasing, at
     least 2; ``downbeat``: index of a beat that starts a bar; ``chords``: chord id per beat (the
-    chord sounding from that beat to the next)."""
+    chord sounding from that beat to the next); ``onsets``: normalised onset strength at
+    ``ONSET_RATE`` frames/s from 0 s (``normalise_onsets``), or None where not known."""
 
     beats: np.ndarray
     downbeat: int
     chords: np.ndarray
+    onsets: np.ndarray | None = None
 
     @property
     def tempo(self) -> float:
@@ -67,6 +78,14 @@ def regular(
     return Grid(beats, (-downbeat_phase) % BEATS_PER_BAR, chords)
 
 
+def normalise_onsets(envelope: np.ndarray) -> np.ndarray:
+    """An onset envelope over its 95th percentile, clipped to [0, ONSET_CLIP], float32: the same
+    scale for loud and quiet files."""
+    envelope = np.maximum(np.asarray(envelope, np.float64), 0.0)
+    scale = np.percentile(envelope, 95) if len(envelope) else 0.0
+    return np.clip(envelope / max(scale, 1e-6), 0.0, ONSET_CLIP).astype(np.float32)
+
+
 def _extend(beats: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, int]:
     """Beats extrapolated with the first and last periods to cover [lo, hi]; also how many were
     put before the first."""
@@ -82,7 +101,8 @@ def render(
     grid: Grid | None, chords_on: bool, num_frames: int, frame_seconds: float, start_frame: int = 0
 ) -> np.ndarray:
     """(num_frames, NUM_CONTROLS) float32 for frames ``start_frame ..``; ``grid`` None drops
-    both parts, ``chords_on`` False the harmony part alone."""
+    all parts, ``chords_on`` False the harmony part alone, ``grid.onsets`` None the onset part
+    (beyond the envelope's end, onsets are 0)."""
     out = np.zeros((num_frames, NUM_CONTROLS), dtype=np.float32)
     if grid is None or len(grid.beats) < 2:
         return out
@@ -108,16 +128,26 @@ def render(
         chord = np.asarray(grid.chords, np.int64)[index]
         out[np.arange(num_frames), HARMONY.start + chord] = 1.0
         out[:, HARMONY_FLAG] = 1.0
+    if grid.onsets is not None and len(grid.onsets):
+        envelope = np.asarray(grid.onsets, np.float32)
+        times = t0 + sub * np.arange(num_frames * SUB_SLOTS)
+        index = np.rint(times * ONSET_RATE).astype(np.int64)
+        inside = index < len(envelope)
+        slots = np.where(inside, envelope[np.minimum(index, len(envelope) - 1)], 0.0)
+        out[:, ONSETS.start : ONSET_FLAG] = slots.reshape(num_frames, SUB_SLOTS)
+        out[:, ONSET_FLAG] = 1.0
     return out
 
 
-def drop(controls: np.ndarray, rhythm: bool, harmony: bool) -> np.ndarray:
-    """A copy with the rhythm and/or harmony part zeroed."""
+def drop(controls: np.ndarray, rhythm: bool, harmony: bool, onsets: bool = False) -> np.ndarray:
+    """A copy with the rhythm, harmony and/or onset part zeroed."""
     out = controls.copy()
     if rhythm:
         out[..., RHYTHM] = 0.0
     if harmony:
         out[..., HARMONY] = 0.0
+    if onsets:
+        out[..., ONSETS] = 0.0
     return out
 
 

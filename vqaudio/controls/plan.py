@@ -1,8 +1,10 @@
-"""Plans: a tempo and a chord progression, sampled from statistics of the training music when
-the user gives none, and turned into a beat grid (``grid.Grid``).
+"""Plans: a tempo, a chord progression and a bar's rhythm, sampled from statistics of the
+training music when the user gives none, and turned into a beat grid (``grid.Grid``) with an onset
+envelope.
 
-The statistics live in the prior's file as two buffers (``plan_buffers``): a tempo histogram,
-and bar-to-bar chord moves counted by quality and root interval (so they hold in every key).
+The statistics live in the prior's file as buffers (``plan_buffers``): a tempo histogram,
+bar-to-bar chord moves counted by quality and root interval (so they hold in every key), and
+rhythm patterns: the onset strength at each 16th note of bars of the training music.
 """
 
 from __future__ import annotations
@@ -13,18 +15,26 @@ import numpy as np
 import torch
 
 from .chords import NO_CHORD, progression_text
-from .grid import BEATS_PER_BAR, Grid, regular
+from .grid import BEATS_PER_BAR, ONSET_RATE, Grid, _extend, regular
 
 TEMPO_LOW, TEMPO_STEP, TEMPO_BINS = 40.0, 4.0, 45  # BPM histogram: 40-220 in 4-BPM bins
 PHRASE_BARS = 4  # a sampled progression: 4 bars, repeated (music returns to its phrases)
+STEPS_PER_BEAT = 4  # a rhythm pattern: onset strength at each 16th note of a 4/4 bar
+PATTERN_STEPS = STEPS_PER_BEAT * BEATS_PER_BAR
+NUM_PATTERNS = 64
+PATTERN_PEAK = 1.0  # a bar joins the patterns where some 16th reaches the file's 95th percentile
 
 
-def plan_buffers() -> dict[str, torch.Tensor]:
-    """Empty statistics, filled from the training grids by ``fill_statistics``."""
-    return {
+def plan_buffers(patterns: bool = True) -> dict[str, torch.Tensor]:
+    """Empty statistics, filled from the training grids by ``statistics`` (``patterns``: the
+    rhythm patterns too, for a prior that follows onsets)."""
+    out = {
         "plan_tempi": torch.zeros(TEMPO_BINS),
         "plan_moves": torch.zeros(2, 2, 12),  # [quality from, quality to, root interval]
     }
+    if patterns:
+        out["plan_patterns"] = torch.zeros(NUM_PATTERNS, PATTERN_STEPS)
+    return out
 
 
 def tempo_bin(tempo: float) -> int:
@@ -36,15 +46,67 @@ def bar_chords(grid: Grid) -> np.ndarray:
     return np.asarray(grid.chords)[grid.downbeat :: BEATS_PER_BAR]
 
 
-def statistics(grids: list[Grid]) -> dict[str, torch.Tensor]:
-    """Tempo histogram and bar-level chord moves of ``grids`` (chords "N" skipped)."""
-    out = plan_buffers()
+def bar_patterns(grid: Grid) -> np.ndarray:
+    """(bars, PATTERN_STEPS): the onset strength at each 16th note of each whole bar of
+    ``grid`` (the strongest envelope frame within one frame of it; none without onsets)."""
+    if grid.onsets is None or len(grid.onsets) == 0 or len(grid.beats) < BEATS_PER_BAR + 1:
+        return np.zeros((0, PATTERN_STEPS), np.float32)
+    beats = np.asarray(grid.beats, np.float64)
+    first = np.arange(grid.downbeat % BEATS_PER_BAR, len(beats) - BEATS_PER_BAR, BEATS_PER_BAR)
+    beat = first[:, None] + np.arange(BEATS_PER_BAR)  # (bars, 4) beat indices
+    period = beats[beat + 1] - beats[beat]
+    times = beats[beat][..., None] + period[..., None] * np.arange(STEPS_PER_BEAT) / STEPS_PER_BEAT
+    index = np.rint(times.reshape(len(first), -1) * ONSET_RATE).astype(np.int64)
+    envelope = np.asarray(grid.onsets, np.float32)
+    near = np.clip(index[..., None] + np.arange(-1, 2), 0, len(envelope) - 1)
+    return envelope[near].max(-1)
+
+
+def statistics(grids: list[Grid], patterns: bool = True) -> dict[str, torch.Tensor]:
+    """Tempo histogram and bar-level chord moves of ``grids`` (chords "N" skipped), and up to
+    ``NUM_PATTERNS`` rhythm patterns: bars with an onset, drawn evenly (a fixed seed)."""
+    out = plan_buffers(patterns)
+    bars_of = []
     for grid in grids:
         out["plan_tempi"][tempo_bin(grid.tempo)] += 1
         bars = bar_chords(grid)
         for a, b in zip(bars[:-1], bars[1:]):
             if a != NO_CHORD and b != NO_CHORD:
                 out["plan_moves"][a // 12, b // 12, (b - a) % 12] += 1
+        found = bar_patterns(grid)
+        bars_of.append(found[found.max(1, initial=0.0) >= PATTERN_PEAK])
+    if patterns:
+        found = np.concatenate(bars_of) if bars_of else np.zeros((0, PATTERN_STEPS))
+        if len(found):
+            pick = np.random.default_rng(0).permutation(len(found))[:NUM_PATTERNS]
+            out["plan_patterns"][: len(pick)] = torch.from_numpy(found[np.sort(pick)])
+    return out
+
+
+def patterns_of(buffer: torch.Tensor) -> np.ndarray:
+    """The filled rows of a prior's ``plan_patterns`` buffer."""
+    rows = buffer.float().cpu().numpy()
+    return rows[rows.max(1) > 0]
+
+
+def pattern_onsets(
+    grid: Grid, pattern: np.ndarray, seconds: float, start: float = 0.0
+) -> np.ndarray:
+    """An onset envelope (``ONSET_RATE`` frames/s, from 0 s to ``seconds``) that strikes each
+    16th note of ``grid``'s bars from ``start`` on with ``pattern`` (PATTERN_STEPS,) and holds
+    the pattern's weakest step between them (0 before ``start``)."""
+    pattern = np.asarray(pattern, np.float32)
+    length = int(np.ceil(seconds * ONSET_RATE))
+    out = np.zeros(length, np.float32)
+    out[int(np.ceil(start * ONSET_RATE)) :] = pattern.min()
+    beats, before = _extend(np.asarray(grid.beats, np.float64), start, seconds)
+    step = np.arange(STEPS_PER_BEAT) / STEPS_PER_BEAT
+    times = (beats[:-1, None] + np.diff(beats)[:, None] * step).ravel()
+    bar_beat = (np.arange(len(beats) - 1) - before - grid.downbeat) % BEATS_PER_BAR
+    values = pattern.reshape(BEATS_PER_BAR, STEPS_PER_BEAT)[bar_beat].ravel()
+    index = np.rint(times * ONSET_RATE).astype(np.int64)
+    keep = (times >= start) & (index < length)
+    np.maximum.at(out, index[keep], values[keep])
     return out
 
 

@@ -1,8 +1,9 @@
 """What a user asks for (--tempo, --chords, --like, a prompt, or nothing) -> per-frame controls.
 
-With nothing asked, each piece gets a plan sampled from the training music's statistics (a tempo
-and a 4-bar progression); a prompt gives its own beat grid, carried on at its tempo and bar
-phase; a reference file (``like``) gives its beat grid and chords, not its sound.
+With nothing asked, each piece gets a plan sampled from the training music's statistics (a tempo,
+a 4-bar progression and a bar's rhythm); a prompt gives its own beat grid, carried on at its
+tempo and bar phase with its own rhythm; a reference file (``like``) gives its beat grid, chords
+and onsets, not its sound.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..errors import ConfigError, UsageError
 from . import plan as plans
 from .analysis import analyse
 from .chords import parse_progression
-from .grid import BEATS_PER_BAR, Grid, render
+from .grid import BEATS_PER_BAR, ONSET_RATE, Grid, render
 
 LIKE_MIN_SECONDS = 4.0  # a reference needs a few beats for the tracker
 
@@ -94,34 +95,62 @@ def piece_grid(
     """One piece's beat grid over prompt + new audio (``seconds`` in all) -> (grid, the plan
     as the options that ask for it again)."""
     tempi, moves = prior.plan_tempi.cpu(), prior.plan_moves.cpu()
+    patterns = (
+        plans.patterns_of(prior.plan_patterns) if hasattr(prior, "plan_patterns") else np.zeros(0)
+    )
     if request.like is not None:
         grid = analyse(*request.like)
         if grid is None:
             raise ConfigError("--like: no beat found in the reference; give music with a pulse")
-        shifted = Grid(grid.beats + prompt_seconds, grid.downbeat, grid.chords)
+        lead = np.zeros(int(round(prompt_seconds * ONSET_RATE)), np.float32)
+        shifted = Grid(
+            grid.beats + prompt_seconds, grid.downbeat, grid.chords, np.r_[lead, grid.onsets]
+        )
         return _after(prompt, shifted, prompt_seconds), "the beat and chords of --like"
     if prompt is not None and request.tempo is None and chords is None:
         grid, plan = plans.continue_grid(prompt, moves, seconds, rng)
-        return grid, f"from the prompt: {plan.describe()}"
+        own = plans.bar_patterns(prompt)
+        pattern = np.median(own, axis=0) if len(own) else _draw(patterns, rng)
+        grid = _with_rhythm(grid, pattern, seconds, prompt_seconds)
+        return _after(prompt, grid, prompt_seconds), f"from the prompt: {plan.describe()}"
     tempo = request.tempo if request.tempo is not None else plans.sample_tempo(tempi, rng)
     chords = chords if chords is not None else list(plans.sample_chords(moves, rng))
     plan = plans.Plan(tempo, tuple(chords), request.beats_per_chord)
     grid = plans.plan_grid(plan, seconds, start=prompt_seconds)
+    grid = _with_rhythm(grid, _draw(patterns, rng), seconds, prompt_seconds)
     return _after(prompt, grid, prompt_seconds), plan.describe()
 
 
+def _draw(patterns: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """One of a prior's rhythm patterns (None: it has none)."""
+    return patterns[rng.integers(len(patterns))] if len(patterns) else None
+
+
+def _with_rhythm(grid: Grid, pattern: np.ndarray | None, seconds: float, start: float) -> Grid:
+    """``grid`` with the onset envelope of ``pattern`` laid on its bars from ``start`` on."""
+    if pattern is None:
+        return grid
+    onsets = plans.pattern_onsets(grid, pattern, seconds, start)
+    return Grid(grid.beats, grid.downbeat, grid.chords, onsets)
+
+
 def _after(prompt: Grid | None, grid: Grid, prompt_seconds: float) -> Grid:
-    """The prompt's beats up to its end, then ``grid``'s beats from there on."""
+    """The prompt's beats and onsets up to its end, then ``grid``'s from there on."""
     if prompt is None:
         return grid
     keep = prompt.beats < prompt_seconds
     later = grid.beats >= prompt_seconds
     if keep.sum() < 1 or later.sum() < 1:
         return grid
+    onsets = grid.onsets
+    if onsets is not None and prompt.onsets is not None:
+        cut = int(round(prompt_seconds * ONSET_RATE))
+        onsets = np.r_[np.asarray(prompt.onsets[:cut], np.float32), onsets[cut:]]
     return Grid(
         np.concatenate([prompt.beats[keep], grid.beats[later]]),
         prompt.downbeat,
         np.concatenate([np.asarray(prompt.chords)[keep], np.asarray(grid.chords)[later]]),
+        onsets,
     )
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..codes import block_slots
 from ..config import PriorConfig
-from ..controls.grid import SUB_SLOTS
+from ..controls.grid import NUM_CONTROLS, SUB_SLOTS
 from ..controls.plan import plan_buffers
 
 # The control layers start at zero, and Adam moves a weight by about the learning rate per
@@ -37,12 +37,15 @@ def add_controls(prior: nn.Module, config: PriorConfig) -> None:
             width = strides[level] * SUB_SLOTS // strides[0]
             cover[j, index * width : (index + 1) * width] = 1.0
     prior.register_buffer("slot_cover", cover, persistent=False)
-    for name, value in plan_buffers().items():
+    # a prior on the first 36 columns (before onsets) has no rhythm patterns in its file
+    for name, value in plan_buffers(config.controls >= NUM_CONTROLS).items():
         prior.register_buffer(name, value)
 
 
 def control_terms(prior: nn.Module, controls: Tensor) -> tuple[Tensor, Tensor]:
-    """controls (B, F, C) -> (temporal input terms (B, F, D), depth bias terms (B, F, P, d))."""
+    """controls (B, F, >= C) -> (temporal input terms (B, F, D), depth bias terms (B, F, P, d));
+    a prior trained on fewer columns than ``grid.NUM_CONTROLS`` reads the first ones."""
+    controls = controls[..., : prior.config.controls]
     beat = (controls[..., :SUB_SLOTS] @ prior.slot_cover.T).clamp(max=1.0)  # (B, F, P)
     depth = prior.control_depth(controls)[:, :, None] + beat[..., None] * prior.beat_slots
     return prior.control_in(controls), depth

@@ -84,6 +84,22 @@ def cached_tokens(
     return np.load(target, mmap_mode="r", allow_pickle=False)
 
 
+def _widened(state: dict[str, Tensor], own: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` of a prior trained on fewer control columns, its control layers' weights padded
+    with zero columns (and buffers it lacks taken from ``own``): it computes as it did."""
+    out = {**{k: v for k, v in own.items() if k not in state}, **state}
+    for name in ("control_in.weight", "control_depth.weight"):
+        old, wide = state[name], own[name]
+        if old.shape[0] != wide.shape[0] or old.shape[1] > wide.shape[1]:
+            raise ConfigError(
+                f"init_from: {name} {tuple(old.shape)} cannot widen to {tuple(wide.shape)}"
+            )
+        padded = torch.zeros_like(wide, dtype=old.dtype)
+        padded[:, : old.shape[1]] = old
+        out[name] = padded
+    return out
+
+
 @dataclasses.dataclass
 class Windows:
     """A batch of token windows (B, N) with their per-frame controls (B, N // P, C) or None."""
@@ -145,6 +161,12 @@ class PriorTask:
                 # a prior trained without controls: they start at zero (computes as it did)
                 state = {**{k: v for k, v in own.items() if k.startswith(CONTROL_KEYS)}, **state}
                 on_message("controls start at zero: the prior computes as before until trained")
+            elif (
+                self.config.controls
+                and state["control_in.weight"].shape != own["control_in.weight"].shape
+            ):
+                state = _widened(state, own)
+                on_message("new control columns start at zero: the prior computes as before")
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's prior section
             on_message(f"initialised from {recipe.init_from}")
         train = recipe.train
@@ -185,18 +207,20 @@ class PriorTask:
     def _load_grids(self, run_dir, train_files, val_files, codec_config, on_message) -> None:
         """Beat grids of every file (analysed once into the run folder), and the plan
         statistics they give, written into the prior's buffers."""
+        from ..controls.grid import NUM_CONTROLS
         from ..controls.plan import statistics
-        from ..controls.store import cached_grid
+        from ..controls.store import cached_grid, grid_path
 
         cache = run_dir / "grids"
         self.train_grids = []
         for path in train_files:
-            if not any(cache.glob(f"{path.stem}-*.npz")):
+            if not grid_path(path, cache).is_file():
                 on_message(f"analysing beats and chords: {path.name}")
             self.train_grids.append(cached_grid(path, cache))
         self.val_grids = [cached_grid(path, cache) for path in val_files]
         found = [g for g in self.train_grids if g is not None]
-        for name, value in statistics(found).items():
+        patterns = self.config.controls >= NUM_CONTROLS
+        for name, value in statistics(found, patterns).items():
             getattr(self.model, name).copy_(value)
         self.frame_seconds = codec_config.hop_length * self.config.level_strides[0]
         self.frame_seconds /= codec_config.sample_rate
@@ -216,7 +240,7 @@ class PriorTask:
             start = int(rng.integers(0, (len(tokens) - context) // per_block + 1)) * per_block
             windows.append(np.asarray(tokens[start : start + context], dtype=np.int64))
             if self.train_grids is not None:
-                drop = rng.random(2) < self.recipe.train.control_dropout
+                drop = rng.random(3) < self.recipe.train.control_dropout
                 controls.append(self._controls(self.train_grids[index], start, drop))
         tokens = torch.from_numpy(np.stack(windows))
         if self.train_grids is None:
@@ -225,13 +249,13 @@ class PriorTask:
 
     def _controls(self, grid, start: int, drop=(False, False)) -> np.ndarray:
         """Controls (context_blocks, C) of the window from token ``start`` of ``grid``'s file;
-        ``drop``: (rhythm, harmony) parts left out."""
+        ``drop``: (rhythm, harmony, onsets) parts left out."""
         from ..controls.grid import drop as drop_parts
         from ..controls.grid import render
 
         first = start // self.config.tokens_per_block
         out = render(grid, True, self.config.context_blocks, self.frame_seconds, first)
-        return drop_parts(out, bool(drop[0]), bool(drop[1]))
+        return drop_parts(out, *(bool(d) for d in drop))
 
     def loss(
         self, module: nn.Module, batch: Tensor | Windows, autocast
