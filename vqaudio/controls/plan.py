@@ -23,6 +23,7 @@ STEPS_PER_BEAT = 4  # a rhythm pattern: onset strength at each 16th note of a 4/
 PATTERN_STEPS = STEPS_PER_BEAT * BEATS_PER_BAR
 NUM_PATTERNS = 64
 PATTERN_PEAK = 1.0  # a bar joins the patterns where some 16th reaches the file's 95th percentile
+PATTERN_CONTRAST = 3.0  # ... and stands this far above the bar's median 16th (a rhythm, not a wash)
 
 
 def plan_buffers(patterns: bool = True) -> dict[str, torch.Tensor]:
@@ -64,7 +65,7 @@ def bar_patterns(grid: Grid) -> np.ndarray:
 
 def statistics(grids: list[Grid], patterns: bool = True) -> dict[str, torch.Tensor]:
     """Tempo histogram and bar-level chord moves of ``grids`` (chords "N" skipped), and up to
-    ``NUM_PATTERNS`` rhythm patterns: bars with an onset, drawn evenly (a fixed seed)."""
+    ``NUM_PATTERNS`` rhythm patterns: bars with a clear onset, drawn evenly (a fixed seed)."""
     out = plan_buffers(patterns)
     bars_of = []
     for grid in grids:
@@ -74,7 +75,9 @@ def statistics(grids: list[Grid], patterns: bool = True) -> dict[str, torch.Tens
             if a != NO_CHORD and b != NO_CHORD:
                 out["plan_moves"][a // 12, b // 12, (b - a) % 12] += 1
         found = bar_patterns(grid)
-        bars_of.append(found[found.max(1, initial=0.0) >= PATTERN_PEAK])
+        peak = found.max(1, initial=0.0)
+        clear = (peak >= PATTERN_PEAK) & (peak >= PATTERN_CONTRAST * np.median(found, axis=1))
+        bars_of.append(found[clear])
     if patterns:
         found = np.concatenate(bars_of) if bars_of else np.zeros((0, PATTERN_STEPS))
         if len(found):
