@@ -252,7 +252,7 @@ def generate(
     ] = 4,
     like: Annotated[
         Path | None,
-        typer.Option(help="Follow this recording's beat and chords (not its sound)."),
+        typer.Option(help="Follow this recording's beat, onsets and chords (not its sound)."),
     ] = None,
     guidance: Annotated[
         float | None,

@@ -2,7 +2,7 @@
 with one part dropped, with one path (temporal input / depth bias) zeroed; and the size of the
 control terms beside what they are added to.
 
-    python experiments/controls_insides.py PRIOR --run runs/ctrl2   # codes/ and grids/ of a run
+    python experiments/controls_insides.py PRIOR --run runs/ctrl3   # codes/ and grids/ of a run
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def zeroed(prior, part: str):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("prior", type=Path)
-    parser.add_argument("--run", type=Path, default=Path("runs/ctrl2"))
+    parser.add_argument("--run", type=Path, default=Path("runs/ctrl3"))
     parser.add_argument("--clips", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -71,8 +71,10 @@ def main() -> None:
     cases = {
         "controls": (prior, controls),
         "none": (prior, None),
-        "rhythm only": (prior, torch.from_numpy(drop(controls.numpy(), False, True))),
-        "harmony only": (prior, torch.from_numpy(drop(controls.numpy(), True, False))),
+        "beat grid only": (prior, torch.from_numpy(drop(controls.numpy(), False, True, True))),
+        "harmony only": (prior, torch.from_numpy(drop(controls.numpy(), True, False, True))),
+        "onsets only": (prior, torch.from_numpy(drop(controls.numpy(), True, True, False))),
+        "all but onsets": (prior, torch.from_numpy(drop(controls.numpy(), False, False, True))),
         "temporal path off": (zeroed(prior, "temporal"), controls),
         "depth path off": (zeroed(prior, "depth"), controls),
     }
