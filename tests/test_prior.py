@@ -267,6 +267,18 @@ def test_cache_scale_weighs_the_unigram_cache_and_cached_sampling_follows_it():
     )
 
 
+def test_the_stream_at_a_cache_scale_equals_the_full_recompute_through_window_slides():
+    prior = tiny_prior("frames", code_counts=2, context_blocks=6)
+    tokens = random_tokens(prior.config, 9)  # 27 tokens; context is 18, so the window slides
+    with torch.inference_mode():
+        stream = prior.stream(tokens[:, :2], cache_scale=0.5)
+        for t in range(2, tokens.shape[1]):
+            expected = prior.next_logits(tokens[:, :t], cache_scale=0.5)
+            torch.testing.assert_close(stream.logits, expected)
+            stream.push(tokens[:, t])
+    assert prior.window_start(tokens.shape[1]) > 0
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_cache_scale_is_refused_where_there_is_no_cache(kind):
     prior = tiny_prior(kind)

@@ -22,7 +22,7 @@ from .controls.requests import Request, controls_for
 from .errors import AudioError, CheckpointError, ConfigError
 from .prior.base import Prior
 from .prior.frame_loop import frame_loop
-from .prior.sampling import SHIPPED, Sampling, sample_next
+from .prior.sampling import SHIPPED, Sampling, draw, probabilities, uniforms
 
 DECODE_CHUNK_BLOCKS = 750  # 60 s of the default codec per decoder call: bounded memory
 # Griffin-Lim iterations for generated music (or the codec's own, if fewer): the same chroma as
@@ -251,13 +251,19 @@ def _token_loop(
     prior, tokens, start, sampling, generators, streams, shift, on_progress, given, free
 ) -> None:
     """Fill ``tokens`` (B, N) from ``start`` one token at a time, in PyTorch; ``streams``: the
-    stream (or None: recompute) and, with guidance, the stream without controls."""
+    stream (or None: recompute) and, with guidance, the stream without controls. Nothing per
+    token waits for the device or sends it host numbers: the uniform numbers come once per frame
+    (on a CPU generator the numbers one per token would give, as the C loop draws them), and
+    what the host decides depends on the position alone."""
     every, end = prior.config.tokens_per_block, tokens.shape[1]
     levels = token_levels(prior.config.level_strides).tolist()  # each slot's level
     top_k, top_p = sampling.per_level(prior.config.num_levels)
     stream, plain_stream = streams
     for i in range(start, end):
         slot = i % every
+        if slot == 0 or i == start:  # the uniform numbers of the rest of the frame
+            first, count = i, min(every - slot, end - i)
+            draws = uniforms(generators, tokens.shape[0], count, tokens.device)
         lo, hi = prior.slot_ranges[slot]  # only the next level's ids can follow
         logits = _logits(prior, tokens, i, (lo, hi), stream, given)
         if free is not None:
@@ -268,21 +274,21 @@ def _token_loop(
         if sampling.exact_hold and level == 0 and i >= every:
             held = tokens[:, i - every] - lo  # the same slot one frame earlier
         offset = None if shift is None or level else shift[slot]
-        token = sample_next(
+        probs = probabilities(
             logits,
             sampling.temperature,
             top_k[level],
             top_p[level],
-            generators,
             held,
             offset,
             sampling.hold_cap,
         )
-        tokens[:, i] = token + lo
+        token = draw(probs, draws[:, i - first]) + lo
+        tokens[:, i] = token
         if stream is not None and i + 1 < end:
-            stream.push(token + lo)
+            stream.push(token)
             if plain_stream is not None:
-                plain_stream.push(token + lo)
+                plain_stream.push(token)
         done = i + 1 - start
         if on_progress is not None and (done % every == 0 or i + 1 == end):
             on_progress(done, end - start)

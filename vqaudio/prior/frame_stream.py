@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Prior, Stream
-from .transformer import block_weights, rotated_qkv, step_blocks
+from .transformer import block_weights, layer_caches, rotated_qkv, step_blocks
 
 # (frame (B, P) ids, temporal cache, window position, what the frame's controls add to the
 # temporal input (B, D) or None) -> normalised temporal states h (B, D)
@@ -55,6 +55,8 @@ class FrameStream(Stream):
             dtype=weight.dtype,
             device=weight.device,
         )
+        self.temporal_layers = layer_caches(self.temporal_cache)
+        self.depth_layers = layer_caches(self.depth_cache)
         self.temporal_weights = block_weights(prior.blocks)
         self.rotation = torch.view_as_complex(prior.rotation.float().contiguous())
         # a depth step runs once per token at one of only P positions: fold each position's
@@ -71,13 +73,20 @@ class FrameStream(Stream):
         ]
         self.depth_tokens = F.linear(prior.token_embedding.weight, prior.depth_token.weight)
         self.depth_earlier = F.linear(prior.token_embedding.weight, prior.depth_previous.weight)
-        self.head_rows = [prior.head.weight[lo:hi] for lo, hi in prior.slot_ranges]
         self.features = None  # (B, 2, V) of the current frame, with code_counts
-        # the copy gate and the cache's two gates in one linear op per token
+        # a level's head rows, the copy gate and the cache's two gates in one linear op per token
         gates = [prior.copy_gate] + ([prior.count_gate] if prior.count_gate is not None else [])
-        self.gate_weight = torch.cat([g.weight for g in gates])
-        self.gate_bias = torch.cat([g.bias for g in gates])
+        gate_weight = torch.cat([g.weight for g in gates])
+        gate_bias = torch.cat([g.bias for g in gates])
+        size = config.codebook_size
+        self.head_gates = [
+            (torch.cat([rows, gate_weight]), torch.cat([rows.new_zeros(size), gate_bias]))
+            for rows in prior.head.weight.split(size)
+        ]
+        self.slot_levels = [lo // size for lo, _ in prior.slot_ranges]
+        self.slot_level_index = torch.tensor(self.slot_levels, device=weight.device)
         self.offsets = torch.tensor([lo for lo, _ in prior.slot_ranges], device=weight.device)
+        self.gated = None  # what each gate multiplies, per slot of the current frame
         self.window = tokens.new_zeros(batch, config.context_tokens)
         self.num_tokens = tokens.shape[1]
         self.start = prior.window_start(self.num_tokens)
@@ -94,7 +103,7 @@ class FrameStream(Stream):
         frames = self.window.new_zeros(self.window.shape[0], count * per_block)
         frames[:, :length] = self.window[:, :length]
         frames = frames.view(-1, count, per_block)
-        caches = [(layer[0], layer[1]) for layer in self.temporal_cache]
+        caches = [(keys, values) for _, keys, values in self.temporal_layers]
         x = prior._frame_inputs(frames)
         if self.temporal_terms is not None:
             x = x + self._rows(self.temporal_terms, self.start // per_block, count)
@@ -122,22 +131,34 @@ class FrameStream(Stream):
         else:
             x = self.depth_bias[0] + self.depth_tokens[prior.start_id]
         x = step_blocks(
-            self.depth_weights[slot], self.depth_cache, x, None, slot, prior.config.depth_heads
+            self.depth_weights[slot], self.depth_layers, x, None, slot, prior.config.depth_heads
         )
         x = F.layer_norm(x, x.shape[-1:], prior.depth_norm.weight, prior.depth_norm.bias)
         lo, hi = prior.slot_ranges[slot]
-        logits = F.linear(x, self.head_rows[slot])
-        gates = F.linear(x, self.gate_weight, self.gate_bias)  # (B, 1 or 3)
-        # the copy logit at the code this slot held one frame earlier (none at the window start)
-        copy = gates[:, :1] * self.copy_on[slot]
-        logits = logits.scatter_add(1, self.copy_index[slot], copy.to(logits.dtype))
-        if self.features is not None:  # + g_all * log(1 + count) + g_recent * log(1 + recent)
-            count_gates = gates[:, None, 1:].to(logits.dtype)
-            if self.cache_scale != 1.0:
-                count_gates = count_gates * self.cache_scale
-            cache = torch.bmm(count_gates, self.features[..., lo:hi])
-            logits = logits + cache[:, 0]
-        return self._set_logits(logits, (lo, hi))
+        out = F.linear(x, *self.head_gates[self.slot_levels[slot]])  # (B, V' + G)
+        logits, gates = out[:, None].split((hi - lo, out.shape[1] - (hi - lo)), dim=2)
+        if self.gated is None:
+            self.gated = self._gated()
+        # + the copy logit at the code this slot held one frame earlier, + g_all * log(1 +
+        # count) + g_recent * log(1 + recent): the gates (B, 1, G) times (B, G, V') in one op
+        logits = torch.baddbmm(logits, gates, self.gated[slot])
+        return self._set_logits(logits[:, 0], (lo, hi))
+
+    def _gated(self) -> Tensor:
+        """(P, B, G, V') what each gate adds per unit at each slot of the current frame: a one
+        at the code the slot held one frame earlier (none at the window start), then (with
+        code_counts) log(1 + count) and log(1 + recent count) of its level's codes times
+        ``cache_scale``."""
+        size = self.prior.config.codebook_size
+        copy = self.depth_bias.new_zeros(*self.copy_on.shape[:2], 1, size)
+        gated = copy.scatter_(-1, self.copy_index[..., None], self.copy_on[..., None])
+        if self.features is None:
+            return gated
+        features = self.features.to(gated.dtype)
+        if self.cache_scale != 1.0:
+            features = features * self.cache_scale
+        levels = features.view(features.shape[0], 2, -1, size).permute(2, 0, 1, 3)  # (L, B, 2, V')
+        return torch.cat([gated, levels[self.slot_level_index]], dim=2)
 
     def _set_logits(self, values: Tensor, ids: tuple[int, int]) -> Tensor:
         self.values, self.ids = values, ids  # the full-vocabulary logits only when asked for
@@ -161,7 +182,7 @@ class FrameStream(Stream):
         frame = self.start // self.prior.tokens_per_block + position  # absolute: the controls'
         extra = None
         if self.temporal_terms is not None:
-            extra = self._rows(self.temporal_terms, frame, 1)[:, 0]
+            extra = self.temporal_terms[:, min(frame, self.temporal_terms.shape[1] - 1)]
         h = step(self.frame, self.temporal_cache, position, extra)
         self.earlier = self.frame.clone()
         if self.features is not None:
@@ -171,8 +192,8 @@ class FrameStream(Stream):
     @staticmethod
     def _rows(terms: Tensor, first: int, count: int) -> Tensor:
         """terms (B, F, ...) rows first .. first + count - 1, the last row repeated past F."""
-        index = torch.arange(first, first + count).clamp(max=terms.shape[1] - 1)
-        return terms[:, index.to(terms.device)]
+        index = torch.arange(first, first + count, device=terms.device)
+        return terms[:, index.clamp(max=terms.shape[1] - 1)]
 
     def _temporal_step(
         self, frame: Tensor, cache: Tensor, position: int, extra: Tensor | None = None
@@ -181,9 +202,10 @@ class FrameStream(Stream):
         x = prior.frame_input(frame)  # (B, D)
         if extra is not None:
             x = x + extra
+        layers = self.temporal_layers if cache is self.temporal_cache else layer_caches(cache)
         x = step_blocks(
             self.temporal_weights,
-            cache,
+            layers,
             x,
             self.rotation[position],
             position,
@@ -221,6 +243,7 @@ class FrameStream(Stream):
         size = prior.config.codebook_size  # per slot: where its copy logit goes, and if at all
         self.copy_index = (earlier - self.offsets).clamp(0, size - 1).T[..., None].contiguous()
         self.copy_on = (earlier != prior.start_id).T[..., None].to(bias.dtype).contiguous()
+        self.gated = None  # made at the frame's first depth step (the C loop needs none)
 
     @property
     def copy_ids(self) -> Tensor:

@@ -128,21 +128,33 @@ def sample_next(
     each row's held id keeps its probability after the temperature (at most ``hold_cap``), and
     the offset, top-k and top-p choose among the other ids only.
     """
+    probs = probabilities(logits, temperature, top_k, top_p, held, offset, hold_cap)
+    return draw(probs, uniforms(generator, probs.shape[0], 1, probs.device)[:, 0])
+
+
+def probabilities(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    held: Tensor | None = None,
+    offset: Tensor | None = None,
+    hold_cap: float = 1.0,
+) -> Tensor:
+    """The probabilities (B, V) that :func:`sample_next` draws from (its arguments). Device
+    ops alone: nothing here waits for the device or sends the host's numbers to it."""
     logits = logits / temperature if temperature != 1.0 else logits
     truncating = (top_k is not None and top_k < logits.shape[-1]) or (
         top_p is not None and top_p < 1.0
     )
-    if held is not None and (truncating or offset is not None or hold_cap < 1):
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        p_held = torch.softmax(logits, dim=-1)[rows, held].clamp(max=hold_cap)
-        shifted = logits if offset is None else logits + offset
-        others = shifted.index_put((rows, held), logits.new_tensor(float("-inf")))
-        probs = torch.softmax(_truncate(others, top_k, top_p), dim=-1) * (1 - p_held)[:, None]
-        probs = probs.index_put((rows, held), p_held)
-    else:
-        shifted = logits if offset is None else logits + offset
-        probs = torch.softmax(_truncate(shifted, top_k, top_p), dim=-1)
-    return draw(probs, uniforms(generator, probs.shape[0], 1, probs.device)[:, 0])
+    shifted = logits if offset is None else logits + offset
+    if held is None or not (truncating or offset is not None or hold_cap < 1):
+        return torch.softmax(_truncate(shifted, top_k, top_p), dim=-1)
+    held = held[:, None]
+    p_held = torch.softmax(logits, dim=-1).gather(1, held).clamp(max=hold_cap)  # (B, 1)
+    others = shifted.scatter(1, held, float("-inf"))
+    probs = torch.softmax(_truncate(others, top_k, top_p), dim=-1) * (1 - p_held)
+    return probs.scatter(1, held, p_held)
 
 
 def uniforms(
@@ -162,6 +174,6 @@ def draw(probs: Tensor, uniform: Tensor) -> Tensor:
     The C frame loop draws the same way."""
     cdf = probs.double().cumsum(-1)
     target = uniform.double() * cdf[:, -1]
-    index = (cdf <= target[:, None]).sum(-1)
+    index = torch.searchsorted(cdf, target[:, None], right=True)[:, 0]  # ids whose sum <= target
     last = probs.shape[-1] - 1 - (probs.flip(-1) > 0).int().argmax(-1)  # the last possible id
     return torch.minimum(index, last)

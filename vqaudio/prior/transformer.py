@@ -122,31 +122,38 @@ def rotated_qkv(weight: Tensor, rotation: Tensor, heads: int) -> Tensor:
     return torch.cat([qk, rows[2:]]).permute(0, 1, 3, 2).reshape(weight.shape).contiguous()
 
 
+def layer_caches(cache: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """A stream's KV cache (layers, 2, B, nh, max, hs) as each layer's views (keys and values
+    (2, B, nh, max, hs), keys, values), taken once per stream rather than at every step."""
+    return [(kv, kv[0], kv[1]) for kv in cache]
+
+
 def step_blocks(
     weights: list[tuple[Tensor, ...]],
-    caches,
+    caches: list[tuple[Tensor, Tensor, Tensor]],
     x: Tensor,
     rotation: Tensor | None,
     position: int,
     heads: int,
 ) -> Tensor:
     """One position x (B, D) through every block with plain functional calls, writing its keys and
-    values at ``position`` of each block's cache (k, v) (B, nh, max, hs) and attending to all
-    before it. At batch 1 the per-op Python overhead is what a step costs, so this path skips the
-    module calls, dropout and reshapes that the training forward needs (same arithmetic).
-    ``rotation`` None: the qkv weights already hold this position's rotation
-    (:func:`rotated_qkv`)."""
+    values at ``position`` of each block's preallocated cache (:func:`layer_caches`) and attending
+    to all before it. At batch 1 the per-op overhead (Python and dispatch on a CPU, kernel
+    launches on a GPU) is what a step costs, so this path skips the module calls, dropout and
+    reshapes that the training forward needs (same arithmetic), and takes one matmul for the
+    queries, keys and values and one write for the keys and values. ``rotation`` None: the qkv
+    weights already hold this position's rotation (:func:`rotated_qkv`)."""
     batch, dim = x.shape
-    for (n1w, n1b, qkv_w, proj_w, n2w, n2b, fc1_w, fc1_b, fc2_w, fc2_b), (
-        k_cache,
-        v_cache,
-    ) in zip(weights, caches, strict=True):
+    end = position + 1
+    for (n1w, n1b, qkv_w, proj_w, n2w, n2b, fc1_w, fc1_b, fc2_w, fc2_b), (kv, keys, values) in zip(
+        weights, caches, strict=True
+    ):
         qkv = F.linear(F.layer_norm(x, (dim,), n1w, n1b), qkv_w).view(batch, 3, heads, -1)
-        qk = qkv[:, :2] if rotation is None else _rotate(qkv[:, :2], rotation)  # (B, 2, nh, hs)
-        k_cache[:, :, position] = qk[:, 1]
-        v_cache[:, :, position] = qkv[:, 2]
+        if rotation is not None:
+            qkv = torch.cat([_rotate(qkv[:, :2], rotation), qkv[:, 2:]], dim=1)
+        kv[:, :, :, position] = qkv[:, 1:].transpose(0, 1)  # (2, B, nh, hs)
         y = F.scaled_dot_product_attention(
-            qk[:, 0, :, None], k_cache[:, :, : position + 1], v_cache[:, :, : position + 1]
+            qkv[:, :1].transpose(1, 2), keys[:, :, :end], values[:, :, :end]
         )  # (B, nh, 1, hs)
         x = x + F.linear(y.view(batch, dim), proj_w)
         h = F.gelu(F.linear(F.layer_norm(x, (dim,), n2w, n2b), fc1_w, fc1_b))
@@ -221,12 +228,13 @@ class TransformerStream(Stream):
         self.shape = (batch, config.dim, config.num_heads)
         self.rotation = torch.view_as_complex(prior.rotation.float().contiguous())
         self.weights = block_weights(prior.blocks)
+        self.layers = layer_caches(self.cache)
         self._prefill()
 
     def _prefill(self) -> Tensor:
         length = self.num_tokens - self.start
         ids = self.prior.with_start(self.window[:, :length])
-        caches = [(layer[0], layer[1]) for layer in self.cache]
+        caches = [(keys, values) for _, keys, values in self.layers]
         self.logits, self._filled = self.prior._run(ids, 0, caches)[:, -1], (0, self.vocab_size)
         return self.logits
 
@@ -250,7 +258,7 @@ class TransformerStream(Stream):
         prior, (_, dim, heads) = self.prior, self.shape
         slot = position % prior.tokens_per_block
         x = prior.token_embedding.weight[token] + prior.slot_embedding.weight[slot]  # (B, D)
-        x = step_blocks(self.weights, self.cache, x, self.rotation[position], position, heads)
+        x = step_blocks(self.weights, self.layers, x, self.rotation[position], position, heads)
         lo, hi = prior.slot_ranges[slot]
         x = F.layer_norm(x, (dim,), prior.norm.weight, prior.norm.bias)
         return self._set_logits(F.linear(x, prior.head.weight[lo:hi]), (lo, hi))
