@@ -7,7 +7,8 @@ in-process split of a run into import, model loading, sampling and decoding.
 
 The script says whether each pair of runs wrote the same audio: the loops draw by the same rule,
 but round float32 sums differently, so a 30 s piece can part ways where a draw falls within 1e-5
-of a probability boundary (the shipped prior, seed 0, 10 s: at token 680 of 1500). Results go to benchmarks/results/generate_time.json.
+of a probability boundary (the shipped prior, seed 0, 10 s: at token 680 of 1500). Results go to
+benchmarks/results/generate_time.json.
 """
 
 from __future__ import annotations
