@@ -23,6 +23,12 @@ STEPS_PER_BEAT = 4  # a rhythm pattern: onset strength at each 16th note of a 4/
 PATTERN_STEPS = STEPS_PER_BEAT * BEATS_PER_BAR
 NUM_PATTERNS = 64
 PATTERN_PEAK = 1.0  # a bar joins the patterns where some 16th reaches the file's 95th percentile
+# The envelope around an onset (librosa's, at 50 frames/s: its 2048-point window at 12 kHz
+# spreads a strike over ~100 ms), frames -2..+3 of the peak: the median shape over 9229 peaks of
+# the training music, over its peak. A pattern's strikes take this shape, as the envelopes the
+# prior learned from have it.
+ONSET_SHAPE = np.array([0.21, 0.71, 1.0, 0.81, 0.51, 0.26], np.float32)
+ONSET_SHAPE_START = -2
 PATTERN_CONTRAST = 3.0  # ... and stands this far above the bar's median 16th (a rhythm, not a wash)
 
 
@@ -96,20 +102,26 @@ def pattern_onsets(
     grid: Grid, pattern: np.ndarray, seconds: float, start: float = 0.0
 ) -> np.ndarray:
     """An onset envelope (``ONSET_RATE`` frames/s, from 0 s to ``seconds``) that strikes each
-    16th note of ``grid``'s bars from ``start`` on with ``pattern`` (PATTERN_STEPS,) and holds
-    the pattern's weakest step between them (0 before ``start``)."""
+    16th note of ``grid``'s bars from ``start`` on with ``pattern`` (PATTERN_STEPS,), each strike
+    in ``ONSET_SHAPE``, and holds the pattern's weakest step between them (0 before ``start``)."""
     pattern = np.asarray(pattern, np.float32)
     length = int(np.ceil(seconds * ONSET_RATE))
     out = np.zeros(length, np.float32)
-    out[int(np.ceil(start * ONSET_RATE)) :] = pattern.min()
+    first = int(np.ceil(start * ONSET_RATE))
+    out[first:] = pattern.min()
     beats, before = _extend(np.asarray(grid.beats, np.float64), start, seconds)
     step = np.arange(STEPS_PER_BEAT) / STEPS_PER_BEAT
     times = (beats[:-1, None] + np.diff(beats)[:, None] * step).ravel()
     bar_beat = (np.arange(len(beats) - 1) - before - grid.downbeat) % BEATS_PER_BAR
     values = pattern.reshape(BEATS_PER_BAR, STEPS_PER_BEAT)[bar_beat].ravel()
     index = np.rint(times * ONSET_RATE).astype(np.int64)
-    keep = (times >= start) & (index < length)
-    np.maximum.at(out, index[keep], values[keep])
+    keep = times >= start
+    index, values = index[keep], values[keep]
+    for offset, weight in enumerate(ONSET_SHAPE, ONSET_SHAPE_START):
+        at = index + offset
+        inside = (at >= 0) & (at < length)
+        np.maximum.at(out, at[inside], values[inside] * weight)
+    out[:first] = 0.0
     return out
 
 
