@@ -1,7 +1,7 @@
 """A frame prior's controls: per-frame features (``vqaudio.controls.grid``: beat grid, tempo,
-chord) enter the temporal input, the depth bias, and, for a beat's 20 ms sub-slot, each depth
-slot whose code spans it (the finest levels' frames split a frame, and a beat falls between
-frame boundaries)."""
+chord, onsets) enter the temporal input, the depth bias, and, for a beat's or an onset's 20 ms
+sub-slot, each depth slot whose code spans it (the finest levels' frames split a frame, and a
+beat falls between frame boundaries)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from torch import Tensor, nn
 
 from ..codes import block_slots
 from ..config import PriorConfig
-from ..controls.grid import NUM_CONTROLS, SUB_SLOTS
+from ..controls.grid import NUM_CONTROLS, ONSETS, SUB_SLOTS
 from ..controls.plan import plan_buffers
 
 # The control layers start at zero, and Adam moves a weight by about the learning rate per
 # step: at a fine-tune's 3e-4 they reached 0.017 per weight in 100 steps and changed held-out
 # bits by 0.001. They learn at this multiple of the run's rate (a recipe's optim.lr).
 CONTROL_LR_SCALE = 10.0
-CONTROL_PARAMETERS = ("control_in.", "control_depth.", "beat_slots")
+CONTROL_PARAMETERS = ("control_in.", "control_depth.", "beat_slots", "onset_slots")
 
 
 def add_controls(prior: nn.Module, config: PriorConfig) -> None:
@@ -27,6 +27,8 @@ def add_controls(prior: nn.Module, config: PriorConfig) -> None:
     prior.control_in = nn.Linear(config.controls, config.dim)
     prior.control_depth = nn.Linear(config.controls, config.depth_dim)
     prior.beat_slots = nn.Parameter(torch.zeros(config.tokens_per_block, config.depth_dim))
+    if config.controls >= NUM_CONTROLS:  # the onset part: each slot sees its sub-slots' strength
+        prior.onset_slots = nn.Parameter(torch.zeros(config.tokens_per_block, config.depth_dim))
     for layer in (prior.control_in, prior.control_depth):
         nn.init.zeros_(layer.weight)
         nn.init.zeros_(layer.bias)
@@ -48,6 +50,10 @@ def control_terms(prior: nn.Module, controls: Tensor) -> tuple[Tensor, Tensor]:
     controls = controls[..., : prior.config.controls]
     beat = (controls[..., :SUB_SLOTS] @ prior.slot_cover.T).clamp(max=1.0)  # (B, F, P)
     depth = prior.control_depth(controls)[:, :, None] + beat[..., None] * prior.beat_slots
+    if hasattr(prior, "onset_slots"):  # the mean onset strength over each slot's sub-slots
+        cover = prior.slot_cover / prior.slot_cover.sum(1, keepdim=True)
+        onset = controls[..., ONSETS.start : ONSETS.start + SUB_SLOTS] @ cover.T  # (B, F, P)
+        depth = depth + onset[..., None] * prior.onset_slots
     return prior.control_in(controls), depth
 
 

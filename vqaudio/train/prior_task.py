@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..recipe import Recipe
 from .data import held_out_names, recipe_files
 
-CONTROL_KEYS = ("control_in.", "control_depth.", "beat_slots", "plan_")  # a prior's control parts
+CONTROL_KEYS = ("control_in.", "control_depth.", "beat_slots", "onset_slots", "plan_")  # a prior's control parts
 ENCODE_SECONDS = 30.0  # audio encoded per codec call while extracting codes (memory stays flat)
 
 
@@ -86,7 +86,8 @@ def cached_tokens(
 
 def _widened(state: dict[str, Tensor], own: dict[str, Tensor]) -> dict[str, Tensor]:
     """``state`` of a prior trained on fewer control columns, its control layers' weights padded
-    with zero columns (and buffers it lacks taken from ``own``): it computes as it did."""
+    with zero columns (and the control parts it lacks taken from ``own``, where they start at
+    zero): it computes as it did."""
     out = {**{k: v for k, v in own.items() if k not in state}, **state}
     for name in ("control_in.weight", "control_depth.weight"):
         old, wide = state[name], own[name]
@@ -161,9 +162,9 @@ class PriorTask:
                 # a prior trained without controls: they start at zero (computes as it did)
                 state = {**{k: v for k, v in own.items() if k.startswith(CONTROL_KEYS)}, **state}
                 on_message("controls start at zero: the prior computes as before until trained")
-            elif (
-                self.config.controls
-                and state["control_in.weight"].shape != own["control_in.weight"].shape
+            elif self.config.controls and (
+                state["control_in.weight"].shape != own["control_in.weight"].shape
+                or any(k not in state for k in own if k.startswith(CONTROL_KEYS))
             ):
                 state = _widened(state, own)
                 on_message("new control columns start at zero: the prior computes as before")
