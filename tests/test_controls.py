@@ -91,6 +91,9 @@ def test_a_rhythm_pattern_laid_on_a_grid_reads_back_bar_by_bar():
     stats = plan.statistics([g])
     found = plan.patterns_of(stats["plan_patterns"])
     assert len(found) == len(bars) and np.allclose(found[1], pattern)
+    downbeat_only = np.r_[2.0, np.full(15, 0.1)].astype(np.float32)  # no beat for a tracker
+    g = Grid(g.beats, g.downbeat, g.chords, plan.pattern_onsets(g, downbeat_only, 12.0, 0.3))
+    assert len(plan.patterns_of(plan.statistics([g])["plan_patterns"])) == 0
 
 
 def test_analysis_finds_the_tempo_and_chords_of_a_click_track():

@@ -30,6 +30,7 @@ PATTERN_PEAK = 1.0  # a bar joins the patterns where some 16th reaches the file'
 ONSET_SHAPE = np.array([0.21, 0.71, 1.0, 0.81, 0.51, 0.26], np.float32)
 ONSET_SHAPE_START = -2
 PATTERN_CONTRAST = 3.0  # ... and stands this far above the bar's median 16th (a rhythm, not a wash)
+PATTERN_PULSE = 2.0  # ... and each of its 4 beats is struck this far above its off-beat 16ths' mean
 
 
 def plan_buffers(patterns: bool = True) -> dict[str, torch.Tensor]:
@@ -71,7 +72,9 @@ def bar_patterns(grid: Grid) -> np.ndarray:
 
 def statistics(grids: list[Grid], patterns: bool = True) -> dict[str, torch.Tensor]:
     """Tempo histogram and bar-level chord moves of ``grids`` (chords "N" skipped), and up to
-    ``NUM_PATTERNS`` rhythm patterns: bars with a clear onset, drawn evenly (a fixed seed)."""
+    ``NUM_PATTERNS`` rhythm patterns, drawn evenly (a fixed seed) from the bars with a clear
+    onset and a struck beat: a plan's rhythm keeps the pulse (bars that strike only the downbeat
+    or only off-beats left a tracker without a beat to find)."""
     out = plan_buffers(patterns)
     bars_of = []
     for grid in grids:
@@ -83,6 +86,8 @@ def statistics(grids: list[Grid], patterns: bool = True) -> dict[str, torch.Tens
         found = bar_patterns(grid)
         peak = found.max(1, initial=0.0)
         clear = (peak >= PATTERN_PEAK) & (peak >= PATTERN_CONTRAST * np.median(found, axis=1))
+        off_beats = np.delete(found, np.s_[::STEPS_PER_BEAT], axis=1).mean(1)
+        clear &= found[:, ::STEPS_PER_BEAT].min(1, initial=np.inf) >= PATTERN_PULSE * off_beats
         bars_of.append(found[clear])
     if patterns:
         found = np.concatenate(bars_of) if bars_of else np.zeros((0, PATTERN_STEPS))

@@ -167,7 +167,7 @@ class PriorTask:
                 or any(k not in state for k in own if k.startswith(CONTROL_KEYS))
             ):
                 state = _widened(state, own)
-                on_message("new control columns start at zero: the prior computes as before")
+                on_message("new control parts start at zero: the prior computes as before")
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's prior section
             on_message(f"initialised from {recipe.init_from}")
         train = recipe.train
