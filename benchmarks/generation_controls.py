@@ -14,6 +14,8 @@ Rows (8 pieces of 30 s each, seeds 0..7 unless --seed):
 - continuation: 10 s held-out prompts continued by 20 s: the tempo of the new part against the
   prompt's;
 - with --bypass: "asked" with the controls' temporal or depth terms zeroed (where they help);
+- with --control-scale S ...: "asked" at those control scales (the shipped default is
+  SHIPPED.control_scale); with --guidance G ...: at classifier-free guidance G, control scale 1;
 - real: held-out excerpts' own figures (vqaudio.eval.adherence.own_ceiling).
 Beat trackers are librosa's, started at 120 BPM, never told the tempo asked.
 """
@@ -146,6 +148,9 @@ def main() -> None:
     parser.add_argument(
         "--guidance", type=float, nargs="*", default=[], help="also the asked row at these"
     )
+    parser.add_argument(
+        "--control-scale", type=float, nargs="*", default=[], help="also the asked row at these"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="generation_controls")
     parser.add_argument(
@@ -192,11 +197,16 @@ def main() -> None:
         rows.append(row(label, wavs, rate, adhere))
         if name == "asked":
             panels.append((f'--tempo {args.tempo:g} --chords "{args.chords}"', wavs[0][0]))
-    for guidance in args.guidance:
-        sampling = dataclasses.replace(SHIPPED, guidance=guidance)
+    for scale in args.control_scale:
+        sampling = dataclasses.replace(SHIPPED, control_scale=scale)
         wavs, _ = pieces(prior, codec, args, asked, sampling=sampling)
         adhere = [asked_figures(w, rate, args.tempo, progression) for w in wavs]
-        rows.append(row(f"asked, --guidance {guidance:g}", wavs, rate, adhere))
+        rows.append(row(f"asked, --control-scale {scale:g}", wavs, rate, adhere))
+    for guidance in args.guidance:
+        sampling = dataclasses.replace(SHIPPED, guidance=guidance, control_scale=1.0)
+        wavs, _ = pieces(prior, codec, args, asked, sampling=sampling)
+        adhere = [asked_figures(w, rate, args.tempo, progression) for w in wavs]
+        rows.append(row(f"asked, --guidance {guidance:g} --control-scale 1", wavs, rate, adhere))
 
     mono = [analysis_input(w, rate) for w in excerpts]
     wavs, _ = pieces(prior, codec, args, lambda i: Request(like=mono[i % len(mono)]))

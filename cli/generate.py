@@ -262,6 +262,14 @@ def generate(
             show_default=False,
         ),
     ] = None,
+    control_scale: Annotated[
+        float | None,
+        typer.Option(
+            help="How strongly to follow the controls: their effect times S (1: as trained; "
+            "unlike --guidance it keeps the fast loop) \[default: 2.5].",
+            show_default=False,
+        ),
+    ] = None,
     prompt: Annotated[str | None, typer.Option(help="Audio to continue ('-' for stdin).")] = None,
     prompt_seconds: Annotated[
         float, typer.Option(help="Seconds of the prompt's end to use.")
@@ -310,6 +318,7 @@ def generate(
         contrast=contrast,
         cache_scale=cache_scale,
         guidance=guidance,
+        control_scale=control_scale,
     )
     names = output_names(output, n)
     check_distinct(names)

@@ -147,6 +147,29 @@ def test_a_prior_on_fewer_control_columns_reads_the_first_ones_and_widens_to_mor
     torch.testing.assert_close(wide.window_logits(tokens, controls=controls), expected)
 
 
+def test_the_control_scale_extrapolates_the_control_terms_from_none():
+    from vqaudio.prior.frame_controls import control_terms
+
+    prior = tiny_prior("frames", code_counts=2, context_blocks=6, controls=NUM_CONTROLS)
+    g = regular(150.0, [0, 9], 3.0)
+    g = Grid(g.beats, g.downbeat, g.chords, np.random.default_rng(0).random(150) * 2)
+    controls = torch.from_numpy(render(g, True, 30, 0.08))[None]
+    none_t, none_d = control_terms(prior, torch.zeros_like(controls))
+    one_t, one_d = control_terms(prior, controls)
+    scaled_t, scaled_d = control_terms(prior, 2.5 * controls)
+    torch.testing.assert_close(scaled_t, none_t + 2.5 * (one_t - none_t))
+    torch.testing.assert_close(scaled_d, none_d + 2.5 * (one_d - none_d))
+    prompt = random_tokens(prior.config, 1, batch=1)
+    free = sample_tokens(prior, 45, prompt, seed=1, controls=torch.zeros_like(controls))
+    off = sample_tokens(prior, 45, prompt, Sampling(control_scale=0.0), seed=1, controls=controls)
+    assert torch.equal(off, free)
+    plain = sample_tokens(prior, 45, prompt, seed=1, controls=controls)
+    louder = sample_tokens(
+        prior, 45, prompt, Sampling(control_scale=2.5), seed=1, controls=controls
+    )
+    assert not torch.equal(plain, louder)
+
+
 def test_the_cached_stream_with_controls_equals_the_window_computation():
     prior = tiny_prior("frames", code_counts=2, context_blocks=6, controls=NUM_CONTROLS)
     tokens = random_tokens(prior.config, 4, batch=2)

@@ -46,7 +46,7 @@ def test_generate_with_no_model_argument(tmp_path):
     assert r.exit_code == 0, r.output
     wav, rate = sf.read(out, dtype="float32")
     assert rate == 24000 and len(wav) == 12000 and np.isfinite(wav).all()
-    assert 'plan: --tempo ' in r.stderr and '--chords "' in r.stderr  # the shipped prior plans
+    assert "plan: --tempo " in r.stderr and '--chords "' in r.stderr  # the shipped prior plans
 
 
 @needs_models

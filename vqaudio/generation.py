@@ -208,8 +208,8 @@ def sample_tokens(
     threads = num_threads if device.type == "cpu" else None
     with _intra_op_threads(threads), torch.inference_mode():
         shift = contrast_offsets(prior, sampling.contrast, device) if sampling.contrast else None
-        if controls is not None:
-            scaled["controls"] = controls.to(device)
+        if controls is not None:  # the terms are linear in them: scaled terms, scaled controls
+            scaled["controls"] = controls.to(device) * sampling.control_scale
         free = None  # the same, without controls (classifier-free guidance)
         if controls is not None and sampling.guidance != 1.0:
             free = {**scaled, "controls": torch.zeros_like(scaled["controls"])}

@@ -48,7 +48,9 @@ def control_terms(prior: nn.Module, controls: Tensor) -> tuple[Tensor, Tensor]:
     """controls (B, F, >= C) -> (temporal input terms (B, F, D), depth bias terms (B, F, P, d));
     a prior trained on fewer columns than ``grid.NUM_CONTROLS`` reads the first ones."""
     controls = controls[..., : prior.config.controls]
-    beat = (controls[..., :SUB_SLOTS] @ prior.slot_cover.T).clamp(max=1.0)  # (B, F, P)
+    # (B, F, P); at most one beat falls in an 80 ms frame, so no slot sees more than 1, and the
+    # terms stay linear in the controls (Sampling.control_scale scales them by scaling these)
+    beat = controls[..., :SUB_SLOTS] @ prior.slot_cover.T
     depth = prior.control_depth(controls)[:, :, None] + beat[..., None] * prior.beat_slots
     if hasattr(prior, "onset_slots"):  # the mean onset strength over each slot's sub-slots
         cover = prior.slot_cover / prior.slot_cover.sum(1, keepdim=True)

@@ -20,7 +20,13 @@ from ..errors import ConfigError
 from ..recipe import Recipe
 from .data import held_out_names, recipe_files
 
-CONTROL_KEYS = ("control_in.", "control_depth.", "beat_slots", "onset_slots", "plan_")  # a prior's control parts
+CONTROL_KEYS = (
+    "control_in.",
+    "control_depth.",
+    "beat_slots",
+    "onset_slots",
+    "plan_",
+)  # a prior's control parts
 ENCODE_SECONDS = 30.0  # audio encoded per codec call while extracting codes (memory stays flat)
 
 
