@@ -65,6 +65,7 @@ import common  # noqa: E402
 
 from vqaudio import audio, load_codec, load_prior  # noqa: E402
 from vqaudio.codes import Codes, token_levels  # noqa: E402
+from vqaudio.controls.requests import Request  # noqa: E402
 from vqaudio.errors import ConfigError  # noqa: E402
 from vqaudio.eval import adherence, feature_distance, rhythm, structure, tonal  # noqa: E402
 from vqaudio.generation import (  # noqa: E402
@@ -72,6 +73,7 @@ from vqaudio.generation import (  # noqa: E402
     decode_codes,
     fit_peak,
     generate,
+    piece_controls,
     sample_tokens,
 )
 from vqaudio.prior.sampling import SHIPPED, Sampling  # noqa: E402
@@ -199,12 +201,15 @@ def sample_pieces(
     samples = round(seconds * rate)
     blocks = -(-samples // block)
     began = time.perf_counter()
+    # as `vqaudio generate -n num --seed seed` samples: a prior with controls follows a plan each
+    controls, _ = piece_controls(prior, codec, Request(), seconds, num, seed, 0, blocks, None)
     tokens = sample_tokens(
         prior,
         blocks * config.tokens_per_block,
         torch.zeros(num, 0, dtype=torch.long),
         Sampling(**sampling),
         seed,
+        controls=controls,
     )
     took = time.perf_counter() - began
     codes = Codes.from_tokens(tokens, config.level_strides, config.codebook_size, samples)
@@ -248,6 +253,7 @@ def evaluate_prior(
         sampling["contrast"] = contrast
     if args.hold_cap < 1:
         sampling["hold_cap"] = args.hold_cap
+    sampling["control_scale"] = args.control_scale
     bits, per_level = zip(*(level_bits(prior, t) for t in held_tokens))
     weights = np.array([len(t) for t in held_tokens], dtype=float)
     row = {
@@ -645,6 +651,9 @@ def main() -> None:
         help="level 0's contrast to the context-free prior, as generate's; several: a row each",
     )
     parser.add_argument("--hold-cap", type=float, default=SHIPPED.hold_cap, help="as generate's")
+    parser.add_argument(
+        "--control-scale", type=float, default=SHIPPED.control_scale, help="as generate's"
+    )
     parser.add_argument(
         "--griffin-lim-iters", type=int, default=GENERATED_GRIFFIN_LIM_ITERS, help="as generate's"
     )
