@@ -239,6 +239,7 @@ def evaluate_prior(
     pairs,
     cache_scale=1.0,
     contrast=0.0,
+    control_scale=SHIPPED.control_scale,
 ):
     rate = codec.config.sample_rate
     prior = load_prior(path)
@@ -253,7 +254,7 @@ def evaluate_prior(
         sampling["contrast"] = contrast
     if args.hold_cap < 1:
         sampling["hold_cap"] = args.hold_cap
-    sampling["control_scale"] = args.control_scale
+    sampling["control_scale"] = control_scale
     bits, per_level = zip(*(level_bits(prior, t) for t in held_tokens))
     weights = np.array([len(t) for t in held_tokens], dtype=float)
     row = {
@@ -274,6 +275,7 @@ def evaluate_prior(
     row["sampling_s"] = took
     row["cache_scale"] = cache_scale
     row["contrast"] = contrast
+    row["control_scale"] = control_scale
     pieces = [piece_metrics(w, c, rate, args.seconds) for w, c in zip(wav, level0)]
     row.update(summarise(pieces))
     # a drone: one level-0 code held longer than any real excerpt holds one
@@ -652,7 +654,11 @@ def main() -> None:
     )
     parser.add_argument("--hold-cap", type=float, default=SHIPPED.hold_cap, help="as generate's")
     parser.add_argument(
-        "--control-scale", type=float, default=SHIPPED.control_scale, help="as generate's"
+        "--control-scale",
+        type=float,
+        nargs="+",
+        default=[SHIPPED.control_scale],
+        help="as generate's; several: a row each",
     )
     parser.add_argument(
         "--griffin-lim-iters", type=int, default=GENERATED_GRIFFIN_LIM_ITERS, help="as generate's"
@@ -752,10 +758,12 @@ def main() -> None:
     labels = args.labels or [str(p or "shipped") for p in args.priors]
     for label, path in zip(labels, args.priors, strict=True):
         for scale in args.cache_scale:
-            for contrast in args.contrast:
+            for contrast, control in [(c, k) for c in args.contrast for k in args.control_scale]:
                 named = label if len(args.cache_scale) == 1 else f"{label}, cache {scale:g}"
                 if len(args.contrast) > 1:
                     named += f", contrast {contrast:g}"
+                if len(args.control_scale) > 1:
+                    named += f", control scale {control:g}"
                 row, wav = evaluate_prior(
                     args,
                     named,
@@ -767,6 +775,7 @@ def main() -> None:
                     pairs,
                     scale,
                     contrast,
+                    control,
                 )
                 rows.append(row)
                 pictures.append((named, wav))
