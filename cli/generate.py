@@ -266,7 +266,7 @@ def generate(
         float | None,
         typer.Option(
             help="How strongly to follow the controls: their effect times S (1: as trained; "
-            "unlike --guidance it keeps the fast loop) \[default: 2.5].",
+            "unlike --guidance it keeps the fast loop) \\[default: 2.5].",
             show_default=False,
         ),
     ] = None,
