@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, TaskProgressColumn, TextColumn
 
-from vqaudio.errors import ConfigError, VqaudioError
+from vqaudio.errors import ConfigError, UsageError, VqaudioError
 
 from .console import (
     atomic_output,
@@ -81,7 +81,7 @@ def parse_per_level(text: str, name: str, kind: type) -> int | float | None | tu
         values = tuple(kind(v) for v in text.split(","))
     except ValueError:
         example = "0.9,0.98" if kind is float else "100,0"
-        raise ConfigError(
+        raise UsageError(
             f"{name} {text}: give a number, or numbers per level separated by commas "
             f"(level 0 first, e.g. {example})"
         ) from None
@@ -104,7 +104,11 @@ def _sampling(top_k: str | None, top_p: str | None, **given):
         changes["top_p"] = parse_per_level(top_p, "--top-p", float)
     if changes.get("exact_hold") is False:
         changes.setdefault("hold_cap", 1.0)
-    return dataclasses.replace(SHIPPED, **changes)
+    try:
+        return dataclasses.replace(SHIPPED, **changes)
+    except ConfigError as e:  # a malformed value: a usage error, named as the option it came from
+        field, _, rest = str(e).partition(" ")
+        raise UsageError(f"--{field.replace('_', '-')} {rest}") from None
 
 
 def _check_options(seconds: float, prompt: str | None, like: Path | None = None) -> None:

@@ -99,7 +99,8 @@ def test_guidance_samples_otherwise(tmp_path, models):
         (["--tempo", "300"], 2, ["--tempo 300", "80-144 BPM"]),
         (["--tempo", "-5"], 2, ["--tempo -5"]),
         (["--beats-per-chord", "5", "--chords", "C G"], 2, ["--beats-per-chord 5"]),
-        (["--guidance", "-1"], 1, ["guidance -1"]),
+        (["--guidance", "-1"], 2, ["--guidance -1"]),
+        (["--control-scale", "11"], 2, ["--control-scale 11"]),
     ],
 )
 def test_bad_control_values_are_one_line_and_write_nothing(tmp_path, models, options, code, texts):

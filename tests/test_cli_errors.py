@@ -180,12 +180,20 @@ def test_generate_finds_the_codec_its_prior_was_trained_on(tmp_path, codec):
 def test_generate_checks_options_before_loading_models(tmp_path):
     missing = tmp_path / "no-such-prior.safetensors"
     for option, text in [
-        ("--temperature=0", "temperature"),
-        ("--top-p=2", "top_p"),
         ("--seconds=-1", "--seconds"),
         ("--prompt=nothing.wav", "--prompt"),
     ]:
         _fails(_run("generate", "--prior", missing, option, "-o", tmp_path / "g.wav"), text)
+    for option, text in [  # malformed sampling values: usage errors, named as their options
+        ("--temperature=0", "--temperature 0"),
+        ("--top-p=2", "--top-p 2"),
+        ("--control-scale=11", "--control-scale 11"),
+        ("--guidance=-1", "--guidance -1"),
+    ]:
+        r = _run("generate", "--prior", missing, option, "-o", tmp_path / "g.wav")
+        assert r.exit_code == 2, r.output
+        assert r.stderr.strip().startswith("error: ") and text in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 
