@@ -107,8 +107,10 @@ def _sampling(top_k: str | None, top_p: str | None, **given):
     try:
         return dataclasses.replace(SHIPPED, **changes)
     except ConfigError as e:  # a malformed value: a usage error, named as the option it came from
-        field, _, rest = str(e).partition(" ")
-        raise UsageError(f"--{field.replace('_', '-')} {rest}") from None
+        field, _, rest = str(e).partition(" ")  # Sampling's messages open with the field's name
+        names = {f.name for f in dataclasses.fields(SHIPPED)}
+        text = f"--{field.replace('_', '-')} {rest}" if field.rstrip(":") in names else str(e)
+        raise UsageError(text) from None
 
 
 def _check_options(seconds: float, prompt: str | None, like: Path | None = None) -> None:

@@ -83,18 +83,23 @@ def statistics(grids: list[Grid], patterns: bool = True) -> dict[str, torch.Tens
         for a, b in zip(bars[:-1], bars[1:]):
             if a != NO_CHORD and b != NO_CHORD:
                 out["plan_moves"][a // 12, b // 12, (b - a) % 12] += 1
-        found = bar_patterns(grid)
-        peak = found.max(1, initial=0.0)
-        clear = (peak >= PATTERN_PEAK) & (peak >= PATTERN_CONTRAST * np.median(found, axis=1))
-        off_beats = np.delete(found, np.s_[::STEPS_PER_BEAT], axis=1).mean(1)
-        clear &= found[:, ::STEPS_PER_BEAT].min(1, initial=np.inf) >= PATTERN_PULSE * off_beats
-        bars_of.append(found[clear])
+        if patterns:
+            bars_of.append(_rhythmic_bars(bar_patterns(grid)))
     if patterns:
         found = np.concatenate(bars_of) if bars_of else np.zeros((0, PATTERN_STEPS))
         if len(found):
             pick = np.random.default_rng(0).permutation(len(found))[:NUM_PATTERNS]
             out["plan_patterns"][: len(pick)] = torch.from_numpy(found[np.sort(pick)])
     return out
+
+
+def _rhythmic_bars(found: np.ndarray) -> np.ndarray:
+    """The bars of ``found`` (bars, PATTERN_STEPS) with a clear onset and a struck beat."""
+    peak = found.max(1, initial=0.0)
+    clear = (peak >= PATTERN_PEAK) & (peak >= PATTERN_CONTRAST * np.median(found, axis=1))
+    off_beats = np.delete(found, np.s_[::STEPS_PER_BEAT], axis=1).mean(1)
+    clear &= found[:, ::STEPS_PER_BEAT].min(1, initial=np.inf) >= PATTERN_PULSE * off_beats
+    return found[clear]
 
 
 def patterns_of(buffer: torch.Tensor) -> np.ndarray:

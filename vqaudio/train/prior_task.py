@@ -17,16 +17,11 @@ from ..atomic import atomic_write
 from ..checkpoint import load_into, read_model_file
 from ..codec.io import load_codec
 from ..errors import ConfigError
+from ..prior.frame_controls import CONTROL_PARAMETERS
 from ..recipe import Recipe
 from .data import held_out_names, recipe_files
 
-CONTROL_KEYS = (
-    "control_in.",
-    "control_depth.",
-    "beat_slots",
-    "onset_slots",
-    "plan_",
-)  # a prior's control parts
+CONTROL_KEYS = (*CONTROL_PARAMETERS, "plan_")  # a prior's control parts
 ENCODE_SECONDS = 30.0  # audio encoded per codec call while extracting codes (memory stays flat)
 
 
@@ -91,19 +86,23 @@ def cached_tokens(
 
 
 def _widened(state: dict[str, Tensor], own: dict[str, Tensor]) -> dict[str, Tensor]:
-    """``state`` of a prior trained on fewer control columns, its control layers' weights padded
-    with zero columns (and the control parts it lacks taken from ``own``, where they start at
-    zero): it computes as it did."""
-    out = {**{k: v for k, v in own.items() if k not in state}, **state}
-    for name in ("control_in.weight", "control_depth.weight"):
-        old, wide = state[name], own[name]
+    """``state`` of a prior trained with fewer controls (or none) -> the state with the control
+    parts it lacks taken from ``own`` (where they start at zero) and its control layers' weights
+    padded with zero columns, so it computes as it did; ``state`` itself where nothing lacks."""
+    lacking = {k: v for k, v in own.items() if k.startswith(CONTROL_KEYS) and k not in state}
+    out = {**state, **lacking}
+    layers = ("control_in.weight", "control_depth.weight")
+    narrow = [k for k in layers if out[k].shape != own[k].shape]
+    if not lacking and not narrow:
+        return state
+    for name in narrow:
+        old, wide = out[name], own[name]
         if old.shape[0] != wide.shape[0] or old.shape[1] > wide.shape[1]:
             raise ConfigError(
                 f"init_from: {name} {tuple(old.shape)} cannot widen to {tuple(wide.shape)}"
             )
-        padded = torch.zeros_like(wide, dtype=old.dtype)
-        padded[:, : old.shape[1]] = old
-        out[name] = padded
+        out[name] = torch.zeros_like(wide, dtype=old.dtype)
+        out[name][:, : old.shape[1]] = old
     return out
 
 
@@ -163,17 +162,10 @@ class PriorTask:
         self.model = build_prior(self.config)
         if recipe.init_from:
             state, _, _ = read_model_file(recipe.init_from, "prior")
-            own = self.model.state_dict()
-            if self.config.controls and not any(k.startswith("control_in.") for k in state):
-                # a prior trained without controls: they start at zero (computes as it did)
-                state = {**{k: v for k, v in own.items() if k.startswith(CONTROL_KEYS)}, **state}
-                on_message("controls start at zero: the prior computes as before until trained")
-            elif self.config.controls and (
-                state["control_in.weight"].shape != own["control_in.weight"].shape
-                or any(k not in state for k in own if k.startswith(CONTROL_KEYS))
-            ):
-                state = _widened(state, own)
-                on_message("new control parts start at zero: the prior computes as before")
+            if self.config.controls:
+                given, state = state, _widened(state, self.model.state_dict())
+                if state is not given:
+                    on_message("control parts the file lacks start at zero: it computes as before")
             load_into(self.model, state, recipe.init_from)  # must fit the recipe's prior section
             on_message(f"initialised from {recipe.init_from}")
         train = recipe.train
