@@ -240,6 +240,7 @@ def evaluate_prior(
     cache_scale=1.0,
     contrast=0.0,
     control_scale=SHIPPED.control_scale,
+    cache_by_chord=SHIPPED.cache_by_chord,
 ):
     rate = codec.config.sample_rate
     prior = load_prior(path)
@@ -255,6 +256,7 @@ def evaluate_prior(
     if args.hold_cap < 1:
         sampling["hold_cap"] = args.hold_cap
     sampling["control_scale"] = control_scale
+    sampling["cache_by_chord"] = cache_by_chord
     bits, per_level = zip(*(level_bits(prior, t) for t in held_tokens))
     weights = np.array([len(t) for t in held_tokens], dtype=float)
     row = {
@@ -661,6 +663,13 @@ def main() -> None:
         help="as generate's; several: a row each",
     )
     parser.add_argument(
+        "--cache-by-chord",
+        type=float,
+        nargs="+",
+        default=[SHIPPED.cache_by_chord],
+        help="as generate's; several: a row each",
+    )
+    parser.add_argument(
         "--griffin-lim-iters", type=int, default=GENERATED_GRIFFIN_LIM_ITERS, help="as generate's"
     )
     parser.add_argument("--threads", type=int, default=2)
@@ -758,12 +767,20 @@ def main() -> None:
     labels = args.labels or [str(p or "shipped") for p in args.priors]
     for label, path in zip(labels, args.priors, strict=True):
         for scale in args.cache_scale:
-            for contrast, control in [(c, k) for c in args.contrast for k in args.control_scale]:
+            settings = [
+                (c, k, b)
+                for c in args.contrast
+                for k in args.control_scale
+                for b in args.cache_by_chord
+            ]
+            for contrast, control, by_chord in settings:
                 named = label if len(args.cache_scale) == 1 else f"{label}, cache {scale:g}"
                 if len(args.contrast) > 1:
                     named += f", contrast {contrast:g}"
                 if len(args.control_scale) > 1:
                     named += f", control scale {control:g}"
+                if len(args.cache_by_chord) > 1:
+                    named += f", cache by chord {by_chord:g}"
                 row, wav = evaluate_prior(
                     args,
                     named,
@@ -776,6 +793,7 @@ def main() -> None:
                     scale,
                     contrast,
                     control,
+                    by_chord,
                 )
                 rows.append(row)
                 pictures.append((named, wav))
@@ -825,6 +843,7 @@ def main() -> None:
             "top_k": args.top_k,
             "top_p": args.top_p,
             "cache_scale": args.cache_scale,
+            "cache_by_chord": args.cache_by_chord,
             "exact_hold": args.exact_hold,
             "contrast": args.contrast,
             "hold_cap": args.hold_cap,

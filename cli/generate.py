@@ -219,6 +219,15 @@ def generate(
             "codes (1: as trained; lower: fewer drones, but the piece wanders).",
         ),
     ] = 1.0,
+    cache_by_chord: Annotated[
+        float | None,
+        typer.Option(
+            help="Where the chord changes, the unigram cache lets go of this share of the earlier "
+            "chords' codes, so a piece is not held to its first chord (0: off; 1: all) "
+            "\\[default: 1].",
+            show_default=False,
+        ),
+    ] = None,
     contrast: Annotated[
         float | None,
         typer.Option(
@@ -323,6 +332,7 @@ def generate(
         hold_cap=hold_cap,
         contrast=contrast,
         cache_scale=cache_scale,
+        cache_by_chord=cache_by_chord,
         guidance=guidance,
         control_scale=control_scale,
     )

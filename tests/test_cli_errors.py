@@ -189,6 +189,7 @@ def test_generate_checks_options_before_loading_models(tmp_path):
         ("--top-p=2", "--top-p 2"),
         ("--control-scale=11", "--control-scale 11"),
         ("--guidance=-1", "--guidance -1"),
+        ("--cache-by-chord=2", "--cache-by-chord 2"),
     ]:
         r = _run("generate", "--prior", missing, option, "-o", tmp_path / "g.wav")
         assert r.exit_code == 2, r.output

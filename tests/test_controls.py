@@ -122,6 +122,20 @@ def test_plan_statistics_and_sampled_plans_move():
         assert low <= p.tempo <= high and len(set(p.chords)) > 1
 
 
+def test_a_continuation_keeps_the_prompt_tempo_finer_than_the_tracker_frames():
+    """A tracker's beats fall on 20 ms frames: at 160 BPM (0.375 s) their intervals read 0.36
+    or 0.38 s, and the median of them 157.9 BPM. The continued grid keeps 160 within 0.5 %."""
+    beats = np.round(np.arange(24) * 0.375 / 0.02) * 0.02
+    prompt = Grid(beats, 0, np.zeros(24, dtype=np.int64))
+    stats = plan.plan_buffers()
+    stats["plan_moves"][0, 0, 5] = 1.0
+    continued, p = plan.continue_grid(prompt, stats["plan_moves"], 20.0, np.random.default_rng(0))
+    new = continued.beats[continued.beats > beats[-1]]
+    assert abs(np.diff(new).mean() / 0.375 - 1) < 0.005
+    assert abs(p.tempo / 160 - 1) < 0.005
+    assert np.array_equal(continued.beats[:24], beats) and new[-1] >= 20.0
+
+
 def test_controls_start_at_zero_so_a_warm_start_computes_as_before():
     config = tiny_prior_config("frames", code_counts=2, context_blocks=6, controls=NUM_CONTROLS)
     torch.manual_seed(0)
@@ -203,6 +217,97 @@ def test_c_and_pytorch_sampling_agree_with_controls(monkeypatch):
     assert torch.equal(fast, slow)
     assert not torch.equal(guided, slow)
     assert not torch.equal(fast, sample_tokens(prior, 60, prompt, seed=3))
+
+
+def _chord_controls(batch: int, num_frames: int, run: int, seed: int = 0) -> torch.Tensor:
+    """Random controls whose chord changes every ``run`` frames (a random chord each time)."""
+    from vqaudio.controls.grid import HARMONY, HARMONY_FLAG
+
+    generator = torch.Generator().manual_seed(seed)
+    controls = torch.randn(batch, num_frames, NUM_CONTROLS, generator=generator)
+    chord = torch.randint(0, 24, (batch, -(-num_frames // run)), generator=generator)
+    harmony = torch.zeros(batch, num_frames, HARMONY_FLAG - HARMONY.start)
+    harmony.scatter_(2, chord.repeat_interleave(run, 1)[:, :num_frames, None], 1.0)
+    controls[..., HARMONY.start : HARMONY_FLAG] = harmony
+    controls[..., HARMONY_FLAG] = 1.0
+    return controls
+
+
+def test_chord_starts_and_counts_that_restart_with_each_chord():
+    from vqaudio.prior.frame_controls import chord_starts
+    from vqaudio.prior.frames import code_counts
+
+    controls = _chord_controls(2, 12, 4)
+    controls[1, :, 10:35] = 0.0
+    controls[1, :, 10 + 7] = 1.0
+    controls[1, 6:, 35] = 0.0  # the harmony part off from frame 6: a run of no chord
+    starts = chord_starts(controls)
+    assert starts[1].tolist() == [0] * 6 + [6] * 6
+    changed = (controls[0, 1:, 10:35] != controls[0, :-1, 10:35]).any(-1)
+    for f in range(12):  # the frame each chord run began, by hand
+        expected = max([0] + [g + 1 for g in range(f) if changed[g]])
+        assert starts[0, f] == expected
+    frames = torch.randint(0, 9, (2, 12, 3))
+    for forget in (1.0, 0.5):
+        counts = code_counts(frames, 9, 3, starts, forget)
+        for b in range(2):
+            for f in range(12):
+                since = int(starts[b, f])
+                earlier = torch.bincount(frames[b, :since].flatten(), minlength=9).float()
+                own = torch.bincount(frames[b, since:f].flatten(), minlength=9).float()
+                near = torch.bincount(frames[b, max(0, f - 3) : f].flatten(), minlength=9)
+                assert torch.equal(counts[b, f, 0], own + (1 - forget) * earlier)
+                assert torch.equal(counts[b, f, 1], near.float())  # a chord change is no break
+    assert torch.equal(code_counts(frames, 9, 3, starts, 0.0), code_counts(frames, 9, 3))
+
+
+def test_the_stream_with_a_cache_by_chord_equals_the_window_computation_through_slides():
+    from vqaudio.prior.frame_controls import chord_starts
+
+    prior = tiny_prior("frames", code_counts=2, context_blocks=6, controls=NUM_CONTROLS)
+    with torch.no_grad():
+        prior.count_gate.bias.fill_(1.0)
+    tokens = random_tokens(prior.config, 14, batch=2)  # past the 6-frame context: slides
+    controls = _chord_controls(2, 15, 3)
+    starts = chord_starts(controls)
+    given = dict(controls=controls, chord_starts=starts, forget=0.75)
+    with torch.inference_mode():
+        stream = prior.stream(tokens[:, :0], **given)
+        for i in range(tokens.shape[1]):
+            lo, hi = prior.slot_ranges[i % prior.tokens_per_block]
+            expected = prior.next_logits(tokens[:, :i], **given)[:, lo:hi]
+            torch.testing.assert_close(stream.slot_logits((lo, hi)), expected)
+            stream.push(tokens[:, i])
+        assert not torch.allclose(  # forgetting the earlier chords' codes changes the logits
+            prior.next_logits(tokens, **given), prior.next_logits(tokens, controls=controls)
+        )
+
+
+def test_sampling_with_a_cache_by_chord_is_the_same_in_every_loop(monkeypatch):
+    prior = tiny_prior("frames", code_counts=2, context_blocks=6, controls=NUM_CONTROLS)
+    with torch.no_grad():
+        prior.count_gate.bias.fill_(2.0)
+    prompt = random_tokens(prior.config, 1, batch=2)
+    controls = _chord_controls(2, 40, 3)
+    by_chord = Sampling(cache_by_chord=0.75)
+    fast = sample_tokens(prior, 60, prompt, by_chord, seed=3, controls=controls)
+    uncached = sample_tokens(
+        prior, 60, prompt, by_chord, seed=3, controls=controls, use_cache=False
+    )
+    monkeypatch.setenv("VQAUDIO_FAST_DEPTH", "0")
+    frame_loop.library.cache_clear()
+    try:
+        slow = sample_tokens(prior, 60, prompt, by_chord, seed=3, controls=controls)
+    finally:
+        monkeypatch.delenv("VQAUDIO_FAST_DEPTH")
+        frame_loop.library.cache_clear()
+    assert torch.equal(fast, slow) and torch.equal(fast, uncached)
+    assert not torch.equal(fast, sample_tokens(prior, 60, prompt, seed=3, controls=controls))
+    one_chord = _chord_controls(2, 40, 40)  # one chord throughout: nothing to forget
+    assert torch.equal(
+        sample_tokens(prior, 60, prompt, by_chord, seed=3, controls=one_chord),
+        sample_tokens(prior, 60, prompt, seed=3, controls=one_chord),
+    )
 
 
 def _beats_at_random(rng, num_frames: int, frame: float) -> tuple[Grid, np.ndarray]:

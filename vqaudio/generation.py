@@ -21,6 +21,7 @@ from .codes import Codes, token_levels
 from .controls.requests import Request, controls_for
 from .errors import AudioError, CheckpointError, ConfigError
 from .prior.base import Prior
+from .prior.frame_controls import chord_starts
 from .prior.frame_loop import frame_loop
 from .prior.sampling import SHIPPED, Sampling, draw, probabilities, uniforms
 
@@ -210,6 +211,9 @@ def sample_tokens(
         shift = contrast_offsets(prior, sampling.contrast, device) if sampling.contrast else None
         if controls is not None:  # the terms are linear in them: scaled terms, scaled controls
             scaled["controls"] = controls.to(device) * sampling.control_scale
+            if sampling.cache_by_chord and getattr(prior.config, "code_counts", 0):
+                scaled["chord_starts"] = chord_starts(controls.to(device))
+                scaled["forget"] = sampling.cache_by_chord
         free = None  # the same, without controls (classifier-free guidance)
         if controls is not None and sampling.guidance != 1.0:
             free = {**scaled, "controls": torch.zeros_like(scaled["controls"])}

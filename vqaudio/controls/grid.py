@@ -42,6 +42,18 @@ ONSET_RATE = 50  # onset envelope frames per second: one per 20 ms sub-slot of a
 ONSET_CLIP = 2.0
 
 
+def steady_period(beats: np.ndarray, tolerance: float = 0.15) -> float:
+    """The beat period (s) of beat times: the mean of the intervals within ``tolerance`` of
+    their median (skipped or doubled beats left out). A tracker's beats fall on its frames (20
+    ms here); their median interval keeps that step (160 BPM reads as 157.9), their mean undoes
+    it. nan for fewer than 3 beats."""
+    intervals = np.diff(np.asarray(beats, dtype=float))
+    if len(intervals) < 2:
+        return float("nan")
+    median = np.median(intervals)
+    return float(intervals[np.abs(intervals / median - 1) <= tolerance].mean())
+
+
 @dataclass(frozen=True)
 class Grid:
     """A beat grid with a chord per beat. ``beats``: beat times in seconds, increasing, at

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .chords import NO_CHORD, progression_text
-from .grid import BEATS_PER_BAR, ONSET_RATE, Grid, _extend, regular
+from .grid import BEATS_PER_BAR, ONSET_RATE, Grid, _extend, regular, steady_period
 
 TEMPO_LOW, TEMPO_STEP, TEMPO_BINS = 40.0, 4.0, 45  # BPM histogram: 40-220 in 4-BPM bins
 PHRASE_BARS = 4  # a sampled progression: 4 bars, repeated (music returns to its phrases)
@@ -210,7 +210,7 @@ def continue_grid(
     """The prompt's beat grid carried on to ``seconds`` at its own tempo and bar phase, with a
     progression sampled from its last chord -> (the whole grid, the plan of the new part)."""
     beats = np.asarray(prompt.beats, np.float64)
-    period = float(np.median(np.diff(beats[-9:])))
+    period = steady_period(beats[-17:])  # the last 16 beats' period, finer than a frame
     count = max(0, int(np.ceil((seconds - beats[-1]) / period)) + 2)
     new_beats = beats[-1] + period * np.arange(1, count + 1)
     known = [c for c in bar_chords(prompt) if c != NO_CHORD]

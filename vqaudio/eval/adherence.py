@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..controls.grid import steady_period
 from .rhythm import mono, onset_envelope, track_beats
 from .tonal import centred_correlation, chord_template, estimate_chords, segment_chroma
 
@@ -31,15 +32,9 @@ OCTAVES = (0.5, 1.0, 2.0)
 
 
 def beat_tempo(beats: np.ndarray) -> float:
-    """Tempo (BPM) of beat times: 60 / the mean of the inter-beat intervals within 15 % of
-    their median (skipped or doubled beats left out; the mean undoes the frame quantisation that
-    a median keeps). nan for fewer than 3 beats."""
-    intervals = np.diff(np.asarray(beats, dtype=float))
-    if len(intervals) < 2:
-        return float("nan")
-    median = np.median(intervals)
-    kept = intervals[np.abs(intervals / median - 1) <= 0.15]
-    return float(60.0 / kept.mean())
+    """Tempo (BPM) of beat times: 60 / ``grid.steady_period`` (the mean of the inter-beat
+    intervals within 15 % of their median). nan for fewer than 3 beats."""
+    return 60.0 / steady_period(beats)
 
 
 def detected_tempo(wav: np.ndarray, sample_rate: int) -> float:

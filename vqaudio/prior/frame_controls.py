@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..codes import block_slots
 from ..config import PriorConfig
-from ..controls.grid import NUM_CONTROLS, ONSETS, SUB_SLOTS
+from ..controls.grid import HARMONY, HARMONY_FLAG, NUM_CONTROLS, ONSETS, SUB_SLOTS
 from ..controls.plan import plan_buffers
 
 # The control layers start at zero, and Adam moves a weight by about the learning rate per
@@ -78,3 +78,23 @@ def parameter_groups(prior: nn.Module) -> list[dict]:
     if not controls:
         return [{"params": rest}]
     return [{"params": rest}, {"params": controls, "lr_scale": CONTROL_LR_SCALE}]
+
+
+def chord_starts(controls: Tensor) -> Tensor:
+    """controls (B, F, C) -> (B, F) int64: the frame where each frame's chord began (its run of
+    one chord, or of no chord where the harmony part is off)."""
+    chord = controls[..., HARMONY.start : HARMONY_FLAG].argmax(-1)
+    chord = torch.where(controls[..., HARMONY_FLAG] > 0, chord, -1)
+    position = torch.arange(chord.shape[1], device=chord.device).expand_as(chord)
+    changed = torch.ones_like(chord, dtype=torch.bool)
+    changed[:, 1:] = chord[:, 1:] != chord[:, :-1]
+    return torch.where(changed, position, 0).cummax(1).values
+
+
+def window_starts(starts: Tensor | None, first: int, count: int) -> Tensor | None:
+    """``chord_starts`` (B, F_all) of frames first .. first + count - 1 (the last row repeated
+    past F_all), as indices into that window (0 where a chord began before it)."""
+    if starts is None:
+        return None
+    index = torch.arange(first, first + count, device=starts.device).clamp(max=starts.shape[1] - 1)
+    return (starts[:, index] - first).clamp(min=0)

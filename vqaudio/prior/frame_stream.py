@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Prior, Stream
+from .frame_controls import window_starts
 from .transformer import block_weights, layer_caches, rotated_qkv, step_blocks
 
 # (frame (B, P) ids, temporal cache, window position, what the frame's controls add to the
@@ -31,13 +32,20 @@ class FrameStream(Stream):
         tokens: Tensor,
         cache_scale: float = 1.0,
         terms: tuple[Tensor, Tensor] | None = None,
+        chord_starts: Tensor | None = None,
+        forget: float = 1.0,
     ):
         """``terms``: what per-frame controls add, from frame 0 of ``tokens`` on (the prior's
         ``control_terms``): to the temporal input (B, F, D) and to the depth bias (B, F, P,
-        d)."""
+        d). ``chord_starts`` (B, F) over the same frames: the unigram cache's whole-window count
+        keeps the codes before each frame's chord began at weight 1 - ``forget``
+        (``frames.code_counts``)."""
         config = prior.config
         self.prior, self.vocab_size = prior, config.vocab_size
         self.cache_scale = cache_scale
+        self.chord_starts, self.forget = chord_starts, forget
+        self.total = self.at_chord = None  # (B, V): the whole-window count, and it where the
+        # current chord began (with chord_starts)
         self.temporal_terms = self.depth_terms = None
         if terms is not None:
             self.temporal_terms, self.depth_terms = terms[0], terms[1].transpose(1, 2)
@@ -110,7 +118,13 @@ class FrameStream(Stream):
         h = prior._temporal(x, caches)[:, -1]  # (B, D)
         self.frame = frames[:, -1].clone()  # (B, P), filled up to the slot of the next token
         if prior.config.code_counts:  # counted as in training: frames before it in the window
-            self.counts = prior.counts(frames)[:, -1].clone()  # (B, 2, V)
+            plain = prior.counts(frames)
+            self.counts = plain[:, -1].clone()  # (B, 2, V)
+            if self.chord_starts is not None:
+                since = window_starts(self.chord_starts, self.start // per_block, count)[:, -1]
+                self.total = plain[:, -1, 0].clone()
+                self.at_chord = plain[torch.arange(len(since)), since, 0]
+                self.counts[:, 0] = self.total - self.forget * self.at_chord
             self.features = self.counts.log1p()
         self.earlier = (  # the frame before it (start ids at the window's first frame)
             frames[:, -2] if count > 1 else torch.full_like(self.frame, prior.start_id)
@@ -215,15 +229,25 @@ class FrameStream(Stream):
 
     def _count_frame(self, position: int) -> None:
         """Counts at window frame ``position``: + the frame just completed (position - 1), and
-        the recent ones - the frame that leaves their span (position - 1 - code_counts)."""
+        the recent ones - the frame that leaves their span (position - 1 - code_counts); with
+        ``chord_starts``, the whole-window count is the total less ``forget`` times the total
+        where this frame's chord began."""
         per_block, recent = self.prior.tokens_per_block, self.prior.config.code_counts
         ones = torch.ones(self.frame.shape, dtype=self.counts.dtype, device=self.counts.device)
-        self.counts[:, 0].scatter_add_(1, self.frame, ones)
         self.counts[:, 1].scatter_add_(1, self.frame, ones)
         gone = position - 1 - recent
         if gone >= 0:
             old = self.window[:, gone * per_block : (gone + 1) * per_block]
             self.counts[:, 1].scatter_add_(1, old, -ones)
+        if self.chord_starts is None:
+            self.counts[:, 0].scatter_add_(1, self.frame, ones)
+        else:
+            self.total.scatter_add_(1, self.frame, ones)
+            first = self.start // per_block
+            column = min(first + position, self.chord_starts.shape[1] - 1)
+            begins = (self.chord_starts[:, column] - first).clamp(min=0) == position
+            self.at_chord = torch.where(begins[:, None], self.total, self.at_chord)
+            self.counts[:, 0] = self.total - self.forget * self.at_chord
         self.features = self.counts.log1p()
 
     def _set_depth_bias(self, h: Tensor, earlier: Tensor, frame: int) -> None:

@@ -40,7 +40,10 @@ class Sampling:
     probability and top-k / top-p choose among the other codes, so a nucleus never makes a hold
     certain; ``hold_cap`` (with it) bounds that probability (1: none). ``contrast``: level 0
     draws from p(code | piece) / p(code | no context)^contrast (0: none). ``cache_scale``
-    multiplies a frame prior's unigram-cache gates (1: as trained; it needs a prior with one).
+    multiplies a frame prior's unigram-cache gates (1: as trained; it needs a prior with one);
+    ``cache_by_chord`` f: where the chord changes, the cache's whole-piece count lets go of a
+    share f of the earlier chords' codes (0: as trained; 1: all), so a piece is not held to its
+    first chord's notes; its recent count keeps them (no effect without chords in the controls).
     ``guidance`` g: with controls, tokens are drawn from u + g (c - u), the logits with (c) and
     without (u) them (classifier-free guidance; 1: the controlled logits alone, and the C loop).
     ``control_scale`` s: the controls' terms are extrapolated from those of no controls by s
@@ -55,6 +58,7 @@ class Sampling:
     hold_cap: float = 1.0
     contrast: float = 0.0
     cache_scale: float = 1.0
+    cache_by_chord: float = 0.0
     guidance: float = 1.0
     control_scale: float = 1.0
 
@@ -79,6 +83,8 @@ class Sampling:
             raise ConfigError(f"contrast {self.contrast:g} must be a number >= 0 (0: none)")
         if not (self.cache_scale >= 0 and math.isfinite(self.cache_scale)):
             raise ConfigError(f"cache_scale {self.cache_scale:g} must be a number >= 0")
+        if not 0 <= self.cache_by_chord <= 1:
+            raise ConfigError(f"cache_by_chord {self.cache_by_chord:g} must be in [0, 1] (0: off)")
         if not (0 <= self.guidance <= 10 and math.isfinite(self.guidance)):
             raise ConfigError(f"guidance {self.guidance:g} must be in [0, 10] (1: none)")
         if not (0 <= self.control_scale <= 10 and math.isfinite(self.control_scale)):
@@ -104,6 +110,7 @@ SHIPPED = Sampling(
     hold_cap=0.9,  # a prior is surer of a long hold than real music bears out: ends drones
     contrast=0.0,  # a contrast gave more notes but silent holes
     control_scale=2.5,  # the asked tempo kept, at the C loop's speed (guidance needs PyTorch's)
+    cache_by_chord=1.0,  # a cache over the whole piece held it to its first chord: drones
 )
 
 
