@@ -79,10 +79,12 @@ def like_figures(wav: np.ndarray, rate: int, reference: np.ndarray) -> dict:
 
 
 def pieces(
-    prior, codec, args, request=None, prompt=None, seconds=None, sampling=SHIPPED
+    prior, codec, args, request=None, prompt=None, seconds=None, sampling=None
 ) -> tuple[list, list]:
     """(wavs (C, T) numpy, plans) of ``args.num`` pieces seeded seed + i."""
     wavs, plans = [], []
+    if sampling is None:
+        sampling = args.sampling
     for i in range(args.num):
         got: list[str] = []
         wav = generate(
@@ -156,12 +158,16 @@ def main() -> None:
     parser.add_argument(
         "--control-scale", type=float, nargs="*", default=[], help="also the asked row at these"
     )
+    parser.add_argument(
+        "--cache-by-chord", type=float, default=SHIPPED.cache_by_chord, help="as generate's"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="generation_controls")
     parser.add_argument(
         "--plot", type=Path, help="PNG: a real excerpt, a default and an asked piece"
     )
     args = parser.parse_args()
+    args.sampling = dataclasses.replace(SHIPPED, cache_by_chord=args.cache_by_chord)
     torch.set_num_threads(args.threads)
     prior, codec = load_prior(args.prior, "cpu"), load_codec(None, "cpu")
     rate = codec.config.sample_rate
@@ -203,12 +209,12 @@ def main() -> None:
         if name == "asked":
             panels.append((f'--tempo {args.tempo:g} --chords "{args.chords}"', wavs[0][0]))
     for scale in args.control_scale:
-        sampling = dataclasses.replace(SHIPPED, control_scale=scale)
+        sampling = dataclasses.replace(args.sampling, control_scale=scale)
         wavs, _ = pieces(prior, codec, args, asked, sampling=sampling)
         adhere = [asked_figures(w, rate, args.tempo, progression) for w in wavs]
         rows.append(row(f"asked, --control-scale {scale:g}", wavs, rate, adhere))
     for guidance in args.guidance:
-        sampling = dataclasses.replace(SHIPPED, guidance=guidance, control_scale=1.0)
+        sampling = dataclasses.replace(args.sampling, guidance=guidance, control_scale=1.0)
         wavs, _ = pieces(prior, codec, args, asked, sampling=sampling)
         adhere = [asked_figures(w, rate, args.tempo, progression) for w in wavs]
         rows.append(row(f"asked, --guidance {guidance:g} --control-scale 1", wavs, rate, adhere))
@@ -249,6 +255,7 @@ def main() -> None:
         ("chord_correlation", "chord corr", "{:.2f}"),
     ]
     info = {"prior": str(args.prior or "shipped"), "num": args.num, "seconds": args.seconds}
+    info["cache_by_chord"] = args.cache_by_chord
     common.print_table(rows, columns)
     if args.plot is not None:
         plot(args.plot, panels, rate)

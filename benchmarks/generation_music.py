@@ -150,6 +150,9 @@ def summarise(pieces: list[dict]) -> dict:
         out[key + "_p10_90"] = [float(v) for v in np.nanpercentile(values, [10, 90])]
         count = int(np.sum(~np.isnan(values)))
         out[key + "_se"] = float(np.nanstd(values, ddof=1) / np.sqrt(count)) if count > 1 else 0.0
+    if "pitch_hold_s" in pieces[0]:  # the floor: no more such pieces than real music has
+        holds = np.array([p["pitch_hold_s"] for p in pieces], dtype=float)
+        out["pitch_holds_over_10s"] = f"{int(np.sum(holds > 10))}/{len(holds)}"
     return out
 
 
@@ -389,6 +392,7 @@ YARDSTICK = [
     ("hole_s", "longest silent hole (s)", "{:.2f}"),
 ]
 SET_FIGURES = [  # one value per row (no spread over pieces)
+    ("pitch_holds_over_10s", "pieces holding one strongest pitch class over 10 s", "{}"),
     ("kid", "kernel distance to real music (KID, windows of 10 s; lower is better)", "{:.3f}"),
     ("fd", "Fréchet distance to real music (shrinkage 0.1; lower is better)", "{:.0f}"),
     ("continuation_margin", "continuation margin", "{:.3f}"),

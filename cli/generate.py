@@ -222,8 +222,9 @@ def generate(
     cache_by_chord: Annotated[
         float | None,
         typer.Option(
-            help="Where the chord changes, the unigram cache lets go of this share of the earlier "
-            "chords' codes, so a piece is not held to its first chord (0: off; 1: all) "
+            help="The unigram cache weighs the codes the piece played under other chords than the "
+            "current one by 1 - this, so it recalls each chord's own codes and is not held to "
+            "its first chord (0: off, as trained; 1: each chord's own alone) "
             "\\[default: 1].",
             show_default=False,
         ),

@@ -233,44 +233,44 @@ def _chord_controls(batch: int, num_frames: int, run: int, seed: int = 0) -> tor
     return controls
 
 
-def test_chord_starts_and_counts_that_restart_with_each_chord():
-    from vqaudio.prior.frame_controls import chord_starts
+def test_chord_ids_and_a_cache_that_recalls_each_chord_own_codes():
+    from vqaudio.prior.frame_controls import PROMPT_CHORD, chord_ids
     from vqaudio.prior.frames import code_counts
 
     controls = _chord_controls(2, 12, 4)
-    controls[1, :, 10:35] = 0.0
-    controls[1, :, 10 + 7] = 1.0
-    controls[1, 6:, 35] = 0.0  # the harmony part off from frame 6: a run of no chord
-    starts = chord_starts(controls)
-    assert starts[1].tolist() == [0] * 6 + [6] * 6
-    changed = (controls[0, 1:, 10:35] != controls[0, :-1, 10:35]).any(-1)
-    for f in range(12):  # the frame each chord run began, by hand
-        expected = max([0] + [g + 1 for g in range(f) if changed[g]])
-        assert starts[0, f] == expected
+    controls[1, :6, 35] = 0.0  # the harmony part off for 6 frames: no chord (-1)
+    chords = chord_ids(controls)
+    expected = controls[..., 10:35].argmax(-1)
+    assert torch.equal(chords[0], expected[0])
+    assert chords[1, :6].tolist() == [-1] * 6 and torch.equal(chords[1, 6:], expected[1, 6:])
+    prompted = chord_ids(controls, prompt_frames=3)  # a prompt's frames count under every chord
+    assert prompted[:, :3].eq(PROMPT_CHORD).all() and torch.equal(prompted[:, 3:], chords[:, 3:])
+    chords = prompted
     frames = torch.randint(0, 9, (2, 12, 3))
     for forget in (1.0, 0.5):
-        counts = code_counts(frames, 9, 3, starts, forget)
+        counts = code_counts(frames, 9, 3, chords, forget)
         for b in range(2):
             for f in range(12):
-                since = int(starts[b, f])
-                earlier = torch.bincount(frames[b, :since].flatten(), minlength=9).float()
-                own = torch.bincount(frames[b, since:f].flatten(), minlength=9).float()
+                mine = [chords[b, f], PROMPT_CHORD]
+                same = [g for g in range(f) if chords[b, g] in mine]
+                other = [g for g in range(f) if chords[b, g] not in mine]
+                own = torch.bincount(frames[b, same].flatten(), minlength=9).float()
+                rest = torch.bincount(frames[b, other].flatten(), minlength=9).float()
                 near = torch.bincount(frames[b, max(0, f - 3) : f].flatten(), minlength=9)
-                assert torch.equal(counts[b, f, 0], own + (1 - forget) * earlier)
+                assert torch.equal(counts[b, f, 0], own + (1 - forget) * rest)
                 assert torch.equal(counts[b, f, 1], near.float())  # a chord change is no break
-    assert torch.equal(code_counts(frames, 9, 3, starts, 0.0), code_counts(frames, 9, 3))
+    assert torch.equal(code_counts(frames, 9, 3, chords, 0.0), code_counts(frames, 9, 3))
 
 
 def test_the_stream_with_a_cache_by_chord_equals_the_window_computation_through_slides():
-    from vqaudio.prior.frame_controls import chord_starts
+    from vqaudio.prior.frame_controls import chord_ids
 
     prior = tiny_prior("frames", code_counts=2, context_blocks=6, controls=NUM_CONTROLS)
     with torch.no_grad():
         prior.count_gate.bias.fill_(1.0)
     tokens = random_tokens(prior.config, 14, batch=2)  # past the 6-frame context: slides
     controls = _chord_controls(2, 15, 3)
-    starts = chord_starts(controls)
-    given = dict(controls=controls, chord_starts=starts, forget=0.75)
+    given = dict(controls=controls, chords=chord_ids(controls, prompt_frames=2), forget=0.75)
     with torch.inference_mode():
         stream = prior.stream(tokens[:, :0], **given)
         for i in range(tokens.shape[1]):
@@ -278,7 +278,7 @@ def test_the_stream_with_a_cache_by_chord_equals_the_window_computation_through_
             expected = prior.next_logits(tokens[:, :i], **given)[:, lo:hi]
             torch.testing.assert_close(stream.slot_logits((lo, hi)), expected)
             stream.push(tokens[:, i])
-        assert not torch.allclose(  # forgetting the earlier chords' codes changes the logits
+        assert not torch.allclose(  # counting by chord changes the logits
             prior.next_logits(tokens, **given), prior.next_logits(tokens, controls=controls)
         )
 

@@ -21,7 +21,7 @@ from .codes import Codes, token_levels
 from .controls.requests import Request, controls_for
 from .errors import AudioError, CheckpointError, ConfigError
 from .prior.base import Prior
-from .prior.frame_controls import chord_starts
+from .prior.frame_controls import chord_ids
 from .prior.frame_loop import frame_loop
 from .prior.sampling import SHIPPED, Sampling, draw, probabilities, uniforms
 
@@ -212,7 +212,8 @@ def sample_tokens(
         if controls is not None:  # the terms are linear in them: scaled terms, scaled controls
             scaled["controls"] = controls.to(device) * sampling.control_scale
             if sampling.cache_by_chord and getattr(prior.config, "code_counts", 0):
-                scaled["chord_starts"] = chord_starts(controls.to(device))
+                # a continuation recalls its prompt under every chord
+                scaled["chords"] = chord_ids(controls.to(device), start // every)
                 scaled["forget"] = sampling.cache_by_chord
         free = None  # the same, without controls (classifier-free guidance)
         if controls is not None and sampling.guidance != 1.0:

@@ -80,21 +80,22 @@ def parameter_groups(prior: nn.Module) -> list[dict]:
     return [{"params": rest}, {"params": controls, "lr_scale": CONTROL_LR_SCALE}]
 
 
-def chord_starts(controls: Tensor) -> Tensor:
-    """controls (B, F, C) -> (B, F) int64: the frame where each frame's chord began (its run of
-    one chord, or of no chord where the harmony part is off)."""
+PROMPT_CHORD = -2  # a prompt's frames: the unigram cache counts them under every chord
+
+
+def chord_ids(controls: Tensor, prompt_frames: int = 0) -> Tensor:
+    """controls (B, F, C) -> (B, F) int64: each frame's chord (``controls.chords`` ids), -1 where
+    the harmony part is off, ``PROMPT_CHORD`` in the first ``prompt_frames``."""
     chord = controls[..., HARMONY.start : HARMONY_FLAG].argmax(-1)
     chord = torch.where(controls[..., HARMONY_FLAG] > 0, chord, -1)
-    position = torch.arange(chord.shape[1], device=chord.device).expand_as(chord)
-    changed = torch.ones_like(chord, dtype=torch.bool)
-    changed[:, 1:] = chord[:, 1:] != chord[:, :-1]
-    return torch.where(changed, position, 0).cummax(1).values
+    chord[:, :prompt_frames] = PROMPT_CHORD
+    return chord
 
 
-def window_starts(starts: Tensor | None, first: int, count: int) -> Tensor | None:
-    """``chord_starts`` (B, F_all) of frames first .. first + count - 1 (the last row repeated
-    past F_all), as indices into that window (0 where a chord began before it)."""
-    if starts is None:
+def window_rows(rows: Tensor | None, first: int, count: int) -> Tensor | None:
+    """Per-frame rows (B, F_all, ...) of frames first .. first + count - 1 (the last row
+    repeated past F_all)."""
+    if rows is None:
         return None
-    index = torch.arange(first, first + count, device=starts.device).clamp(max=starts.shape[1] - 1)
-    return (starts[:, index] - first).clamp(min=0)
+    index = torch.arange(first, first + count, device=rows.device).clamp(max=rows.shape[1] - 1)
+    return rows[:, index]

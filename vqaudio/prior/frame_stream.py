@@ -13,13 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..controls.chords import NUM_CHORDS
 from .base import Prior, Stream
-from .frame_controls import window_starts
+from .frame_controls import PROMPT_CHORD, window_rows
 from .transformer import block_weights, layer_caches, rotated_qkv, step_blocks
 
 # (frame (B, P) ids, temporal cache, window position, what the frame's controls add to the
 # temporal input (B, D) or None) -> normalised temporal states h (B, D)
 TemporalStep = Callable[[Tensor, Tensor, int, Tensor | None], Tensor]
+
+
+# the cache's counts under each chord id (row id + 2): a prompt (-2), no chord (-1), chords
+NUM_CHORD_ROWS = NUM_CHORDS + 2
 
 
 class FrameStream(Stream):
@@ -32,20 +37,21 @@ class FrameStream(Stream):
         tokens: Tensor,
         cache_scale: float = 1.0,
         terms: tuple[Tensor, Tensor] | None = None,
-        chord_starts: Tensor | None = None,
+        chords: Tensor | None = None,
         forget: float = 1.0,
     ):
         """``terms``: what per-frame controls add, from frame 0 of ``tokens`` on (the prior's
         ``control_terms``): to the temporal input (B, F, D) and to the depth bias (B, F, P,
-        d). ``chord_starts`` (B, F) over the same frames: the unigram cache's whole-window count
-        keeps the codes before each frame's chord began at weight 1 - ``forget``
-        (``frames.code_counts``)."""
+        d). ``chords`` (B, F) over the same frames (``frame_controls.chord_ids``): the unigram
+        cache's whole-window count keeps the codes played under other chords than the frame's
+        at weight 1 - ``forget`` (``frames.code_counts``)."""
         config = prior.config
         self.prior, self.vocab_size = prior, config.vocab_size
         self.cache_scale = cache_scale
-        self.chord_starts, self.forget = chord_starts, forget
-        self.total = self.at_chord = None  # (B, V): the whole-window count, and it where the
-        # current chord began (with chord_starts)
+        self.chords, self.forget = chords, forget
+        # with chords: the whole-window count (B, V), and it under each chord (B, NUM_CHORD_ROWS,
+        # V)
+        self.total = self.by_chord = None
         self.temporal_terms = self.depth_terms = None
         if terms is not None:
             self.temporal_terms, self.depth_terms = terms[0], terms[1].transpose(1, 2)
@@ -120,11 +126,17 @@ class FrameStream(Stream):
         if prior.config.code_counts:  # counted as in training: frames before it in the window
             plain = prior.counts(frames)
             self.counts = plain[:, -1].clone()  # (B, 2, V)
-            if self.chord_starts is not None:
-                since = window_starts(self.chord_starts, self.start // per_block, count)[:, -1]
+            if self.chords is not None:
+                chords = window_rows(self.chords, self.start // per_block, count) - PROMPT_CHORD
+                batch, size = self.counts.shape[0], self.counts.shape[-1]
                 self.total = plain[:, -1, 0].clone()
-                self.at_chord = plain[torch.arange(len(since)), since, 0]
-                self.counts[:, 0] = self.total - self.forget * self.at_chord
+                per_frame = torch.zeros(batch, count - 1, size, device=self.counts.device)
+                ones = torch.ones(frames[:, :-1].shape, device=self.counts.device)
+                # the frames before the last
+                per_frame.scatter_add_(2, frames[:, :-1].clamp(max=size - 1), ones)
+                self.by_chord = torch.zeros(batch, NUM_CHORD_ROWS, size, device=self.counts.device)
+                self.by_chord.scatter_add_(1, chords[:, :-1, None].expand(-1, -1, size), per_frame)
+                self._mix(chords[:, -1])
             self.features = self.counts.log1p()
         self.earlier = (  # the frame before it (start ids at the window's first frame)
             frames[:, -2] if count > 1 else torch.full_like(self.frame, prior.start_id)
@@ -230,8 +242,8 @@ class FrameStream(Stream):
     def _count_frame(self, position: int) -> None:
         """Counts at window frame ``position``: + the frame just completed (position - 1), and
         the recent ones - the frame that leaves their span (position - 1 - code_counts); with
-        ``chord_starts``, the whole-window count is the total less ``forget`` times the total
-        where this frame's chord began."""
+        ``chords``, the whole-window count mixes the counts under this frame's chord and the
+        rest (``_mix``)."""
         per_block, recent = self.prior.tokens_per_block, self.prior.config.code_counts
         ones = torch.ones(self.frame.shape, dtype=self.counts.dtype, device=self.counts.device)
         self.counts[:, 1].scatter_add_(1, self.frame, ones)
@@ -239,16 +251,25 @@ class FrameStream(Stream):
         if gone >= 0:
             old = self.window[:, gone * per_block : (gone + 1) * per_block]
             self.counts[:, 1].scatter_add_(1, old, -ones)
-        if self.chord_starts is None:
+        if self.chords is None:
             self.counts[:, 0].scatter_add_(1, self.frame, ones)
         else:
+            first = self.start // per_block + position - 1
+            chords = window_rows(self.chords, first, 2) - PROMPT_CHORD
             self.total.scatter_add_(1, self.frame, ones)
-            first = self.start // per_block
-            column = min(first + position, self.chord_starts.shape[1] - 1)
-            begins = (self.chord_starts[:, column] - first).clamp(min=0) == position
-            self.at_chord = torch.where(begins[:, None], self.total, self.at_chord)
-            self.counts[:, 0] = self.total - self.forget * self.at_chord
+            rows = torch.arange(self.frame.shape[0], device=self.frame.device)
+            self.by_chord[rows, chords[:, 0]] += torch.zeros_like(self.total).scatter_add_(
+                1, self.frame, ones
+            )
+            self._mix(chords[:, 1])
         self.features = self.counts.log1p()
+
+    def _mix(self, chord_rows: Tensor) -> None:
+        """The whole-window count of a frame under ``chord_rows`` (B,) (rows of ``by_chord``):
+        its chord's codes, and the others' at weight 1 - forget, as ``frames.code_counts``."""
+        own = self.by_chord[torch.arange(len(chord_rows), device=chord_rows.device), chord_rows]
+        own = own + (chord_rows > 0)[:, None] * self.by_chord[:, 0]  # + the prompt's, always
+        self.counts[:, 0] = own + (1.0 - self.forget) * (self.total - own)
 
     def _set_depth_bias(self, h: Tensor, earlier: Tensor, frame: int) -> None:
         """What each depth position of absolute frame ``frame`` adds: W h + b + its slot's

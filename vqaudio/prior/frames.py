@@ -32,11 +32,12 @@ from ..codes import token_levels
 from ..config import PriorConfig
 from .base import Prior
 from .frame_controls import (
+    PROMPT_CHORD,
     add_controls,
     control_terms,
     parameter_groups,
     window_controls,
-    window_starts,
+    window_rows,
 )
 from .frame_stream import FrameStream
 from .transformer import Block, _init_weights, _rotary_table
@@ -48,14 +49,15 @@ def code_counts(
     frames: Tensor,
     vocab_size: int,
     recent: int,
-    since: Tensor | None = None,
+    chords: Tensor | None = None,
     forget: float = 1.0,
 ) -> Tensor:
     """frames (B, F, P) token ids -> (B, F, 2, vocab_size): the count of each id over frames
     0..f-1, and over frames f-recent..f-1, at frame f (whole numbers: exact in float). With
-    ``since`` (B, F) window frame indices, the first count takes frames before since[f] at
-    weight 1 - ``forget`` (the cache lets go of the earlier chords' codes where the chord
-    changes: ``chord_starts``); the recent count keeps them (a change of chord is no break)."""
+    ``chords`` (B, F) (``frame_controls.chord_ids``), the first count takes the earlier frames
+    of another chord than frame f's at weight 1 - ``forget``: the cache recalls what the piece
+    played under this chord, and lets go of the rest; the recent count keeps them all (a change
+    of chord is no break). Frames of ``PROMPT_CHORD`` (a prompt) count under every chord."""
     batch, count, _ = frames.shape
     ones = torch.ones(frames.shape, dtype=torch.float32, device=frames.device)
     per_frame = torch.zeros(batch, count, vocab_size, device=frames.device)
@@ -64,10 +66,13 @@ def code_counts(
     before[:, 1:] = per_frame[:, :-1].cumsum(1)  # frames < f
     latest = before.clone()
     latest[:, recent:] -= before[:, :-recent]  # frames f - recent .. f - 1
-    if since is None:
+    if chords is None:
         return torch.stack([before, latest], dim=2)
-    index = since.clamp(0, count - 1)[..., None].expand(-1, -1, vocab_size)
-    return torch.stack([before - forget * before.gather(1, index), latest], dim=2)
+    earlier = torch.ones(count, count, dtype=torch.bool, device=frames.device).tril(-1)
+    same = (chords[:, :, None] == chords[:, None, :]) | (chords[:, None, :] == PROMPT_CHORD)
+    same = (same & earlier).to(per_frame.dtype)
+    own = same @ per_frame  # (B, F, V): frames < f under frame f's chord
+    return torch.stack([own + (1.0 - forget) * (before - own), latest], dim=2)
 
 
 class FramePrior(Prior):
@@ -184,17 +189,17 @@ class FramePrior(Prior):
             gate = gate * scale
         return logits + gate[..., 0:1] * features[..., 0, :] + gate[..., 1:2] * features[..., 1, :]
 
-    def counts(self, frames: Tensor, since: Tensor | None = None, forget: float = 1.0) -> Tensor:
+    def counts(self, frames: Tensor, chords: Tensor | None = None, forget: float = 1.0) -> Tensor:
         """frames (B, F, P) -> the unigram cache's counts (B, F, 2, V) (``code_counts``)."""
         config = self.config
-        return code_counts(frames, config.vocab_size, config.code_counts, since, forget)
+        return code_counts(frames, config.vocab_size, config.code_counts, chords, forget)
 
     def _features(
-        self, frames: Tensor, since: Tensor | None = None, forget: float = 1.0
+        self, frames: Tensor, chords: Tensor | None = None, forget: float = 1.0
     ) -> Tensor | None:
         if not self.config.code_counts:
             return None
-        return self.counts(frames, since, forget).log1p()
+        return self.counts(frames, chords, forget).log1p()
 
     def _depth(self, x: Tensor) -> Tensor:
         """(B * F, P, d) -> normalised depth outputs (B * F, P, d), causal within the frame."""
@@ -242,19 +247,19 @@ class FramePrior(Prior):
         tokens: Tensor,
         cache_scale: float = 1.0,
         controls: Tensor | None = None,
-        chord_starts: Tensor | None = None,
+        chords: Tensor | None = None,
         forget: float = 1.0,
     ) -> Tensor:
         """As Prior.window_logits; ``cache_scale`` multiplies the unigram cache's gates (a
         sampling setting, ``Sampling.cache_scale``: training and scoring use 1); ``controls``
-        (B, F, C): the window's per-frame controls (None: none given); ``chord_starts`` (B, F):
-        the cache's whole-window count keeps the codes of each frame's earlier chords at
-        weight 1 - ``forget`` (``Sampling.cache_by_chord``)."""
+        (B, F, C): the window's per-frame controls (None: none given); ``chords`` (B, F): each
+        frame's chord, the cache's whole-window count keeping the codes played under other
+        chords at weight 1 - ``forget`` (``Sampling.cache_by_chord``)."""
         batch, length = tokens.shape
         out, frames, _ = self._outputs(tokens, controls=controls)
         logits = self._copy(self.head(out), out, self._earlier(frames), 0)
-        since = window_starts(chord_starts, 0, frames.shape[1])
-        features = self._features(frames, since, forget)  # (B, F, 2, V) -> each slot of frame f
+        chords = window_rows(chords, 0, frames.shape[1])
+        features = self._features(frames, chords, forget)  # (B, F, 2, V) -> each slot of frame f
         features = None if features is None else features[:, :, None]
         logits = self._counted(logits, out, features, cache_scale)
         logits = logits.reshape(batch, -1, self.config.vocab_size)[:, : length + 1]
@@ -362,18 +367,18 @@ class FramePrior(Prior):
         tokens: Tensor,
         cache_scale: float = 1.0,
         controls: Tensor | None = None,
-        chord_starts: Tensor | None = None,
+        chords: Tensor | None = None,
         forget: float = 1.0,
     ) -> Tensor:
-        """As Prior.next_logits; ``controls`` (B, F, C) and ``chord_starts`` (B, F) cover
-        frames 0.. of ``tokens``."""
+        """As Prior.next_logits; ``controls`` (B, F, C) and ``chords`` (B, F) cover frames 0..
+        of ``tokens``."""
         start = self.window_start(tokens.shape[1])
         first = start // self.tokens_per_block
         if controls is not None:
             controls = controls[:, first:]
-        if chord_starts is not None:  # as frame indices of the window
-            chord_starts = (chord_starts[:, first:] - first).clamp(min=0)
-        window = self.window_logits(tokens[:, start:], cache_scale, controls, chord_starts, forget)
+        if chords is not None:
+            chords = chords[:, first:]
+        window = self.window_logits(tokens[:, start:], cache_scale, controls, chords, forget)
         return window[:, -1]
 
     def stream(
@@ -381,15 +386,15 @@ class FramePrior(Prior):
         tokens: Tensor,
         cache_scale: float = 1.0,
         controls: Tensor | None = None,
-        chord_starts: Tensor | None = None,
+        chords: Tensor | None = None,
         forget: float = 1.0,
     ) -> FrameStream:
         """``controls`` (B, F, C): per-frame controls from frame 0 of ``tokens`` to the last
-        frame that will be generated (or None); ``chord_starts`` (B, F) over the same frames
-        and ``forget``: as ``window_logits``."""
+        frame that will be generated (or None); ``chords`` (B, F) over the same frames and
+        ``forget``: as ``window_logits``."""
         terms = None
         if controls is not None and self.config.controls:
             with torch.no_grad():
                 temporal, depth = control_terms(self, controls.to(self.frame_start.dtype))
             terms = (temporal, depth)
-        return FrameStream(self, tokens, cache_scale, terms, chord_starts, forget)
+        return FrameStream(self, tokens, cache_scale, terms, chords, forget)

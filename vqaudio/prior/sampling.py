@@ -41,9 +41,10 @@ class Sampling:
     certain; ``hold_cap`` (with it) bounds that probability (1: none). ``contrast``: level 0
     draws from p(code | piece) / p(code | no context)^contrast (0: none). ``cache_scale``
     multiplies a frame prior's unigram-cache gates (1: as trained; it needs a prior with one);
-    ``cache_by_chord`` f: where the chord changes, the cache's whole-piece count lets go of a
-    share f of the earlier chords' codes (0: as trained; 1: all), so a piece is not held to its
-    first chord's notes; its recent count keeps them (no effect without chords in the controls).
+    ``cache_by_chord`` f: the cache's whole-piece count keeps the codes played under other
+    chords than the current one at weight 1 - f (0: as trained; 1: this chord's alone), so a
+    piece recalls what it played under each chord and is not held to its first one; its recent
+    count keeps them all (no effect without chords among the controls).
     ``guidance`` g: with controls, tokens are drawn from u + g (c - u), the logits with (c) and
     without (u) them (classifier-free guidance; 1: the controlled logits alone, and the C loop).
     ``control_scale`` s: the controls' terms are extrapolated from those of no controls by s
