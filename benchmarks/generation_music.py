@@ -777,13 +777,16 @@ def main() -> None:
                 for k in args.control_scale
                 for b in args.cache_by_chord
             ]
+            follows = getattr(load_prior(path).config, "controls", 0)
             for contrast, control, by_chord in settings:
+                if not follows and by_chord != args.cache_by_chord[0]:
+                    continue  # no chords to count by: the same row again
                 named = label if len(args.cache_scale) == 1 else f"{label}, cache {scale:g}"
                 if len(args.contrast) > 1:
                     named += f", contrast {contrast:g}"
                 if len(args.control_scale) > 1:
                     named += f", control scale {control:g}"
-                if len(args.cache_by_chord) > 1:
+                if len(args.cache_by_chord) > 1 and follows:
                     named += f", cache by chord {by_chord:g}"
                 row, wav = evaluate_prior(
                     args,
