@@ -44,7 +44,7 @@ class Sampling:
     ``cache_by_chord`` f: the cache's whole-piece count keeps the codes played under other
     chords than the current one at weight 1 - f (0: as trained; 1: this chord's alone), so a
     piece recalls what it played under each chord and is not held to its first one; its recent
-    count keeps them all (no effect without chords among the controls).
+    count keeps them all (no effect without chords among the controls, or without a cache).
     ``guidance`` g: with controls, tokens are drawn from u + g (c - u), the logits with (c) and
     without (u) them (classifier-free guidance; 1: the controlled logits alone, and the C loop).
     ``control_scale`` s: the controls' terms are extrapolated from those of no controls by s
