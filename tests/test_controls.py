@@ -363,6 +363,56 @@ def test_a_prior_trained_on_a_click_track_follows_the_beat_it_is_given():
     assert free < 0.7, free
 
 
+def test_a_prior_trained_on_onsets_alone_follows_them_within_the_frame():
+    """Strikes fall in 20 ms sub-slots at random; the controls carry only their onset strength
+    (no beat grid, no chords). Level 0 sounds where a frame holds a strike; each of level 1's two
+    slots sounds where its own half of the frame does, so the depth slots must each read the
+    onsets they span, finer than a frame."""
+    from vqaudio.controls.grid import ONSET_FLAG, ONSETS, SUB_SLOTS
+
+    torch.manual_seed(0)
+    frames = 24
+    config = tiny_prior_config("frames", context_blocks=frames, controls=NUM_CONTROLS)
+    prior = build_prior(config)
+    size = config.codebook_size
+
+    def example(rng):
+        strikes = (rng.random((frames, SUB_SLOTS)) < 0.15).astype(np.float32)
+        controls = np.zeros((frames, NUM_CONTROLS), np.float32)
+        controls[:, ONSETS.start : ONSETS.start + SUB_SLOTS] = 2.0 * strikes
+        controls[:, ONSET_FLAG] = 1.0
+        halves = strikes.reshape(frames, 2, SUB_SLOTS // 2).max(2).astype(np.int64)
+        tokens = np.stack([halves.max(1), size + halves[:, 0], size + halves[:, 1]], 1)
+        return torch.from_numpy(tokens.reshape(-1)), torch.from_numpy(controls), halves
+
+    rng = np.random.default_rng(0)
+    optimizer = torch.optim.AdamW(prior.parameters(), lr=3e-3)
+    for _ in range(150):
+        tokens, controls, _ = zip(*[example(rng) for _ in range(16)])
+        loss = prior.loss(torch.stack(tokens), torch.stack(controls))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    prior.eval()
+
+    def f_measure(use_controls: bool) -> float:
+        scores = []
+        for seed in range(4):
+            _, controls, halves = example(np.random.default_rng(100 + seed))
+            given = controls[None] if use_controls else None
+            tokens = sample_tokens(
+                prior, frames * 3, torch.zeros(1, 0, dtype=torch.long), seed=seed, controls=given
+            )
+            sounded = (tokens[0].view(frames, 3)[:, 1:] == size + 1).numpy()
+            hits = (sounded & (halves == 1)).sum()
+            scores.append(2 * hits / max(sounded.sum() + halves.sum(), 1))
+        return float(np.mean(scores))
+
+    followed, free = f_measure(True), f_measure(False)
+    assert followed > 0.9, followed
+    assert free < 0.6, free
+
+
 def test_a_prior_recipe_with_controls_trains_on_beat_grids_and_keeps_their_statistics(tmp_path):
     """The training task analyses each file's beat grid once into the run folder, trains on the
     rendered controls, and writes the tempo statistics into the prior's file."""
