@@ -322,6 +322,18 @@ def _beats_at_random(rng, num_frames: int, frame: float) -> tuple[Grid, np.ndarr
     return g, controls, (controls[:, 0:4].sum(1) > 0).astype(np.int64)
 
 
+def _fit(prior, example, steps: int = 150, batch: int = 16) -> None:
+    """Train ``prior`` on batches of ``example()`` -> (tokens, controls), then set it to eval."""
+    optimizer = torch.optim.AdamW(prior.parameters(), lr=3e-3)
+    for _ in range(steps):
+        tokens, controls = zip(*[example() for _ in range(batch)])
+        loss = prior.loss(torch.stack(tokens), torch.stack(controls))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    prior.eval()
+
+
 def test_a_prior_trained_on_a_click_track_follows_the_beat_it_is_given():
     """Level 0 sounds (code 1) where a beat falls, else rests (code 0); the beats come at random
     intervals, so only the controls say where the next one falls."""
@@ -336,14 +348,7 @@ def test_a_prior_trained_on_a_click_track_follows_the_beat_it_is_given():
         tokens = np.stack([beat, size + rng.integers(0, size, frames), size + beat], 1)
         return torch.from_numpy(tokens.reshape(-1)), torch.from_numpy(controls)
 
-    optimizer = torch.optim.AdamW(prior.parameters(), lr=3e-3)
-    for _ in range(150):
-        tokens, controls = zip(*[example() for _ in range(16)])
-        loss = prior.loss(torch.stack(tokens), torch.stack(controls))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    prior.eval()
+    _fit(prior, example)
 
     def f_measure(use_controls: bool) -> float:
         scores = []
@@ -386,14 +391,7 @@ def test_a_prior_trained_on_onsets_alone_follows_them_within_the_frame():
         return torch.from_numpy(tokens.reshape(-1)), torch.from_numpy(controls), halves
 
     rng = np.random.default_rng(0)
-    optimizer = torch.optim.AdamW(prior.parameters(), lr=3e-3)
-    for _ in range(150):
-        tokens, controls, _ = zip(*[example(rng) for _ in range(16)])
-        loss = prior.loss(torch.stack(tokens), torch.stack(controls))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    prior.eval()
+    _fit(prior, lambda: example(rng)[:2])
 
     def f_measure(use_controls: bool) -> float:
         scores = []

@@ -210,10 +210,11 @@ def sample_tokens(
     with _intra_op_threads(threads), torch.inference_mode():
         shift = contrast_offsets(prior, sampling.contrast, device) if sampling.contrast else None
         if controls is not None:  # the terms are linear in them: scaled terms, scaled controls
-            scaled["controls"] = controls.to(device) * sampling.control_scale
+            controls = controls.to(device)
+            scaled["controls"] = controls * sampling.control_scale
             if sampling.cache_by_chord and getattr(prior.config, "code_counts", 0):
                 # a continuation recalls its prompt under every chord
-                scaled["chords"] = chord_ids(controls.to(device), start // every)
+                scaled["chords"] = chord_ids(controls, start // every)
                 scaled["forget"] = sampling.cache_by_chord
         free = None  # the same, without controls (classifier-free guidance)
         if controls is not None and sampling.guidance != 1.0:

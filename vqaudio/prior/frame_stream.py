@@ -27,6 +27,14 @@ TemporalStep = Callable[[Tensor, Tensor, int, Tensor | None], Tensor]
 NUM_CHORD_ROWS = NUM_CHORDS + 2
 
 
+def per_frame_counts(frames: Tensor, vocab_size: int) -> Tensor:
+    """frames (B, F, P) token ids -> (B, F, vocab_size) float32: each frame's count of each id
+    (ids past the vocabulary, a frame's padding, count as the last)."""
+    ones = torch.ones(frames.shape, dtype=torch.float32, device=frames.device)
+    out = torch.zeros(*frames.shape[:2], vocab_size, device=frames.device)
+    return out.scatter_add_(2, frames.clamp(max=vocab_size - 1), ones)
+
+
 class FrameStream(Stream):
     """A FramePrior's KV-cached decoding: a temporal step once per frame, a depth step per
     token."""
@@ -130,10 +138,7 @@ class FrameStream(Stream):
                 chords = window_rows(self.chords, self.start // per_block, count) - PROMPT_CHORD
                 batch, size = self.counts.shape[0], self.counts.shape[-1]
                 self.total = plain[:, -1, 0].clone()
-                per_frame = torch.zeros(batch, count - 1, size, device=self.counts.device)
-                ones = torch.ones(frames[:, :-1].shape, device=self.counts.device)
-                # the frames before the last
-                per_frame.scatter_add_(2, frames[:, :-1].clamp(max=size - 1), ones)
+                per_frame = per_frame_counts(frames[:, :-1], size)  # the frames before the last
                 self.by_chord = torch.zeros(batch, NUM_CHORD_ROWS, size, device=self.counts.device)
                 self.by_chord.scatter_add_(1, chords[:, :-1, None].expand(-1, -1, size), per_frame)
                 self._mix(chords[:, -1])
@@ -245,22 +250,20 @@ class FrameStream(Stream):
         ``chords``, the whole-window count mixes the counts under this frame's chord and the
         rest (``_mix``)."""
         per_block, recent = self.prior.tokens_per_block, self.prior.config.code_counts
-        ones = torch.ones(self.frame.shape, dtype=self.counts.dtype, device=self.counts.device)
-        self.counts[:, 1].scatter_add_(1, self.frame, ones)
+        counted = per_frame_counts(self.frame[:, None], self.counts.shape[-1])[:, 0]  # (B, V)
+        self.counts[:, 1] += counted
         gone = position - 1 - recent
         if gone >= 0:
-            old = self.window[:, gone * per_block : (gone + 1) * per_block]
-            self.counts[:, 1].scatter_add_(1, old, -ones)
+            old = self.window[:, None, gone * per_block : (gone + 1) * per_block]
+            self.counts[:, 1] -= per_frame_counts(old, self.counts.shape[-1])[:, 0]
         if self.chords is None:
-            self.counts[:, 0].scatter_add_(1, self.frame, ones)
+            self.counts[:, 0] += counted
         else:
             first = self.start // per_block + position - 1
             chords = window_rows(self.chords, first, 2) - PROMPT_CHORD
-            self.total.scatter_add_(1, self.frame, ones)
-            rows = torch.arange(self.frame.shape[0], device=self.frame.device)
-            self.by_chord[rows, chords[:, 0]] += torch.zeros_like(self.total).scatter_add_(
-                1, self.frame, ones
-            )
+            self.total += counted
+            rows = torch.arange(len(chords), device=chords.device)
+            self.by_chord[rows, chords[:, 0]] += counted
             self._mix(chords[:, 1])
         self.features = self.counts.log1p()
 

@@ -39,7 +39,7 @@ from .frame_controls import (
     window_controls,
     window_rows,
 )
-from .frame_stream import FrameStream
+from .frame_stream import FrameStream, per_frame_counts
 from .transformer import Block, _init_weights, _rotary_table
 
 COUNT_GATE_INIT = (0.6, 0.4)  # (g_all, g_recent) before training
@@ -58,10 +58,8 @@ def code_counts(
     of another chord than frame f's at weight 1 - ``forget``: the cache recalls what the piece
     played under this chord, and lets go of the rest; the recent count keeps them all (a change
     of chord is no break). Frames of ``PROMPT_CHORD`` (a prompt) count under every chord."""
-    batch, count, _ = frames.shape
-    ones = torch.ones(frames.shape, dtype=torch.float32, device=frames.device)
-    per_frame = torch.zeros(batch, count, vocab_size, device=frames.device)
-    per_frame.scatter_add_(2, frames.clamp(max=vocab_size - 1), ones)
+    count = frames.shape[1]
+    per_frame = per_frame_counts(frames, vocab_size)
     before = torch.zeros_like(per_frame)
     before[:, 1:] = per_frame[:, :-1].cumsum(1)  # frames < f
     latest = before.clone()
